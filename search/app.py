@@ -1,0 +1,131 @@
+"""What each ``python -m search`` subcommand does; the only module here that prints."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import optuna
+
+from search.budget import Counts
+from search.outputs import save_study_outputs
+from search.progress import Progress, format_params
+from search.report import write_report
+from search.runner import StudyError, prepare, run_workers
+from search.space import search_space
+from search.spec import StudySpec
+from search.storage import mask_url, open_storage, quiet_optuna
+from search.summary import summarize, write_csv
+
+
+def run_study(spec: StudySpec, argv: list[str]) -> int:
+    """Run the study to its budget; returns the exit code (130 when interrupted)."""
+    quiet_optuna()
+    study = prepare(spec)
+    storage = open_storage(spec.storage)
+    counts = Counts.of(storage, study)
+    best = summarize(study).best if counts.finished else None
+    print(
+        f"study {spec.name!r} ({spec.kind}, pruner {spec.pruner_name}) in {mask_url(spec.storage)}: "
+        f"{counts.finished}/{spec.budget} trials finished, {spec.workers} worker(s)",
+        file=sys.stderr,
+    )
+    progress = Progress(spec.kind, spec.budget, counts.finished, best.value if best else None)
+    interrupted = False
+    try:
+        run_workers(spec, progress)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        progress.close()
+    save_study_outputs(study, [p.name for p in spec.space])
+    summary = summarize(study)
+    if summary.best is not None:
+        test = summary.best.user_attrs.get("test_accuracy")
+        print(
+            f"best: trial {summary.best.number}, validation accuracy {summary.best.value:.4f}"
+            + (f", test accuracy {test:.4f}" if test is not None else "")
+            + f"  {format_params(summary.best.params)}",
+            file=sys.stderr,
+        )
+    if interrupted:
+        command = "python -m search " + " ".join(shlex.quote(a) for a in argv)
+        print(f"interrupted: no trial is left running; resume with: {command}", file=sys.stderr)
+        return 130
+    done = Counts.of(storage, study)
+    print(
+        f"done: {done.finished} finished, {done.failed} failed; look at it with: python -m search dashboard"
+        + ("" if spec.storage == "sqlite:///studies.db" else f" --storage {shlex.quote(spec.storage)}"),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def load(storage_url: str, study_name: str) -> optuna.Study:
+    """Load a study by name, or fail with the names that exist."""
+    storage = open_storage(storage_url)
+    names = optuna.get_all_study_names(storage)
+    if study_name not in names:
+        raise StudyError(
+            f"no study named {study_name!r} in {mask_url(storage_url)}; studies there: " + (", ".join(names) or "none")
+        )
+    return optuna.load_study(study_name=study_name, storage=storage)
+
+
+def report(storage_url: str, study_name: str, out: str | None) -> int:
+    study = load(storage_url, study_name)
+    params = _space_params(study)
+    path = write_report(study, params, Path(out or f"reports/{study_name}.html"))
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def best(storage_url: str, study_name: str) -> int:
+    summary = summarize(load(storage_url, study_name))
+    if summary.best is None:
+        raise StudyError(f"study {study_name!r} has no complete trial yet")
+    t = summary.best
+    print(f"trial {t.number}: validation accuracy {t.value:.4f}, test accuracy {t.user_attrs.get('test_accuracy')}")
+    for k, v in t.params.items():
+        print(f"  {k} = {v}")
+    if "model_artifact_id" in t.user_attrs:
+        print(
+            f"  model artifact: {t.user_attrs['model_artifact_id']} (a state dict; torch.load(..., weights_only=True))"
+        )
+    return 0
+
+
+def list_studies(storage_url: str) -> int:
+    storage = open_storage(storage_url)
+    names = optuna.get_all_study_names(storage)
+    if not names:
+        print(f"no studies in {mask_url(storage_url)}", file=sys.stderr)
+    for name in names:
+        s = summarize(optuna.load_study(study_name=name, storage=storage))
+        counts = ", ".join(f"{n} {state.lower()}" for state, n in s.states.items() if n) or "no trials"
+        best_text = f"best {s.best.value:.4f}" if s.best is not None else "no best yet"
+        print(f"{s.name}  ({s.kind})  {counts}  {best_text}")
+    return 0
+
+
+def export(storage_url: str, study_name: str, out: str) -> int:
+    study = load(storage_url, study_name)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        rows = write_csv(study, f)
+    print(f"wrote {rows} trials to {out}", file=sys.stderr)
+    return 0
+
+
+def _space_params(study: optuna.Study) -> list[str]:
+    return [p.name for p in search_space(bool(study.user_attrs.get("regularization", False)))]
+
+
+def serve_dashboard(storage_url: str, host: str, port: int, artifacts: str | None, allow_writes: bool) -> None:
+    from search.dashboard import serve
+
+    try:
+        serve(storage_url, host, port, artifacts, allow_writes)
+    except KeyboardInterrupt:
+        print("dashboard stopped", file=sys.stderr)

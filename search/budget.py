@@ -1,0 +1,118 @@
+"""An exact trial budget shared by every worker of a study, on any machine.
+
+Optuna's ``MaxTrialsCallback`` checks after a trial ends, so N workers overshoot by up
+to N-1 trials. Here a worker claims a slot before its trial starts, under a lock that
+all workers of the study share: an advisory lock on PostgreSQL, a file lock beside a
+SQLite database. A slot is free while finished (COMPLETE or PRUNED) plus RUNNING
+trials stay below the budget; a trial that fails gives its slot back.
+"""
+
+from __future__ import annotations
+
+import enum
+import fcntl
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import sqlalchemy
+from optuna.storages import RDBStorage
+
+from search.storage import sqlite_path
+
+
+class Verdict(enum.Enum):
+    RUN = "run"  # a slot is claimed: start a trial now, while the lock is held
+    WAIT = "wait"  # running trials hold the remaining slots; one may fail and free it
+    DONE = "done"  # the budget is reached, or (grid, oat) every point has run
+
+
+@dataclass(frozen=True)
+class Counts:
+    finished: int = 0
+    running: int = 0
+    waiting: int = 0
+    failed: int = 0
+
+    @classmethod
+    def of(cls, storage: RDBStorage, study: optuna.Study) -> Counts:
+        """Trials by state, counted in the database (no trial is loaded)."""
+        query = sqlalchemy.text("SELECT state, COUNT(*) FROM trials WHERE study_id = :sid GROUP BY state")
+        with storage.engine.connect() as conn:
+            by_state = {str(state).split(".")[-1]: n for state, n in conn.execute(query, {"sid": study._study_id})}
+        return cls(
+            finished=by_state.get("COMPLETE", 0) + by_state.get("PRUNED", 0),
+            running=by_state.get("RUNNING", 0),
+            waiting=by_state.get("WAITING", 0),
+            failed=by_state.get("FAIL", 0),
+        )
+
+
+class StudyLock:
+    """A lock over one study shared by every process that opens the same storage."""
+
+    def __init__(self, url: str, study_name: str) -> None:
+        self._db = sqlite_path(url)
+        self._key = int.from_bytes(hashlib.sha1(f"mnist-hpo:{study_name}".encode()).digest()[:8], "big", signed=True)
+        self._url = url
+        self._engine: sqlalchemy.Engine | None = None
+        self._held: Any = None
+
+    def acquire(self) -> None:
+        if self._db is not None:
+            self._held = open(f"{self._db}.lock", "a")  # noqa: SIM115 - held until release()
+            fcntl.flock(self._held, fcntl.LOCK_EX)
+            return
+        if self._engine is None:
+            from search.storage import _engine
+
+            engine_url, kwargs = _engine(self._url)
+            self._engine = sqlalchemy.create_engine(engine_url, poolclass=sqlalchemy.pool.NullPool, **kwargs)
+        self._held = self._engine.connect()
+        self._held.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
+        self._held.commit()
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            return
+        if self._db is not None:
+            fcntl.flock(held, fcntl.LOCK_UN)
+            held.close()
+            return
+        held.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+        held.commit()
+        held.close()
+
+    @property
+    def held(self) -> bool:
+        return self._held is not None
+
+    def __enter__(self) -> StudyLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def claim(
+    counts: Counts,
+    budget: int,
+    next_point: Callable[[], bool] | None = None,
+) -> Verdict:
+    """Decide, under the study's lock, whether this worker may start a trial now.
+
+    ``next_point`` (grid and oat studies) enqueues the study's next unrun point and
+    returns False when every point has been handed out; it is called only when no
+    trial is waiting.
+    """
+    if counts.finished >= budget:
+        return Verdict.DONE
+    if counts.finished + counts.running >= budget:
+        return Verdict.WAIT
+    if next_point is None or counts.waiting > 0 or next_point():
+        return Verdict.RUN
+    return Verdict.WAIT if counts.running else Verdict.DONE

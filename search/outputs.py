@@ -1,0 +1,63 @@
+"""What a run leaves in the study besides values: trial notes, the best model, figures and the study note."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import optuna
+import optuna_dashboard
+import torch
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+from search.figures import study_figures
+from search.summary import study_note, summarize
+from trainer import RunResult
+
+BEST_MODEL_ATTR = "best_model"
+
+
+def trial_note(result: RunResult) -> str:
+    """The run's per-epoch table as markdown, for optuna-dashboard's trial page."""
+    lines = [
+        f"**{result.parameter_count:,} parameters** on `{result.device}`, {result.seconds:.1f} s"
+        + (" — **diverged**" if result.diverged else "")
+        + (" — pruned" if result.stopped else ""),
+        "",
+        "| epoch | train loss | train acc | val loss | val acc | test loss | test acc | seconds |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result.history:
+        lines.append(
+            f"| {r.epoch} | {r.train_loss:.4f} | {r.train_accuracy:.4f} | {r.val_loss:.4f} | {r.val_accuracy:.4f} "
+            f"| {r.test_loss:.4f} | {r.test_accuracy:.4f} | {r.seconds:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def record_trial(trial: optuna.Trial, result: RunResult, store: FileSystemArtifactStore) -> None:
+    """Save the trial's note, and its weights as an artifact when it beats the study's best so far."""
+    optuna_dashboard.save_note(trial, trial_note(result))
+    if result.diverged or result.stopped or not result.history or result.model is None:
+        return
+    best = trial.study.user_attrs.get(BEST_MODEL_ATTR)
+    if best is not None and best["value"] >= result.val_accuracy:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, f"trial-{trial.number}-model.pt")
+        # A state dict, to be read back with torch.load(path, weights_only=True).
+        torch.save({k: v.detach().cpu() for k, v in result.model.state_dict().items()}, path)
+        artifact_id = upload_artifact(
+            artifact_store=store, file_path=path, study_or_trial=trial, mimetype="application/octet-stream"
+        )
+    trial.set_user_attr("model_artifact_id", artifact_id)
+    trial.study.set_user_attr(
+        BEST_MODEL_ATTR, {"value": result.val_accuracy, "trial": trial.number, "artifact_id": artifact_id}
+    )
+
+
+def save_study_outputs(study: optuna.Study, params: list[str]) -> None:
+    """Save (replacing earlier versions) the study's figures and note for optuna-dashboard."""
+    for graph_id, figure in study_figures(study, params).items():
+        optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=graph_id)
+    optuna_dashboard.save_note(study, study_note(summarize(study)))

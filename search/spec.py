@@ -1,0 +1,109 @@
+"""What a study run is asked to do: one frozen, validated description shared by all its workers."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from search.space import Parameter, distributions, grid_points, oat_points, search_space
+from search.storage import DEFAULT_STORAGE, check_url
+from trainer import TrainConfig
+
+KINDS = ("grid", "random", "tpe", "oat")
+PRUNERS = ("median", "hyperband", "none")
+DEFAULT_TRIALS = 50  # random and tpe; grid and oat default to all their points
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A study and how to run it. ``trials`` is the study's total of finished trials."""
+
+    kind: str
+    study_name: str | None = None
+    storage: str = DEFAULT_STORAGE
+    trials: int | None = None
+    timeout: float | None = None
+    seed: int = 1
+    pruner: str | None = None
+    regularization: bool = False
+    heartbeat: int = 60
+    workers: int = 1
+    artifacts: str | None = None
+    data_dir: str | None = None
+    validation: int = 10_000
+    limit_train: int | None = None
+    limit_test: int | None = None
+    device: str = "auto"
+    download: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"study kind must be one of {', '.join(KINDS)}, but got {self.kind!r}.")
+        if self.pruner is not None and self.pruner not in PRUNERS:
+            raise ValueError(f"pruner must be one of {', '.join(PRUNERS)}, but got pruner={self.pruner!r}.")
+        for name in ("trials", "workers", "heartbeat"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1, but got {name}={value!r}.")
+        if self.timeout is not None and not self.timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, but got timeout={self.timeout!r}.")
+        TrainConfig(seed=self.seed, device=self.device)  # validates both
+        check_url(self.storage)
+
+    @property
+    def name(self) -> str:
+        return self.study_name or f"mnist-{self.kind}"
+
+    @property
+    def pruner_name(self) -> str:
+        return self.pruner or ("median" if self.kind in ("random", "tpe") else "none")
+
+    @property
+    def space(self) -> tuple[Parameter, ...]:
+        return search_space(self.regularization)
+
+    @property
+    def distributions(self) -> dict[str, Any]:
+        return distributions(self.space)
+
+    def points(self) -> list[dict[str, Any]] | None:
+        """The fixed points a grid or oat study runs, in order; None for samplers."""
+        if self.kind == "grid":
+            return grid_points(self.space, self.seed)
+        if self.kind == "oat":
+            return oat_points(self.space, TrainConfig())
+        return None
+
+    @property
+    def budget(self) -> int:
+        if self.trials is not None:
+            return self.trials
+        points = self.points()
+        return len(points) if points is not None else DEFAULT_TRIALS
+
+    def pruner_object(self) -> optuna.pruners.BasePruner:
+        if self.pruner_name == "median":
+            return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+        if self.pruner_name == "hyperband":
+            return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=25, reduction_factor=3)
+        return optuna.pruners.NopPruner()
+
+    def sampler(self, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+        """TPE (multivariate, constant liar for parallel workers) or random; grid and oat use enqueued points."""
+        seed = self.seed + seed_offset
+        if self.kind == "tpe":
+            return optuna.samplers.TPESampler(multivariate=True, constant_liar=True, seed=seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+
+    def replace(self, **changes: Any) -> StudySpec:
+        return dataclasses.replace(self, **changes)
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for a run to join an existing study of this name."""
+        identity: dict[str, Any] = {"kind": self.kind, "regularization": self.regularization}
+        if self.kind == "grid":
+            identity["seed"] = self.seed  # it orders the grid's points
+        return identity

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REAL_MNIST, REPO
+
+
+def run_trainer(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trainer", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+def test_json_result_and_a_line_per_epoch(mnist_dir: Path) -> None:
+    proc = run_trainer(
+        "--data-dir",
+        str(mnist_dir),
+        "--validation",
+        "100",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--json",
+        "--no-download",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["config"]["epochs"] == 2 and len(result["history"]) == 2
+    assert result["test_accuracy"] == result["history"][-1]["test_accuracy"]
+    assert result["diverged"] is False and result["seconds"] > 0
+    assert proc.stderr.count("epoch ") == 2
+
+
+def test_data_dir_from_environment(mnist_dir: Path) -> None:
+    proc = run_trainer("--validation", "100", "--epochs", "1", "--no-download", env={"MNIST_DATA_DIR": str(mnist_dir)})
+    assert proc.returncode == 0, proc.stderr
+    assert "test accuracy" in proc.stdout
+
+
+def test_help_states_defaults() -> None:
+    proc = run_trainer("--help")
+    assert proc.returncode == 0
+    for flag in (
+        "--hidden-layers",
+        "--hidden-units",
+        "--activation",
+        "--loss",
+        "--lr",
+        "--epochs",
+        "--batch-size",
+        "--optimizer",
+        "--dropout",
+        "--weight-decay",
+        "--l1",
+        "--seed",
+        "--device",
+        "--data-dir",
+        "--validation",
+        "--limit-train",
+        "--limit-test",
+        "--json",
+    ):
+        assert flag in proc.stdout
+    assert "default: 14" in proc.stdout and "default: adadelta" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "quoted"),
+    [
+        (["--activation", "swish"], "swish"),
+        (["--loss", "hinge"], "hinge"),
+        (["--optimizer", "rmsprop"], "rmsprop"),
+        (["--batch-size", "0"], "batch_size=0"),
+        (["--lr", "-1"], "learning_rate=-1.0"),
+        (["--hidden-layers", "-1"], "hidden_layers=-1"),
+        (["--epochs", "0"], "epochs=0"),
+        (["--epochs", "many"], "many"),
+        (["--validation", "-5"], "-5"),
+        (["--device", "tpu"], "tpu"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(mnist_dir: Path, args: list[str], quoted: str) -> None:
+    proc = run_trainer("--data-dir", str(mnist_dir), "--no-download", *args)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert quoted in proc.stderr
+
+
+def test_missing_data_is_one_line_saying_where_files_go(tmp_path: Path) -> None:
+    proc = run_trainer("--data-dir", str(tmp_path / "empty"), "--no-download")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "train-images-idx3-ubyte" in proc.stderr and "--data-dir" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL_MNIST.is_dir(), reason=f"real MNIST not found at {REAL_MNIST}")
+def test_baseline_on_real_mnist_reaches_its_accuracy() -> None:
+    """The acceptance run: the 14-epoch baseline on all 60,000 images."""
+    proc = run_trainer("--data-dir", str(REAL_MNIST), "--validation", "0", "--device", "cpu", "--json", "--no-download")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert len(result["history"]) == 14
+    assert result["test_accuracy"] >= 0.978

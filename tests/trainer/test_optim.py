@@ -1,0 +1,39 @@
+"""The flat optimizers against torch.optim as the reference, step by step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trainer.optim import FlatOptimizer
+
+REFERENCES = {
+    "adadelta": lambda p, lr, wd: torch.optim.Adadelta([p], lr=lr, weight_decay=wd, foreach=False),
+    "sgd": lambda p, lr, wd: torch.optim.SGD([p], lr=lr, momentum=0.9, weight_decay=wd, foreach=False),
+    "adam": lambda p, lr, wd: torch.optim.Adam([p], lr=lr, weight_decay=wd, foreach=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_matches_torch_optim(name: str, weight_decay: float) -> None:
+    torch.manual_seed(0)
+    start = torch.randn(1000)
+    ours, grad = start.clone(), torch.zeros(1000)
+    reference = torch.nn.Parameter(start.clone())
+    optimizer = FlatOptimizer(name, ours, grad, weight_decay)
+    torch_optimizer = REFERENCES[name](reference, 0.5, weight_decay)
+    schedule = torch.optim.lr_scheduler.StepLR(torch_optimizer, step_size=2, gamma=0.7)
+    for step in range(6):
+        g = torch.randn(1000)
+        grad.copy_(g)
+        reference.grad = g.clone()
+        optimizer.step(0.5 * 0.7 ** (step // 2))
+        torch_optimizer.step()
+        schedule.step()
+        torch.testing.assert_close(ours, reference.detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_unknown_optimizer_is_refused() -> None:
+    with pytest.raises(ValueError, match="'rmsprop'"):
+        FlatOptimizer("rmsprop", torch.zeros(1), torch.zeros(1))
