@@ -82,17 +82,18 @@ def _group_labels(values: list[Any]) -> dict[Any, tuple[Any, str]]:
     distinct = sorted(set(values), key=lambda v: (isinstance(v, str), v))
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in distinct)
     if len(distinct) <= MAX_GROUPS or not numeric:
-        return {v: (i, _fmt(v)) for i, v in enumerate(distinct)}
+        return {v: (i, format_value(v)) for i, v in enumerate(distinct)}
     cuts = statistics.quantiles(values, n=3)
     bins = [(distinct[0], cuts[0]), (cuts[0], cuts[1]), (cuts[1], distinct[-1])]
     labels = {}
     for v in distinct:
         i = 0 if v <= cuts[0] else 1 if v <= cuts[1] else 2
-        labels[v] = (i, f"{_fmt(bins[i][0])}–{_fmt(bins[i][1])}")
+        labels[v] = (i, f"{format_value(bins[i][0])}–{format_value(bins[i][1])}")
     return labels
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """Floats to 3 significant digits, everything else as is."""
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)

@@ -10,7 +10,7 @@ import optuna
 import plotly.graph_objects as go
 from optuna import visualization as vis
 
-from search.figures import study_figures
+from search.figures import format_value, study_figures
 from search.summary import StudySummary, summarize
 
 STYLE = """
@@ -94,7 +94,8 @@ def _summary_html(s: StudySummary) -> str:
     if s.best is not None:
         test = s.best.user_attrs.get("test_accuracy")
         rows = "".join(
-            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in s.best.params.items()
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(format_value(v))}</td></tr>"
+            for k, v in s.best.params.items()
         )
         parts.append(
             f"<p><b>Best validation accuracy {s.best.value:.4f}</b>"

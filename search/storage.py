@@ -116,5 +116,5 @@ def _first_line(e: BaseException) -> str:
 
 def quiet_optuna() -> None:
     """Optuna's per-trial INFO lines and its notes on experimental features would bury our progress."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

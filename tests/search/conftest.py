@@ -1,0 +1,73 @@
+"""Helpers for search tests: tiny studies on fixture data in a temporary SQLite file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.spec import StudySpec
+from tests.conftest import REPO
+
+# Small enough that a trial takes well under a second on two cores.
+FAST = {"validation": 100, "limit_train": 200, "limit_test": 100, "device": "cpu", "download": False}
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'studies.db'}"
+
+
+@pytest.fixture
+def make_spec(mnist_dir: Path, sqlite_url: str) -> Callable[..., StudySpec]:
+    def make(kind: str, **changes: object) -> StudySpec:
+        values = {"kind": kind, "storage": sqlite_url, "data_dir": str(mnist_dir), **FAST, **changes}
+        return StudySpec(**values)  # type: ignore[arg-type]
+
+    return make
+
+
+def run_search(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "search", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def fast_flags(mnist_dir: Path) -> list[str]:
+    return [
+        "--data-dir",
+        str(mnist_dir),
+        "--validation",
+        "100",
+        "--limit-train",
+        "200",
+        "--limit-test",
+        "100",
+        "--device",
+        "cpu",
+        "--no-download",
+    ]
+
+
+def states(storage: str, name: str) -> dict[str, int]:
+    study = optuna.load_study(study_name=name, storage=storage)
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts
+
+
+def param_sets(storage: str, name: str, states: tuple[str, ...] = ("COMPLETE", "PRUNED")) -> list[tuple]:
+    study = optuna.load_study(study_name=name, storage=storage)
+    return [tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False) if t.state.name in states]
