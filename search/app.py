@@ -17,11 +17,15 @@ from search.space import search_space
 from search.spec import StudySpec
 from search.storage import mask_url, open_storage, quiet_optuna
 from search.summary import summarize, write_csv
+from trainer import load_mnist, resolve_device, split
 
 
 def run_study(spec: StudySpec, argv: list[str]) -> int:
     """Run the study to its budget; returns the exit code (130 when interrupted)."""
     quiet_optuna()
+    # Bad data or a bad split fail here, before anything is written to the storage.
+    split(load_mnist(spec.data_dir, "cpu", spec.download), spec.validation, spec.limit_train, spec.limit_test)
+    resolve_device(spec.device)
     study = prepare(spec)
     storage = open_storage(spec.storage)
     counts = Counts.of(storage, study)

@@ -110,44 +110,40 @@ def _mean_curves(trials: list[FrozenTrial]) -> tuple[list[int], dict[str, list[f
 
 
 def learning_curves_figure(param: str, groups: list[CurveGroup], one_run_each: bool = False) -> go.Figure:
-    """Train and test loss and accuracy against epoch, a coloured line per value of ``param``."""
-    fig = make_subplots(
-        rows=2, cols=2, subplot_titles=[title for _, title in METRICS], horizontal_spacing=0.08, vertical_spacing=0.14
-    )
+    """Loss and accuracy against epoch: a colour per value of ``param``, solid for train, dashed for test."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["loss", "accuracy"], horizontal_spacing=0.1)
     for i, group in enumerate(groups):
         color = BASELINE_COLOR if group.is_baseline else COLORS[i % len(COLORS)]
         name = f"{group.label}" + (" (baseline)" if group.is_baseline else "")
         if not one_run_each:
             name += f" · {group.trials} trial{'s' if group.trials != 1 else ''}"
-        for j, (key, _) in enumerate(METRICS):
+        for key, title in METRICS:
+            split_name, kind = key.split("_")
             fig.add_trace(
                 go.Scatter(
                     x=group.epochs,
                     y=group.metrics[key],
-                    mode="lines+markers",
+                    mode="lines",
                     name=name,
                     legendgroup=name,
-                    showlegend=j == 0,
-                    line={"color": color, "width": 2},
-                    marker={"size": 4},
-                    hovertemplate=f"{param}={group.label}<br>epoch %{{x}}<br>%{{y:.4f}}<extra></extra>",
+                    showlegend=key == "train_loss",
+                    line={"color": color, "width": 2, "dash": "solid" if split_name == "train" else "dash"},
+                    hovertemplate=f"{param}={group.label}<br>{title}, epoch %{{x}}: %{{y:.4f}}<extra></extra>",
                 ),
-                row=j // 2 + 1,
-                col=j % 2 + 1,
+                row=1,
+                col=1 if kind == "loss" else 2,
             )
-    subtitle = "one run per value, other parameters at the baseline" if one_run_each else "mean over trials"
+    subtitle = "one run per value, the rest at the baseline" if one_run_each else "mean over trials"
     fig.update_layout(
-        title={"text": f"Learning curves by {param} <sup>({subtitle})</sup>", "x": 0.01},
-        legend={"title": {"text": param}, "orientation": "v"},
-        height=560,
-        margin={"l": 60, "r": 20, "t": 80, "b": 50},
+        title={"text": f"Learning curves by {param}<br><sup>{subtitle}; solid: train, dashed: test</sup>", "x": 0.01},
+        legend={"title": {"text": param}},
+        height=400,
+        margin={"l": 60, "r": 10, "t": 90, "b": 50},
         template="plotly_white",
     )
-    fig.update_xaxes(title_text="epoch", row=2)
-    for row, col, key in ((1, 1, "loss"), (1, 2, "loss"), (2, 1, "accuracy"), (2, 2, "accuracy")):
-        fig.update_yaxes(title_text=key, row=row, col=col)
-    if groups and any(v > 0 for g in groups for v in g.metrics["train_loss"]):
-        fig.update_yaxes(type="log", row=1)
+    fig.update_xaxes(title_text="epoch")
+    if groups and all(v > 0 for g in groups for v in g.metrics["train_loss"] + g.metrics["test_loss"]):
+        fig.update_yaxes(type="log", row=1, col=1)
     return fig
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
+import time
 import warnings
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -66,11 +68,39 @@ def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int | None = None) -> RD
             "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES),
         }
     try:
-        return RDBStorage(engine_url, engine_kwargs=engine_kwargs, **retry)
+        # An existing database is opened without creating tables, so that Optuna's schema-version
+        # check runs before anything is written: an old or new schema is never silently migrated.
+        storage = _open_rdb(engine_url, engine_kwargs, retry)
     except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error) as e:
         raise StorageError(f"cannot open storage {mask_url(url)}: {_first_line(e)}") from e
-    except RuntimeError as e:  # Optuna's schema-version check: "... `optuna storage upgrade` ..."
-        raise StorageError(f"storage {mask_url(url)}: {_first_line(e)}") from e
+    except RuntimeError as e:  # the schema-version check: "... `optuna storage upgrade` ..."
+        raise StorageError(f"storage {mask_url(url)}: {' '.join(str(e).split())}") from e
+    db = sqlite_path(url)
+    if db is not None:
+        _use_wal(db)
+    return storage
+
+
+def _open_rdb(engine_url: str, engine_kwargs: dict, retry: dict) -> RDBStorage:
+    for attempt in range(3):
+        existing = _has_tables(engine_url, engine_kwargs)
+        try:
+            return RDBStorage(engine_url, engine_kwargs=engine_kwargs, skip_table_creation=existing, **retry)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            # Two workers creating the tables of a new PostgreSQL database at once: one wins, the other
+            # finds the tables there when it tries again.
+            if attempt == 2:
+                raise
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
+
+
+def _has_tables(engine_url: str, engine_kwargs: dict) -> bool:
+    engine = sqlalchemy.create_engine(engine_url, poolclass=sqlalchemy.pool.NullPool, **engine_kwargs)
+    try:
+        return sqlalchemy.inspect(engine).has_table("alembic_version")
+    finally:
+        engine.dispose()
 
 
 def artifact_store(url: str, directory: str | None = None) -> FileSystemArtifactStore:
@@ -93,20 +123,28 @@ def _engine(url: str) -> tuple[str, dict]:
 
 
 def _prepare_sqlite(db: Path, url: str) -> None:
-    """Refuse unusable files before Optuna touches them; switch the database to WAL once."""
+    """Refuse unusable files before Optuna touches them."""
     if db.exists():
         if not os.access(db, os.W_OK) or not os.access(db.parent or Path("."), os.W_OK):
             raise StorageError(f"storage {url} is read-only: make {db} and its folder writable, or pass --storage")
     elif not db.parent.exists():
         raise StorageError(f"cannot create storage {url}: folder {db.parent} does not exist")
+    if not db.exists():
+        return
     try:
-        with sqlite3.connect(db, timeout=SQLITE_BUSY_SECONDS) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=SQLITE_BUSY_SECONDS)) as conn:
             conn.execute("PRAGMA quick_check").fetchone()
     except sqlite3.DatabaseError as e:
         raise StorageError(
             f"storage {url} is not a usable SQLite database ({e}); move it away or pass --storage"
         ) from e
+
+
+def _use_wal(db: Path) -> None:
+    """WAL lets readers (the dashboard, other workers) go on while a worker writes; set once, kept in the file."""
+    with contextlib.closing(sqlite3.connect(db, timeout=SQLITE_BUSY_SECONDS)) as conn:
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
 
 
 def _first_line(e: BaseException) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import N_TEST, N_TRAIN, write_mnist
+from tests.conftest import N_TEST, N_TRAIN, synthetic_digits, write_mnist
 from trainer import DataError, load_mnist, resolve_data_dir, split
 from trainer.data import MEAN, STD
 
@@ -15,7 +15,8 @@ def test_loads_through_torchvision_as_normalized_flat_tensors(mnist_dir: Path) -
     data = load_mnist(mnist_dir, "cpu", download=False)
     assert data.train_x.shape == (N_TRAIN, 784) and data.test_x.shape == (N_TEST, 784)
     assert data.train_x.dtype == torch.float32 and data.train_y.dtype == torch.int64
-    assert data.train_x.max().item() == pytest.approx((1 - MEAN) / STD, rel=1e-5)
+    raw = torch.from_numpy(synthetic_digits(N_TRAIN, seed=0)[0]).reshape(N_TRAIN, -1).float() / 255
+    torch.testing.assert_close(data.train_x, (raw - MEAN) / STD)
     assert set(data.train_y.tolist()) == set(range(10))
 
 

@@ -1,0 +1,150 @@
+"""``python -m search`` as a user meets it: help, the acceptance commands, and bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tests.search.conftest import fast_flags, param_sets, run_search, states
+
+
+def one_line_error(proc: object, *quoted: str) -> None:
+    err = proc.stderr  # type: ignore[attr-defined]
+    assert proc.returncode not in (0, None), err  # type: ignore[attr-defined]
+    assert "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    for text in quoted:
+        assert text in err, err
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_help_lists_commands_and_defaults() -> None:
+    proc = run_search("--help")
+    assert proc.returncode == 0
+    for command in ("grid", "random", "tpe", "oat", "dashboard", "report", "best", "list", "export"):
+        assert command in proc.stdout
+    proc = run_search("tpe", "--help")
+    assert "default: mnist-tpe" in proc.stdout and "default: sqlite:///studies.db" in proc.stdout
+    assert "default: median" in proc.stdout and "--workers" in proc.stdout
+
+
+def test_tpe_then_optuna_lists_four_trials(tmp_path: Path, mnist_dir: Path) -> None:
+    proc = run_search("tpe", "--trials", "4", *fast_flags(mnist_dir), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "studies.db").exists()
+    assert "[4/4]" in proc.stderr
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    assert len(param_sets(storage, "mnist-tpe")) == 4
+
+
+def test_grid_three_then_six(tmp_path: Path, mnist_dir: Path) -> None:
+    for trials in ("3", "6"):
+        proc = run_search("grid", "--trials", trials, *fast_flags(mnist_dir), cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    points = param_sets(f"sqlite:///{tmp_path / 'studies.db'}", "mnist-grid")
+    assert len(points) == len(set(points)) == 6
+
+
+@pytest.mark.parametrize(
+    ("args", "quoted"),
+    [
+        (["tpe", "--trials", "0"], "'0'"),
+        (["tpe", "--trials", "-3"], "'-3'"),
+        (["random", "--workers", "0"], "'0'"),
+        (["sweep"], "'sweep'"),
+        (["tpe", "--pruner", "always"], "'always'"),
+        (["tpe", "--storage", "redis://localhost/0"], "redis://localhost/0"),
+        (["tpe", "--device", "tpu"], "'tpu'"),
+        (["tpe", "--validation", "5000"], "validation=5000"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path: Path, mnist_dir: Path, args: list[str], quoted: str) -> None:
+    flags = ["--data-dir", str(mnist_dir), "--no-download"] if "--validation" in args else []
+    proc = run_search(*args, *flags, cwd=tmp_path)
+    one_line_error(proc, quoted)
+    assert not (tmp_path / "studies.db").exists()
+
+
+def test_unreachable_postgresql_fails_within_seconds(tmp_path: Path, mnist_dir: Path) -> None:
+    started = time.monotonic()
+    proc = run_search(
+        "tpe",
+        "--trials",
+        "1",
+        "--storage",
+        "postgresql://postgres:secret@127.0.0.1:1/nowhere",
+        *fast_flags(mnist_dir),
+        cwd=tmp_path,
+    )
+    one_line_error(proc, "postgresql://postgres:***@127.0.0.1:1/nowhere")
+    assert "secret" not in proc.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_missing_data_stores_nothing(tmp_path: Path) -> None:
+    proc = run_search("tpe", "--trials", "1", "--data-dir", str(tmp_path / "none"), "--no-download", cwd=tmp_path)
+    one_line_error(proc, "train-images-idx3-ubyte")
+    assert not (tmp_path / "studies.db").exists()
+
+
+def test_corrupt_database_is_refused_and_left_as_it_was(tmp_path: Path, mnist_dir: Path) -> None:
+    db = tmp_path / "studies.db"
+    db.write_bytes(b"this is not a database" * 100)
+    before = digest(db)
+    proc = run_search("tpe", "--trials", "1", *fast_flags(mnist_dir), cwd=tmp_path)
+    one_line_error(proc, "studies.db")
+    assert digest(db) == before
+
+
+def test_study_with_another_direction_is_refused(tmp_path: Path, mnist_dir: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    optuna.create_study(study_name="mnist-tpe", storage=storage, direction="minimize")
+    proc = run_search("tpe", "--trials", "1", *fast_flags(mnist_dir), cwd=tmp_path)
+    one_line_error(proc, "mnist-tpe", "minimize")
+    assert states(storage, "mnist-tpe") == {}
+
+
+def test_study_of_another_kind_is_refused(tmp_path: Path, mnist_dir: Path) -> None:
+    proc = run_search("tpe", "--trials", "1", "--study-name", "mine", *fast_flags(mnist_dir), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_search("grid", "--trials", "1", "--study-name", "mine", *fast_flags(mnist_dir), cwd=tmp_path)
+    one_line_error(proc, "'mine'", "tpe")
+
+
+def test_old_schema_asks_for_an_upgrade_and_is_not_migrated(tmp_path: Path, mnist_dir: Path) -> None:
+    db = tmp_path / "studies.db"
+    optuna.create_study(study_name="old", storage=f"sqlite:///{db}")
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'v3.0.0.a'")
+    before = digest(db)
+    proc = run_search("tpe", "--trials", "1", *fast_flags(mnist_dir), cwd=tmp_path)
+    one_line_error(proc, "optuna storage upgrade")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("v3.0.0.a",)
+    assert digest(db) == before
+
+
+def test_unknown_study_names_the_existing_ones(tmp_path: Path) -> None:
+    optuna.create_study(study_name="there", storage=f"sqlite:///{tmp_path / 'studies.db'}")
+    proc = run_search("best", "--study-name", "missing", cwd=tmp_path)
+    one_line_error(proc, "'missing'", "there")
+
+
+def test_list_best_export(tmp_path: Path, mnist_dir: Path) -> None:
+    assert run_search("random", "--trials", "2", *fast_flags(mnist_dir), cwd=tmp_path).returncode == 0
+    proc = run_search("list", cwd=tmp_path)
+    assert "mnist-random" in proc.stdout and "complete" in proc.stdout
+    proc = run_search("best", "--study-name", "mnist-random", cwd=tmp_path)
+    assert proc.returncode == 0 and "validation accuracy" in proc.stdout
+    proc = run_search("export", "--study-name", "mnist-random", "--out", "t.csv", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = (tmp_path / "t.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("number,state,val_accuracy")
