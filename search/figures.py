@@ -143,7 +143,7 @@ def learning_curves_figure(param: str, groups: list[CurveGroup], one_run_each: b
     )
     fig.update_xaxes(title_text="epoch")
     if groups and all(v > 0 for g in groups for v in g.metrics["train_loss"] + g.metrics["test_loss"]):
-        fig.update_yaxes(type="log", row=1, col=1)
+        fig.update_yaxes(type="log", dtick="D2", row=1, col=1)  # D2: label 1, 2, 5 of each decade only
     return fig
 
 
