@@ -6,6 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import optuna
+import sqlalchemy
+
 from search import app
 from search.runner import StudyError
 from search.spec import DEFAULT_TRIALS, PRUNERS, StudySpec
@@ -131,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             return dispatch(args, argv)
         except (StorageError, StudyError) as e:
             fail(str(e), 1)
+        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
+            text = str(getattr(e, "orig", None) or e).strip().splitlines()
+            fail(f"storage error: {text[0] if text else type(e).__name__}", 1)
 
     raise SystemExit(run_cli(guarded))
 

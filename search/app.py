@@ -54,13 +54,13 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
             file=sys.stderr,
         )
     if interrupted:
-        command = "python -m search " + " ".join(shlex.quote(a) for a in argv)
+        command = "python -m search " + " ".join(shlex.quote(mask_url(a)) for a in argv)
         print(f"interrupted: no trial is left running; resume with: {command}", file=sys.stderr)
         return 130
     done = Counts.of(storage, study)
     print(
         f"done: {done.finished} finished, {done.failed} failed; look at it with: python -m search dashboard"
-        + ("" if spec.storage == "sqlite:///studies.db" else f" --storage {shlex.quote(spec.storage)}"),
+        + ("" if spec.storage == "sqlite:///studies.db" else f" --storage {shlex.quote(mask_url(spec.storage))}"),
         file=sys.stderr,
     )
     return 0

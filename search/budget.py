@@ -9,6 +9,8 @@ trials stay below the budget; a trial that fails gives its slot back.
 
 from __future__ import annotations
 
+import copy
+import datetime
 import enum
 import fcntl
 import hashlib
@@ -82,9 +84,11 @@ class StudyLock:
             fcntl.flock(held, fcntl.LOCK_UN)
             held.close()
             return
-        held.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
-        held.commit()
-        held.close()
+        try:
+            held.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+            held.commit()
+        finally:
+            held.close()  # closing the session releases the lock in any case
 
     @property
     def held(self) -> bool:
@@ -116,3 +120,27 @@ def claim(
     if next_point is None or counts.waiting > 0 or next_point():
         return Verdict.RUN
     return Verdict.WAIT if counts.running else Verdict.DONE
+
+
+def fail_silent_trials(storage: RDBStorage, study: optuna.Study, grace_seconds: float) -> None:
+    """Fail RUNNING trials that never sent a heartbeat and started over ``grace_seconds`` ago.
+
+    Optuna's ``fail_stale_trials`` looks only at trials with a heartbeat; a worker killed
+    between creating its trial and its first heartbeat would otherwise hold a budget slot
+    for ever. Their parameters are queued again like any stale trial's.
+    """
+    query = sqlalchemy.text(
+        "SELECT t.trial_id FROM trials t LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
+        "WHERE t.study_id = :sid AND t.state = 'RUNNING' AND h.trial_id IS NULL AND t.datetime_start < :cutoff"
+    )
+    # Optuna stores datetime_start as naive local time.
+    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace_seconds)
+    with storage.engine.connect() as conn:
+        silent = [row[0] for row in conn.execute(query, {"sid": study._study_id, "cutoff": cutoff})]
+    callback = storage.get_heartbeat_stale_trial_callback()
+    for trial_id in silent:
+        try:
+            if storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL) and callback is not None:
+                callback(study, copy.deepcopy(storage.get_trial(trial_id)))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker got there first

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import queue
-import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,11 +13,12 @@ from typing import Any
 import optuna
 import torch
 
-from search.budget import Counts, StudyLock, Verdict, claim
+from search.budget import Counts, StudyLock, Verdict, claim, fail_silent_trials
+from search.interrupts import NONE, Interrupts
 from search.outputs import record_trial
 from search.progress import Event
 from search.spec import StudySpec
-from search.storage import StorageError, artifact_store, open_storage, quiet_optuna
+from search.storage import artifact_store, open_storage, quiet_optuna
 from trainer import TrainConfig, load_mnist, resolve_device, split
 from trainer.objective import Objective, TrialFailed
 
@@ -36,9 +37,10 @@ def prepare(spec: StudySpec) -> optuna.Study:
     storage = open_storage(spec.storage, spec.heartbeat)
     with StudyLock(spec.storage, spec.name):
         study = optuna.create_study(study_name=spec.name, storage=storage, direction="maximize", load_if_exists=True)
-        if study.direction != optuna.study.StudyDirection.MAXIMIZE or len(study.directions) != 1:
+        if len(study.directions) != 1 or study.direction != optuna.study.StudyDirection.MAXIMIZE:
             raise StudyError(
-                f"study {spec.name!r} exists with direction {study.directions[0].name.lower()}; this service "
+                f"study {spec.name!r} exists with direction "
+                f"{', '.join(d.name.lower() for d in study.directions)}; this service "
                 "maximizes validation accuracy: pass another --study-name"
             )
         existing = {k: study.user_attrs[k] for k in spec.identity() if k in study.user_attrs}
@@ -56,21 +58,15 @@ def prepare(spec: StudySpec) -> optuna.Study:
     return study
 
 
-def run_worker(spec: StudySpec, worker: int, emit: Emit) -> None:
+def run_worker(spec: StudySpec, worker: int, emit: Emit, interrupts: Interrupts = NONE) -> None:
     """Claim and run trials until the budget is reached, the points run out or time is up."""
     quiet_optuna()
     device = resolve_device(spec.device)
     if device.type == "cpu" and spec.workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.workers))
     storage = open_storage(spec.storage, spec.heartbeat)
-    already = Counts.of(storage, optuna.load_study(study_name=spec.name, storage=storage))
-    study = optuna.load_study(
-        study_name=spec.name,
-        storage=storage,
-        # Distinct per worker and per command joining a study, yet reproducible for a fresh one.
-        sampler=spec.sampler(seed_offset=7919 * worker + already.finished + already.failed),
-        pruner=spec.pruner_object(),
-    )
+    study = optuna.load_study(study_name=spec.name, storage=storage, pruner=spec.pruner_object())
+    study.sampler = spec.sampler(seed_offset=_seed_offset(storage, study, worker))
     splits = split(load_mnist(spec.data_dir, device, spec.download), spec.validation, spec.limit_train, spec.limit_test)
     store = artifact_store(spec.storage, spec.artifacts)
     objective = Objective(
@@ -80,26 +76,37 @@ def run_worker(spec: StudySpec, worker: int, emit: Emit) -> None:
         after_run=lambda trial, result: record_trial(trial, result, store),
     )
     points = spec.points()
+    budget = len(points) if points is not None and spec.trials is None else spec.budget
     next_point = (lambda: _enqueue_next(study, points)) if points is not None else None
     lock = StudyLock(spec.storage, spec.name)
     deadline = time.monotonic() + spec.timeout if spec.timeout else None
     while deadline is None or time.monotonic() < deadline:
-        lock.acquire()
-        try:
-            verdict = claim(Counts.of(storage, study), spec.budget, next_point)
-            if verdict is Verdict.RUN:
-                _run_one(study, objective, lock, worker, emit)
-        finally:
-            lock.release()
+        with interrupts.held_section():  # a claim is never cut in half
+            lock.acquire()
+            try:
+                verdict = claim(Counts.of(storage, study), budget, next_point)
+                if verdict is Verdict.RUN:
+                    _run_one(study, objective, lock, worker, emit, interrupts)
+            finally:
+                lock.release()
         if verdict is Verdict.DONE:
             return
         if verdict is Verdict.WAIT:
             time.sleep(POLL_SECONDS)
-            optuna.storages.fail_stale_trials(study)
+            with interrupts.held_section():
+                optuna.storages.fail_stale_trials(study)
+                fail_silent_trials(storage, study, 2 * spec.heartbeat)
+
+
+def _seed_offset(storage: optuna.storages.RDBStorage, study: optuna.Study, worker: int) -> int:
+    """Reproducible for a fresh study, distinct per worker and per command joining a running one."""
+    counts = Counts.of(storage, study)
+    offset = 7919 * worker + counts.finished + counts.failed
+    return offset + (os.getpid() if counts.running else 0)
 
 
 def _enqueue_next(study: optuna.Study, points: list[dict[str, Any]]) -> bool:
-    """Enqueue the next point not yet handed out (called under the study's lock)."""
+    """Enqueue the next point not yet handed out (called under the study's lock, signals held)."""
     index = study.user_attrs.get("next_point", 0)
     if index >= len(points):
         return False
@@ -108,32 +115,60 @@ def _enqueue_next(study: optuna.Study, points: list[dict[str, Any]]) -> bool:
     return True
 
 
-def _run_one(study: optuna.Study, objective: Objective, lock: StudyLock, worker: int, emit: Emit) -> None:
-    """Run one trial; the claim's lock is released as soon as the trial exists (RUNNING)."""
+def _run_one(
+    study: optuna.Study, objective: Objective, lock: StudyLock, worker: int, emit: Emit, interrupts: Interrupts
+) -> None:
+    """Run one trial. Called with the lock held and signals held back: the trial's creation and
+    its closing are never interrupted; its training is, and Optuna then closes it as FAIL."""
     started: dict[str, optuna.Trial] = {}
+    outcome: dict[str, str] = {}
 
     def run(trial: optuna.Trial) -> float:
-        lock.release()
         started["trial"] = trial
+        lock.release()
         try:
-            return objective(trial)
+            try:
+                interrupts.release()  # raises an interrupt held back since the claim
+                return objective(trial)
+            finally:
+                interrupts.hold()  # Optuna's tell, next, is not cut either
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted")
             raise
 
     def report(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
+        outcome["state"] = frozen.state.name
         emit(trial_event(frozen, worker))
 
     try:
         study.optimize(run, n_trials=1, catch=(TrialFailed,), callbacks=[report], gc_after_trial=False)
     except KeyboardInterrupt:
-        _ignore_further_interrupts()
         trial = started.get("trial")
-        if trial is not None:  # Optuna has closed it as FAIL; a fixed point must still run
-            fixed = study._storage.get_trial(trial._trial_id).system_attrs.get("fixed_params")
-            if fixed is not None:
-                study.enqueue_trial(fixed, user_attrs={"retry_of": trial.number})
+        if trial is not None:
+            _requeue_if_fixed(study, trial)
         raise
+    if outcome.get("state") == "FAIL":
+        _free_memory()
+
+
+def _requeue_if_fixed(study: optuna.Study, trial: optuna.Trial) -> None:
+    """A grid or oat point whose trial was interrupted must still run: queue it again."""
+    frozen = study._storage.get_trial(trial._trial_id)
+    if frozen.state != optuna.trial.TrialState.FAIL:
+        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+    fixed = frozen.system_attrs.get("fixed_params")
+    if fixed is not None:
+        attrs = {"retry_of": trial.number}
+        if "point" in frozen.user_attrs:
+            attrs["point"] = frozen.user_attrs["point"]
+        study.enqueue_trial(fixed, user_attrs=attrs)
+
+
+def _free_memory() -> None:
+    """A failed trial (out of memory, say) leaves its tensors in a reference cycle of the exception."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def trial_event(frozen: optuna.trial.FrozenTrial, worker: int = 0) -> Event:
@@ -155,25 +190,30 @@ def run_workers(spec: StudySpec, emit: Emit) -> None:
     """Run the study's workers: in this process for one, else in spawned processes.
 
     Ctrl-C or SIGTERM reach every worker; each closes its running trial before exiting.
-    A worker's error is re-raised here as one message.
+    A worker's error is raised here as one ``StudyError``.
     """
-    if spec.workers == 1:
-        with _sigterm_as_interrupt():
-            run_worker(spec, 0, emit)
-        return
+    interrupts = Interrupts().install()
+    try:
+        if spec.workers == 1:
+            run_worker(spec, 0, emit, interrupts)
+        else:
+            _run_processes(spec, emit)
+    finally:
+        interrupts.uninstall()
+
+
+def _run_processes(spec: StudySpec, emit: Emit) -> None:
     ctx = multiprocessing.get_context("spawn")
     events: multiprocessing.Queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(spec, i, events), daemon=False) for i in range(spec.workers)]
+    procs = [ctx.Process(target=_worker_main, args=(spec, i, events)) for i in range(spec.workers)]
     for p in procs:
         p.start()
     errors: list[str] = []
     try:
-        with _sigterm_as_interrupt():
-            _drain(procs, events, emit, errors)
+        _drain(procs, events, emit, errors, stop_on_error=True)
     except KeyboardInterrupt:
-        _ignore_further_interrupts()
-        # A Ctrl-C in the terminal reached the workers too; a SIGTERM to this process did not.
-        _drain(procs, events, emit, errors, timeout=3)
+        # A Ctrl-C in the terminal reached the workers too, a SIGTERM to this process did not:
+        # tell them all (a second signal is ignored by a worker already stopping).
         for p in procs:
             if p.is_alive():
                 p.terminate()
@@ -182,14 +222,25 @@ def run_workers(spec: StudySpec, emit: Emit) -> None:
             if p.is_alive():  # its RUNNING trial is failed and retried by the heartbeat
                 p.kill()
         raise
+    failed = [p.exitcode for p in procs if p.exitcode not in (0, None)]
     if errors:
         raise StudyError(errors[0])
+    if failed:
+        raise StudyError(f"a worker exited with code {failed[0]}; its trial, if any, is retried by the heartbeat")
 
 
 def _drain(
-    procs: list, events: multiprocessing.Queue, emit: Emit, errors: list[str], timeout: float | None = None
+    procs: list,
+    events: multiprocessing.Queue,
+    emit: Emit,
+    errors: list[str],
+    timeout: float | None = None,
+    stop_on_error: bool = False,
 ) -> None:
-    """Pass the workers' events on until they have all exited (or ``timeout`` passes)."""
+    """Pass the workers' events on until they have all exited (or ``timeout`` passes).
+
+    With ``stop_on_error``, the first worker error stops the others (each closes its trial).
+    """
     deadline = time.monotonic() + timeout if timeout else None
     while any(p.is_alive() for p in procs) or not events.empty():
         if deadline is not None and time.monotonic() > deadline:
@@ -200,6 +251,10 @@ def _drain(
             continue
         if event["type"] == "error":
             errors.append(event["message"])
+            if stop_on_error:
+                for p in procs:
+                    if p.is_alive():
+                        p.terminate()
         else:
             emit(event)
     for p in procs:
@@ -207,40 +262,12 @@ def _drain(
 
 
 def _worker_main(spec: StudySpec, worker: int, events: multiprocessing.Queue) -> None:
-    from trainer import DataError
-
-    with _sigterm_as_interrupt():
-        try:
-            run_worker(spec, worker, events.put)
-        except KeyboardInterrupt:
-            pass
-        except (DataError, StorageError, StudyError, ValueError) as e:
-            events.put({"type": "error", "message": str(e)})
-
-
-class _sigterm_as_interrupt:  # noqa: N801 - used as a context manager
-    """SIGTERM is handled like Ctrl-C, so that a killed worker closes its trial first."""
-
-    def __enter__(self) -> None:
-        self._previous = signal.getsignal(signal.SIGTERM)
-        try:
-            signal.signal(signal.SIGTERM, _raise_interrupt)
-        except ValueError:  # not the main thread
-            self._previous = None
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-
-def _ignore_further_interrupts() -> None:
-    """While a trial is being closed after Ctrl-C, a second Ctrl-C must not cut the cleanup short."""
+    interrupts = Interrupts().install()
     try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    except ValueError:  # not the main thread
+        run_worker(spec, worker, events.put, interrupts)
+    except KeyboardInterrupt:
         pass
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    except Exception as e:  # noqa: BLE001 - reported to the parent as one line, not a child's traceback
+        text = str(e).strip().splitlines()
+        events.put({"type": "error", "message": f"worker {worker}: {text[0] if text else type(e).__name__}"})
+        raise SystemExit(1) from None

@@ -39,11 +39,13 @@ def sqlite_path(url: str) -> Path | None:
     """The database file of a ``sqlite:///`` URL, else None."""
     if not url.startswith("sqlite:"):
         return None
-    path = url.split("sqlite:///", 1)[1] if url.startswith("sqlite:///") else ""
+    path = url.split("sqlite:///", 1)[1].split("?", 1)[0] if url.startswith("sqlite:///") else ""
     return Path(path) if path and path != ":memory:" else None
 
 
 def check_url(url: str) -> None:
+    if url.startswith("sqlite:") and sqlite_path(url) is None:
+        raise StorageError(f"storage {url!r} is in memory, which workers cannot share: use sqlite:///FILE.db")
     if not re.match(r"^(sqlite:///.+|postgresql(\+\w+)?://.+)$", url):
         raise StorageError(
             f"unknown storage URL {mask_url(url)!r}: use sqlite:///FILE.db or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB"
@@ -129,15 +131,12 @@ def _prepare_sqlite(db: Path, url: str) -> None:
             raise StorageError(f"storage {url} is read-only: make {db} and its folder writable, or pass --storage")
     elif not db.parent.exists():
         raise StorageError(f"cannot create storage {url}: folder {db.parent} does not exist")
-    if not db.exists():
+    if not db.exists() or db.stat().st_size == 0:
         return
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=SQLITE_BUSY_SECONDS)) as conn:
-            conn.execute("PRAGMA quick_check").fetchone()
-    except sqlite3.DatabaseError as e:
-        raise StorageError(
-            f"storage {url} is not a usable SQLite database ({e}); move it away or pass --storage"
-        ) from e
+    with open(db, "rb") as f:
+        header = f.read(16)
+    if header != b"SQLite format 3\x00":
+        raise StorageError(f"storage {url} is not a SQLite database; move it away or pass another --storage")
 
 
 def _use_wal(db: Path) -> None:

@@ -137,7 +137,7 @@ def _torchvision_root(root: Path, download: bool) -> Path:
     """The folder torchvision should read: ``root`` itself, or a staged copy of flat files."""
     if all((root / "MNIST" / "raw" / f).exists() for f in FILES):
         return root
-    flat = [_find(root, f) for f in FILES]
+    flat = [_find(root, f) or _find(root / "MNIST" / "raw", f) for f in FILES]
     if all(flat):
         return _stage(root, flat)  # type: ignore[arg-type]
     if not download and not all((root / "MNIST" / "raw" / f"{f}.gz").exists() for f in FILES):
@@ -160,9 +160,14 @@ def _stage(root: Path, files: list[Path]) -> Path:
     raw = cache / "MNIST" / "raw"
     if all((raw / f).exists() for f in FILES):
         return cache
-    raw.mkdir(parents=True, exist_ok=True)
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(
+            f"cannot unpack MNIST into {raw} ({e.strerror}); set XDG_CACHE_HOME to a writable folder"
+        ) from e
     for name, source in zip(FILES, files, strict=True):
-        partial = raw / f"{name}.partial"
+        partial = raw / f"{name}.{os.getpid()}.partial"  # several workers may unpack at once
         try:
             opener = gzip.open if source.suffix == ".gz" else open
             with opener(source, "rb") as src, open(partial, "wb") as dst:

@@ -115,7 +115,10 @@ def train(config: TrainConfig, splits: Splits, on_epoch: EpochCallback | None = 
             model, optimizer, lr, loss_fn, splits.train_x, splits.train_y, config, order, l1_weights
         )
         val_loss, val_acc = evaluate(model, loss_fn, splits.val_x, splits.val_y)
-        test_loss, test_acc = evaluate(model, loss_fn, splits.test_x, splits.test_y)
+        if splits.val_x is splits.test_x:  # --validation 0: the test set is the validation set
+            test_loss, test_acc = val_loss, val_acc
+        else:
+            test_loss, test_acc = evaluate(model, loss_fn, splits.test_x, splits.test_y)
         figures = torch.stack([train_loss, train_acc, val_loss, val_acc, test_loss, test_acc]).tolist()
         if not all(math.isfinite(v) for v in figures):
             diverged = True
