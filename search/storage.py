@@ -77,9 +77,6 @@ def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int | None = None) -> RD
         raise StorageError(f"cannot open storage {mask_url(url)}: {_first_line(e)}") from e
     except RuntimeError as e:  # the schema-version check: "... `optuna storage upgrade` ..."
         raise StorageError(f"storage {mask_url(url)}: {' '.join(str(e).split())}") from e
-    db = sqlite_path(url)
-    if db is not None:
-        _use_wal(db)
     return storage
 
 
@@ -132,11 +129,17 @@ def _prepare_sqlite(db: Path, url: str) -> None:
     elif not db.parent.exists():
         raise StorageError(f"cannot create storage {url}: folder {db.parent} does not exist")
     if not db.exists() or db.stat().st_size == 0:
+        _use_wal(db)  # a new database: WAL from the start, before any table exists
         return
-    with open(db, "rb") as f:
-        header = f.read(16)
-    if header != b"SQLite format 3\x00":
-        raise StorageError(f"storage {url} is not a SQLite database; move it away or pass another --storage")
+    # Read through SQLite, never with open()/close(): closing any descriptor of the database file
+    # drops every POSIX lock this process's SQLite connections hold on it, and corrupts reads.
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=SQLITE_BUSY_SECONDS)) as conn:
+            conn.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as e:
+        raise StorageError(
+            f"storage {url} is not a usable SQLite database ({e}); move it away or pass --storage"
+        ) from e
 
 
 def _use_wal(db: Path) -> None:
