@@ -127,7 +127,8 @@ def _wait_for_running(storage: str, name: str, proc: subprocess.Popen, seconds: 
     raise AssertionError("no trial started")
 
 
-def test_killed_worker_trial_is_failed_and_rerun(storage_url: str, slow_mnist: Path, tmp_path: Path) -> None:
+def oat_command(storage_url: str, data: Path) -> tuple[list[str], dict[str, str]]:
+    """An oat study of two trials whose first (the baseline) lasts several seconds."""
     args = [
         "oat",
         "--trials",
@@ -135,7 +136,7 @@ def test_killed_worker_trial_is_failed_and_rerun(storage_url: str, slow_mnist: P
         "--storage",
         storage_url,
         "--data-dir",
-        str(slow_mnist),
+        str(data),
         "--validation",
         "100",
         "--limit-test",
@@ -144,7 +145,11 @@ def test_killed_worker_trial_is_failed_and_rerun(storage_url: str, slow_mnist: P
         "cpu",
         "--no-download",
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return args, {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def test_killed_worker_trial_is_failed_and_rerun(storage_url: str, slow_mnist: Path, tmp_path: Path) -> None:
+    args, env = oat_command(storage_url, slow_mnist)
     victim = subprocess.Popen(
         [sys.executable, "-m", "search", *args, "--heartbeat", "1"],
         cwd=tmp_path,
@@ -176,23 +181,7 @@ def test_killed_worker_trial_is_failed_and_rerun(storage_url: str, slow_mnist: P
 
 
 def test_interrupted_run_leaves_nothing_running_and_resumes(storage_url: str, slow_mnist: Path, tmp_path: Path) -> None:
-    args = [
-        "oat",
-        "--trials",
-        "2",
-        "--storage",
-        storage_url,
-        "--data-dir",
-        str(slow_mnist),
-        "--validation",
-        "100",
-        "--limit-test",
-        "100",
-        "--device",
-        "cpu",
-        "--no-download",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args, env = oat_command(storage_url, slow_mnist)
     proc = subprocess.Popen(
         [sys.executable, "-m", "search", *args],
         cwd=tmp_path,
