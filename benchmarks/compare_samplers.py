@@ -33,6 +33,7 @@ class Curve(NamedTuple):
     best: list[float]
     best_test: float | None
     wall: float
+    values: list[float | None]  # each trial's own validation accuracy, None where it failed
 
 
 def best_so_far(study: optuna.Study, sampler: str) -> Curve:
@@ -42,19 +43,28 @@ def best_so_far(study: optuna.Study, sampler: str) -> Curve:
     for i, t in enumerate(done, 1):
         if t.state.name == "COMPLETE" and t.value is not None and t.value > best:
             best, best_trial = t.value, t
-        rows.append((i, (t.datetime_complete - start).total_seconds(), best))
+        rows.append((i, (t.datetime_complete - start).total_seconds(), best, t.value))
     test = best_trial.user_attrs.get("test_accuracy") if best_trial else None
-    return Curve(sampler, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], test, rows[-1][1])
+    cols = list(zip(*rows, strict=True))
+    return Curve(sampler, list(cols[0]), list(cols[1]), list(cols[2]), test, rows[-1][1], list(cols[3]))
 
 
 def figure(curves: list[Curve], title: str) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=["against trials", "against wall time"], horizontal_spacing=0.1)
-    for c in curves:
-        style = {"color": COLORS[c.sampler], "width": 2.5, "shape": "hv"}
+    for i, c in enumerate(curves):
+        # Samplers sharing a seed can share their best trial: dashes keep every line visible.
+        style = {"color": COLORS[c.sampler], "width": 2.5, "shape": "hv", "dash": ("solid", "dash", "dot")[i % 3]}
         fig.add_trace(go.Scatter(x=c.trials, y=c.best, name=c.sampler, legendgroup=c.sampler, line=style), 1, 1)
         fig.add_trace(
             go.Scatter(x=c.seconds, y=c.best, name=c.sampler, legendgroup=c.sampler, line=style, showlegend=False), 1, 2
         )
+        dots = {"color": COLORS[c.sampler], "size": 6, "opacity": 0.45}
+        fig.add_trace(
+            go.Scatter(x=c.trials, y=c.values, mode="markers", name=f"{c.sampler}, each trial", marker=dots), 1, 1
+        )
+    best = [v for c in curves for v in c.best if v > float("-inf")]
+    if best:  # the best-so-far lines set the scale; far worse trials fall below it
+        fig.update_yaxes(range=[min(best) - 0.03, max(best) + 0.005])
     fig.update_xaxes(title_text="finished trials", row=1, col=1)
     fig.update_xaxes(title_text="seconds since the study started", row=1, col=2)
     fig.update_yaxes(title_text="best validation accuracy so far", row=1, col=1)
@@ -66,6 +76,12 @@ def figure(curves: list[Curve], title: str) -> go.Figure:
         legend={"title": {"text": "sampler"}},
     )
     return fig
+
+
+def from_database(db: Path) -> list[Curve]:
+    """The curves of the three studies of an earlier run (to redraw without training again)."""
+    storage = f"sqlite:///{db}"
+    return [best_so_far(optuna.load_study(study_name=f"mnist-{k}", storage=storage), k) for k in SAMPLERS]
 
 
 def main() -> None:
