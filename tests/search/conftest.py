@@ -44,6 +44,19 @@ def run_search(*args: str, cwd: Path | None = None, timeout: float = 600) -> sub
     )
 
 
+def start_search(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """``python -m search ARGS`` in the background, its output captured."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "search", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def fast_flags(mnist_dir: Path) -> list[str]:
     return [
         "--data-dir",

@@ -17,7 +17,7 @@ import pytest
 from search import app
 from search.spec import StudySpec
 from tests.conftest import REPO, write_mnist
-from tests.search.conftest import fast_flags, param_sets, states
+from tests.search.conftest import fast_flags, param_sets, start_search, states
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -71,18 +71,7 @@ def test_three_local_workers_end_with_exactly_the_budget(make_spec: Callable[...
 
 def test_two_commands_share_one_budget(storage_url: str, mnist_dir: Path, tmp_path: Path) -> None:
     args = ["random", "--trials", "8", "--storage", storage_url, *fast_flags(mnist_dir)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "search", *args],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    procs = [start_search(*args, cwd=tmp_path) for _ in range(2)]
     outputs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err
@@ -182,14 +171,7 @@ def test_killed_worker_trial_is_failed_and_rerun(storage_url: str, slow_mnist: P
 
 def test_interrupted_run_leaves_nothing_running_and_resumes(storage_url: str, slow_mnist: Path, tmp_path: Path) -> None:
     args, env = oat_command(storage_url, slow_mnist)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_search(*args, cwd=tmp_path)
     _wait_for_running(storage_url, "mnist-oat", proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
