@@ -5,17 +5,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from trainer.config import TrainConfig
 from trainer.data import Splits
-from trainer.model import LossFn, build_model, loss_function, parameter_count
+from trainer.model import CLASSES, LossFn
 from trainer.optim import FlatOptimizer
+from trainer.stack import StackedMLP
 
 EVAL_BATCH = 10_000
 
@@ -96,79 +98,124 @@ def resolve_device(name: str) -> torch.device:
 
 def train(config: TrainConfig, splits: Splits, on_epoch: EpochCallback | None = None) -> RunResult:
     """Train ``config`` on ``splits`` (already on the run's device) and return its history."""
+    return train_together([config], splits, [on_epoch])[0]
+
+
+def run_key(config: TrainConfig) -> TrainConfig:
+    """Configurations with the same key can share one run (``train_together``).
+
+    They may differ in ``epochs``: under one seed the first E epochs of a longer run are
+    the E-epoch run. And in ``learning_rate``, each rate a network of its own in a stacked
+    run, unless dropout draws random masks, which a stack would draw differently.
+    """
+    return config.replace(epochs=1, learning_rate=1.0 if not config.dropout else config.learning_rate)
+
+
+def train_together(
+    configs: Sequence[TrainConfig],
+    splits: Splits,
+    on_epoch: Sequence[EpochCallback | None] | None = None,
+) -> list[RunResult]:
+    """Train configurations that share a ``run_key`` as one run; return each one's result as if run alone.
+
+    One network per distinct learning rate is trained, all of them stacked, for the
+    longest ``epochs`` asked; each configuration's history is its network's first
+    ``epochs`` epochs and its model is that network's weights after them. An epoch's
+    ``seconds`` is the shared epoch's. A configuration leaves the run when its callback
+    stops it or its network diverges; the run ends when none is left.
+    """
+    if not configs:
+        return []
+    base = configs[0]
+    if any(run_key(c) != run_key(base) for c in configs):
+        raise ValueError("configurations trained together may differ only in epochs and learning_rate")
+    callbacks = list(on_epoch) if on_epoch is not None else [None] * len(configs)
+    rates = list(dict.fromkeys(c.learning_rate for c in configs))
+    network = [rates.index(c.learning_rate) for c in configs]
     device = splits.train_x.device
-    torch.manual_seed(config.seed)
-    model = build_model(config).to(device)
-    param, grad = _flatten_parameters(model)
-    optimizer = FlatOptimizer(config.optimizer, param, grad, config.weight_decay)
-    loss_fn = loss_function(config.loss)
-    l1_weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)] if config.l1 else []
-    order = torch.Generator().manual_seed(config.seed)
-    history: list[EpochRecord] = []
-    diverged = stopped = False
+    stack = StackedMLP(base, len(rates), device)
+    optimizer = FlatOptimizer(base.optimizer, stack.param, stack.grad, base.weight_decay)
+    onehot = {name: F.one_hot(y, CLASSES).to(stack.param.dtype) for name, y in _labels(splits).items()}
+    order = torch.Generator().manual_seed(base.seed)
+    histories: list[list[EpochRecord]] = [[] for _ in configs]
+    models: list[nn.Module | None] = [None] * len(configs)
+    seconds = [0.0] * len(configs)
+    diverged, stopped = [False] * len(configs), [False] * len(configs)
+    active = [True] * len(configs)
     started = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(1, max(c.epochs for c in configs) + 1):
+        if not any(active):
+            break
         epoch_start = time.perf_counter()
         # StepLR: the rate depends on the epoch index alone.
-        lr = config.learning_rate * config.lr_decay ** (epoch - 1)
-        train_loss, train_acc = _train_epoch(
-            model, optimizer, lr, loss_fn, splits.train_x, splits.train_y, config, order, l1_weights
-        )
-        val_loss, val_acc = evaluate(model, loss_fn, splits.val_x, splits.val_y)
+        lr = stack.per_network([rate * base.lr_decay ** (epoch - 1) for rate in rates])
+        train_loss, train_acc = _train_epoch(stack, optimizer, lr, splits, onehot["train"], base, order)
+        val_loss, val_acc = stack.evaluate(splits.val_x, splits.val_y, onehot["val"], EVAL_BATCH)
         if splits.val_x is splits.test_x:  # --validation 0: the test set is the validation set
             test_loss, test_acc = val_loss, val_acc
         else:
-            test_loss, test_acc = evaluate(model, loss_fn, splits.test_x, splits.test_y)
+            test_loss, test_acc = stack.evaluate(splits.test_x, splits.test_y, onehot["test"], EVAL_BATCH)
+        # One host synchronisation per epoch, for all networks.
         figures = torch.stack([train_loss, train_acc, val_loss, val_acc, test_loss, test_acc]).tolist()
-        if not all(math.isfinite(v) for v in figures):
-            diverged = True
-            break
-        record = EpochRecord(epoch, *figures, seconds=time.perf_counter() - epoch_start)
-        history.append(record)
-        if on_epoch is not None and on_epoch(record):
-            stopped = True
-            break
-    return RunResult(
-        config=config,
-        device=str(device),
-        parameter_count=parameter_count(model),
-        history=tuple(history),
-        diverged=diverged,
-        stopped=stopped,
-        seconds=time.perf_counter() - started,
-        model=model,
-    )
+        elapsed = time.perf_counter() - epoch_start
+        for i, config in enumerate(configs):
+            if not active[i]:
+                continue
+            values = [row[network[i]] for row in figures]
+            if not all(math.isfinite(v) for v in values):
+                diverged[i], active[i] = True, False
+                continue
+            record = EpochRecord(epoch, *values, seconds=elapsed)
+            histories[i].append(record)
+            seconds[i] = time.perf_counter() - started
+            callback = callbacks[i]
+            if callback is not None and callback(record):
+                stopped[i] = True
+            if stopped[i] or epoch == config.epochs:
+                active[i] = False
+                models[i] = stack.export(network[i], config)
+    count = sum(p.numel() for p in stack.export(0).parameters())
+    return [
+        RunResult(
+            config=config,
+            device=str(device),
+            parameter_count=count,
+            history=tuple(histories[i]),
+            diverged=diverged[i],
+            stopped=stopped[i],
+            seconds=seconds[i] if histories[i] else time.perf_counter() - started,
+            model=models[i] if models[i] is not None else stack.export(network[i], config),
+        )
+        for i, config in enumerate(configs)
+    ]
+
+
+def _labels(splits: Splits) -> dict[str, torch.Tensor]:
+    return {"train": splits.train_y, "val": splits.val_y, "test": splits.test_y}
 
 
 def _train_epoch(
-    model: nn.Module,
+    stack: StackedMLP,
     optimizer: FlatOptimizer,
-    lr: float,
-    loss_fn: LossFn,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    lr: torch.Tensor,
+    splits: Splits,
+    onehot: torch.Tensor,
     config: TrainConfig,
     order: torch.Generator,
-    l1_weights: list[torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pass in a seeded random order; returns mean loss and accuracy as device scalars."""
-    model.train()
+    """One pass in a seeded random order; each network's mean loss and accuracy, on the device."""
+    x, y = splits.train_x, splits.train_y
     n = len(y)
     perm = torch.randperm(n, generator=order).to(x.device)
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    loss_sum = torch.zeros(stack.k, device=x.device)
+    correct = torch.zeros(stack.k, dtype=torch.long, device=x.device)
     for start in range(0, n, config.batch_size):
         idx = perm[start : start + config.batch_size]
-        xb, yb = x[idx], y[idx]
-        out = model(xb)
-        loss = loss_fn(out, yb)
-        objective = loss + config.l1 * sum(w.abs().sum() for w in l1_weights) if l1_weights else loss
-        optimizer.grad.zero_()
-        objective.backward()
+        loss, right = stack.loss_and_grad(x[idx], y[idx], onehot[idx], config.dropout, config.l1)
         optimizer.step(lr)
         # Accumulated on the device: no host synchronisation inside the epoch.
-        loss_sum.add_(loss.detach(), alpha=len(idx))
-        correct += (out.detach().argmax(1) == yb).sum()
+        loss_sum.add_(loss, alpha=len(idx))
+        correct += right
     return loss_sum / n, correct / n
 
 
@@ -184,22 +231,3 @@ def evaluate(model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor
         loss_sum += loss_fn(out, target) * len(target)
         correct += (out.argmax(1) == target).sum()
     return loss_sum / len(y), correct / len(y)
-
-
-def _flatten_parameters(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """Make every parameter and its gradient a view into one flat tensor; return both.
-
-    The optimizer then updates one tensor with a handful of element-wise operations
-    per step instead of a handful per layer. Gradients must be zeroed in place (never
-    set to None) so that backward keeps accumulating into the views.
-    """
-    params = list(model.parameters())
-    flat = torch.cat([p.detach().reshape(-1) for p in params])
-    grad = torch.zeros_like(flat)
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.data = flat[offset : offset + n].view_as(p)
-        p.grad = grad[offset : offset + n].view_as(p)
-        offset += n
-    return flat, grad

@@ -1,0 +1,147 @@
+"""The hand-written forward and backward passes against autograd, and stacked runs against runs alone."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from trainer import ACTIVATIONS, LOSSES, TrainConfig, build_model, train
+from trainer.loop import run_key, train_together
+from trainer.model import loss_function
+from trainer.stack import StackedMLP
+
+CPU = torch.device("cpu")
+
+
+def _batch(n: int = 32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 784, generator=gen)
+    y = torch.randint(0, 10, (n,), generator=gen)
+    return x, y, F.one_hot(y, 10).float()
+
+
+def _autograd(config: TrainConfig, x: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """Loss, flat gradient (layer by layer: weight then bias) and logits/outputs from autograd."""
+    torch.manual_seed(config.seed)
+    model = build_model(config)
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    out = model(x)
+    loss = loss_function(config.loss)(out, y)
+    (loss + config.l1 * sum(m.weight.abs().sum() for m in linears)).backward()
+    grad = torch.cat([t.reshape(-1) for m in linears for t in (m.weight.grad, m.bias.grad)])
+    return loss.item(), grad, out
+
+
+@pytest.mark.parametrize(("activation", "loss", "layers"), list(itertools.product(ACTIVATIONS, LOSSES, (0, 1, 3))))
+def test_gradient_matches_autograd(activation: str, loss: str, layers: int) -> None:
+    config = TrainConfig(hidden_layers=layers, hidden_units=24, activation=activation, loss=loss, l1=1e-3)
+    x, y, onehot = _batch()
+    stack = StackedMLP(config, 1, CPU)
+    got_loss, correct = stack.loss_and_grad(x, y, onehot, l1=config.l1)
+    want_loss, want_grad, out = _autograd(config, x, y)
+    assert got_loss.item() == pytest.approx(want_loss, rel=1e-6)
+    assert correct.item() == (out.argmax(1) == y).sum().item()
+    torch.testing.assert_close(stack.grad, want_grad, rtol=1e-5, atol=1e-7)
+
+
+def test_dropout_gradient_matches_autograd_under_the_same_masks() -> None:
+    config = TrainConfig(hidden_layers=2, hidden_units=24, dropout=0.5)
+    x, y, onehot = _batch()
+    stack = StackedMLP(config, 1, CPU)
+    masks: list[torch.Tensor] = []
+    real_bernoulli = torch.Tensor.bernoulli_
+
+    def remember(tensor: torch.Tensor, p: float) -> torch.Tensor:
+        real_bernoulli(tensor, p)
+        masks.append(tensor.detach().clone().reshape(len(x), -1))
+        return tensor
+
+    torch.Tensor.bernoulli_ = remember
+    try:
+        stack.loss_and_grad(x, y, onehot, dropout=config.dropout)
+    finally:
+        torch.Tensor.bernoulli_ = real_bernoulli
+    assert len(masks) == 2 and 0.3 < masks[0].mean().item() < 0.7
+
+    # The same network in autograd, its dropout layers replaced by the masks drawn above.
+    torch.manual_seed(config.seed)
+    model = build_model(config)
+    fixed = iter(masks)
+    out = x
+    for layer in model:
+        out = out * next(fixed) / 0.5 if isinstance(layer, nn.Dropout) else layer(out)
+    F.nll_loss(out, y).backward()
+    want = torch.cat([t.reshape(-1) for m in model if isinstance(m, nn.Linear) for t in (m.weight.grad, m.bias.grad)])
+    torch.testing.assert_close(stack.grad, want, rtol=1e-5, atol=1e-7)
+
+
+def test_stacked_networks_start_alike_and_export_to_the_model(splits) -> None:
+    config = TrainConfig(hidden_layers=2, hidden_units=16, device="cpu")
+    stack = StackedMLP(config, 3, CPU)
+    for layer in stack.layers:
+        assert torch.equal(layer.weight[0], layer.weight[2])
+    model = stack.export(1)
+    torch.manual_seed(config.seed)
+    fresh = build_model(config)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True))
+    logits = stack.forward(splits.val_x[:50])[1]
+    torch.testing.assert_close(model(splits.val_x[:50]), torch.log_softmax(logits, -1))
+
+
+@pytest.mark.parametrize("optimizer", ["adadelta", "sgd", "adam"])
+def test_a_stacked_run_gives_each_network_its_run_alone(splits, optimizer: str) -> None:
+    """Three learning rates and three epoch counts, nine configurations: one run of three networks,
+    each configuration's numbers bit for bit those of its run alone."""
+    base = TrainConfig(hidden_layers=2, hidden_units=32, batch_size=50, optimizer=optimizer, device="cpu")
+    rates = (0.01, 0.1, 1.0) if optimizer != "adadelta" else (0.1, 1.0, 10.0)
+    configs = [base.replace(learning_rate=lr, epochs=e) for lr in rates for e in (1, 2, 4)]
+    together = train_together(configs, splits)
+    for config, shared in zip(configs, together, strict=True):
+        alone = train(config, splits)
+        assert len(shared.history) == config.epochs
+        assert [_figures(r) for r in shared.history] == [_figures(r) for r in alone.history]
+        for p, q in zip(shared.model.parameters(), alone.model.parameters(), strict=True):
+            assert torch.equal(p, q)
+
+
+def _figures(record) -> dict[str, float]:
+    return {k: v for k, v in record.to_dict().items() if k != "seconds"}
+
+
+def test_batched_products_give_the_same_run_within_rounding(splits, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU's path (one batched product for all networks), run here on the CPU."""
+    config = TrainConfig(hidden_layers=2, hidden_units=32, batch_size=50, epochs=2, device="cpu")
+    alone = train(config, splits)
+    original = StackedMLP.__init__
+
+    def batched(self: StackedMLP, *args: object) -> None:
+        original(self, *args)
+        self.batched = True
+
+    monkeypatch.setattr(StackedMLP, "__init__", batched)
+    shared = train_together([config, config.replace(learning_rate=0.5)], splits)[0]
+    for a, b in zip(shared.history, alone.history, strict=True):
+        assert list(_figures(a).values()) == pytest.approx(list(_figures(b).values()), rel=1e-4, abs=1e-4)
+
+
+def test_a_pruned_or_diverged_configuration_leaves_the_others_running(splits) -> None:
+    base = TrainConfig(hidden_layers=1, hidden_units=16, batch_size=50, optimizer="sgd", device="cpu")
+    configs = [base.replace(learning_rate=0.05, epochs=3), base.replace(learning_rate=1e30, epochs=3)]
+    stop_first_after_one = [lambda record: record.epoch >= 1, None]
+    kept, blown = train_together(configs, splits, stop_first_after_one)
+    assert kept.stopped and len(kept.history) == 1
+    assert blown.diverged and not blown.history
+    alone = train(configs[0].replace(epochs=1), splits)
+    assert kept.history[0].val_accuracy == pytest.approx(alone.history[0].val_accuracy, abs=1e-6)
+
+
+def test_only_configurations_of_one_run_key_train_together(splits) -> None:
+    base = TrainConfig(hidden_units=16, device="cpu")
+    assert run_key(base.replace(learning_rate=0.1, epochs=5)) == run_key(base)
+    assert run_key(base.replace(dropout=0.2, learning_rate=0.1)) != run_key(base.replace(dropout=0.2))
+    with pytest.raises(ValueError, match="differ only in epochs and learning_rate"):
+        train_together([base, base.replace(hidden_units=32)], splits)
