@@ -86,6 +86,13 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
     group.add_argument(
         "--artifacts", default=None, help="artifact folder (default: beside the SQLite file, else ./artifacts)"
     )
+    if kind in ("grid", "oat"):
+        group.add_argument(
+            "--separate-runs",
+            action="store_true",
+            help="train every point alone (by default points that differ only in epochs and learning rate "
+            "share one run: the same numbers, several times faster)",
+        )
 
 
 def spec_from_args(args: argparse.Namespace) -> StudySpec:
@@ -107,6 +114,7 @@ def spec_from_args(args: argparse.Namespace) -> StudySpec:
         limit_test=args.limit_test,
         device=args.device,
         download=not args.no_download,
+        share_runs=not getattr(args, "separate_runs", False),
     )
 
 

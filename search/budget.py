@@ -105,19 +105,19 @@ class StudyLock:
 def claim(
     counts: Counts,
     budget: int,
-    next_point: Callable[[], bool] | None = None,
+    next_point: Callable[[int], bool] | None = None,
 ) -> Verdict:
     """Decide, under the study's lock, whether this worker may start a trial now.
 
-    ``next_point`` (grid and oat studies) enqueues the study's next unrun point and
-    returns False when every point has been handed out; it is called only when no
-    trial is waiting.
+    ``next_point`` (grid and oat studies) enqueues the study's next unrun points, at
+    most as many as the free slots it is given, and returns False when every point has
+    been handed out; it is called only when no trial is waiting.
     """
     if counts.finished >= budget:
         return Verdict.DONE
     if counts.finished + counts.running >= budget:
         return Verdict.WAIT
-    if next_point is None or counts.waiting > 0 or next_point():
+    if next_point is None or counts.waiting > 0 or next_point(budget - counts.finished - counts.running):
         return Verdict.RUN
     return Verdict.WAIT if counts.running else Verdict.DONE
 

@@ -17,6 +17,7 @@ from search.budget import Counts, StudyLock, Verdict, claim, fail_silent_trials
 from search.interrupts import NONE, Interrupts
 from search.outputs import record_trial
 from search.progress import Event
+from search.shared import Key, point_key, run_shared, waiting_run
 from search.spec import StudySpec
 from search.storage import artifact_store, open_storage, quiet_optuna
 from trainer import TrainConfig, load_mnist, resolve_device, split
@@ -77,15 +78,22 @@ def run_worker(spec: StudySpec, worker: int, emit: Emit, interrupts: Interrupts 
     )
     points = spec.points()
     budget = len(points) if points is not None and spec.trials is None else spec.budget
-    next_point = (lambda: _enqueue_next(study, points)) if points is not None else None
+    key = point_key(objective.base) if points is not None and spec.share_runs else None
+    next_point = (lambda slots: _enqueue_next(study, points, slots, key)) if points is not None else None
     lock = StudyLock(spec.storage, spec.name)
     deadline = time.monotonic() + spec.timeout if spec.timeout else None
     while deadline is None or time.monotonic() < deadline:
         with interrupts.held_section():  # a claim is never cut in half
             lock.acquire()
             try:
-                verdict = claim(Counts.of(storage, study), budget, next_point)
-                if verdict is Verdict.RUN:
+                counts = Counts.of(storage, study)
+                verdict = claim(counts, budget, next_point)
+                if verdict is Verdict.RUN and key is not None:
+                    count = waiting_run(study, key, budget - counts.finished - counts.running)
+                    report = lambda frozen: emit(trial_event(frozen, worker))  # noqa: E731
+                    if not run_shared(study, objective, count, lock.release, interrupts, report, _requeue_if_fixed):
+                        _free_memory()
+                elif verdict is Verdict.RUN:
                     _run_one(study, objective, lock, worker, emit, interrupts)
             finally:
                 lock.release()
@@ -105,14 +113,18 @@ def _seed_offset(storage: optuna.storages.RDBStorage, study: optuna.Study, worke
     return offset + (os.getpid() if counts.running else 0)
 
 
-def _enqueue_next(study: optuna.Study, points: list[dict[str, Any]]) -> bool:
-    """Enqueue the next point not yet handed out (called under the study's lock, signals held)."""
-    index = study.user_attrs.get("next_point", 0)
-    if index >= len(points):
-        return False
-    study.enqueue_trial(points[index], user_attrs={"point": index})
-    study.set_user_attr("next_point", index + 1)
-    return True
+def _enqueue_next(study: optuna.Study, points: list[dict[str, Any]], slots: int, key: Key | None) -> bool:
+    """Enqueue the next point not yet handed out, and with ``key`` the next ones that can share
+    its run, up to ``slots`` points (called under the study's lock, signals held)."""
+    start = study.user_attrs.get("next_point", 0)
+    end = min(start + 1, len(points))
+    while key is not None and end < min(start + slots, len(points)) and key(points[end]) == key(points[start]):
+        end += 1
+    for index in range(start, end):
+        study.enqueue_trial(points[index], user_attrs={"point": index})
+    if end > start:
+        study.set_user_attr("next_point", end)
+    return end > start
 
 
 def _run_one(

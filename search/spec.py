@@ -38,6 +38,7 @@ class StudySpec:
     limit_test: int | None = None
     device: str = "auto"
     download: bool = True
+    share_runs: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

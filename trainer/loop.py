@@ -80,6 +80,8 @@ class RunResult:
 
 # Receives each epoch's record; returning True stops the run (a pruner's verdict).
 EpochCallback = Callable[[EpochRecord], "bool | None"]
+# Receives a configuration's index and result as it leaves a shared run.
+DoneCallback = Callable[[int, "RunResult"], None]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -115,6 +117,7 @@ def train_together(
     configs: Sequence[TrainConfig],
     splits: Splits,
     on_epoch: Sequence[EpochCallback | None] | None = None,
+    on_done: DoneCallback | None = None,
 ) -> list[RunResult]:
     """Train configurations that share a ``run_key`` as one run; return each one's result as if run alone.
 
@@ -122,7 +125,8 @@ def train_together(
     longest ``epochs`` asked; each configuration's history is its network's first
     ``epochs`` epochs and its model is that network's weights after them. An epoch's
     ``seconds`` is the shared epoch's. A configuration leaves the run when its callback
-    stops it or its network diverges; the run ends when none is left.
+    stops it, its network diverges or its epochs are done, and ``on_done`` then gets its
+    index and result; the run ends when none is left.
     """
     if not configs:
         return []
@@ -138,13 +142,25 @@ def train_together(
     onehot = {name: F.one_hot(y, CLASSES).to(stack.param.dtype) for name, y in _labels(splits).items()}
     order = torch.Generator().manual_seed(base.seed)
     histories: list[list[EpochRecord]] = [[] for _ in configs]
-    models: list[nn.Module | None] = [None] * len(configs)
-    seconds = [0.0] * len(configs)
-    diverged, stopped = [False] * len(configs), [False] * len(configs)
-    active = [True] * len(configs)
+    results: list[RunResult | None] = [None] * len(configs)
     started = time.perf_counter()
+
+    def leave(i: int, diverged: bool = False, stopped: bool = False) -> None:
+        results[i] = RunResult(
+            config=configs[i],
+            device=str(device),
+            parameter_count=stack.parameter_count,
+            history=tuple(histories[i]),
+            diverged=diverged,
+            stopped=stopped,
+            seconds=time.perf_counter() - started,
+            model=stack.export(network[i], configs[i]),
+        )
+        if on_done is not None:
+            on_done(i, results[i])
+
     for epoch in range(1, max(c.epochs for c in configs) + 1):
-        if not any(active):
+        if all(r is not None for r in results):
             break
         epoch_start = time.perf_counter()
         # StepLR: the rate depends on the epoch index alone.
@@ -159,35 +175,20 @@ def train_together(
         figures = torch.stack([train_loss, train_acc, val_loss, val_acc, test_loss, test_acc]).tolist()
         elapsed = time.perf_counter() - epoch_start
         for i, config in enumerate(configs):
-            if not active[i]:
+            if results[i] is not None:
                 continue
             values = [row[network[i]] for row in figures]
             if not all(math.isfinite(v) for v in values):
-                diverged[i], active[i] = True, False
+                leave(i, diverged=True)
                 continue
             record = EpochRecord(epoch, *values, seconds=elapsed)
             histories[i].append(record)
-            seconds[i] = time.perf_counter() - started
             callback = callbacks[i]
             if callback is not None and callback(record):
-                stopped[i] = True
-            if stopped[i] or epoch == config.epochs:
-                active[i] = False
-                models[i] = stack.export(network[i], config)
-    count = sum(p.numel() for p in stack.export(0).parameters())
-    return [
-        RunResult(
-            config=config,
-            device=str(device),
-            parameter_count=count,
-            history=tuple(histories[i]),
-            diverged=diverged[i],
-            stopped=stopped[i],
-            seconds=seconds[i] if histories[i] else time.perf_counter() - started,
-            model=models[i] if models[i] is not None else stack.export(network[i], config),
-        )
-        for i, config in enumerate(configs)
-    ]
+                leave(i, stopped=True)
+            elif epoch == config.epochs:
+                leave(i)
+    return [r for r in results if r is not None]
 
 
 def _labels(splits: Splits) -> dict[str, torch.Tensor]:

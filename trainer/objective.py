@@ -5,7 +5,8 @@ The only module of ``trainer`` that imports optuna.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -14,7 +15,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from trainer.config import TrainConfig
 from trainer.data import Splits
-from trainer.loop import EpochRecord, RunResult, train
+from trainer.loop import EpochCallback, EpochRecord, RunResult, train, train_together
 
 AfterRun = Callable[[optuna.Trial, RunResult], None]
 
@@ -56,18 +57,32 @@ class Objective:
     ) -> None:
         self.base, self.splits, self.space, self.after_run = base, splits, dict(space), after_run
 
+    def config(self, trial: optuna.Trial) -> TrainConfig:
+        return self.base.replace(**suggest(trial, self.space))
+
     def __call__(self, trial: optuna.Trial) -> float:
-        config = self.base.replace(**suggest(trial, self.space))
+        config = self.config(trial)
+        with _out_of_memory_fails([trial]):
+            result = train(config, self.splits, on_epoch=_reporter(trial))
+        return self.conclude(trial, result)
 
-        def report(record: EpochRecord) -> bool:
-            trial.report(record.val_accuracy, record.epoch)
-            return trial.should_prune()
+    def run_together(self, trials: Sequence[optuna.Trial], done: Callable[[optuna.Trial, RunResult], None]) -> None:
+        """Train trials whose configurations share a ``run_key`` as one run (``train_together``).
 
-        try:
-            result = train(config, self.splits, on_epoch=report)
-        except torch.OutOfMemoryError as e:
-            trial.set_user_attr("fail_reason", f"out of memory: {str(e).splitlines()[0]}")
-            raise TrialFailed("out of memory") from e
+        ``done`` gets each trial and its result as soon as that trial's epochs are done.
+        """
+        configs = [self.config(trial) for trial in trials]
+        running = list(trials)
+
+        def leave(i: int, result: RunResult) -> None:
+            running.remove(trials[i])
+            done(trials[i], result)
+
+        with _out_of_memory_fails(running):
+            train_together(configs, self.splits, [_reporter(trial) for trial in trials], on_done=leave)
+
+    def conclude(self, trial: optuna.Trial, result: RunResult) -> float:
+        """Store the run in the trial; its value, or ``TrialFailed`` / ``optuna.TrialPruned``."""
         _store(trial, result)
         if self.after_run is not None:
             self.after_run(trial, result)
@@ -78,6 +93,24 @@ class Objective:
         if result.stopped:
             raise optuna.TrialPruned(f"pruned after epoch {len(result.history)}")
         return result.val_accuracy
+
+
+def _reporter(trial: optuna.Trial) -> EpochCallback:
+    def report(record: EpochRecord) -> bool:
+        trial.report(record.val_accuracy, record.epoch)
+        return trial.should_prune()
+
+    return report
+
+
+@contextlib.contextmanager
+def _out_of_memory_fails(trials: Sequence[optuna.Trial]) -> Iterator[None]:
+    try:
+        yield
+    except torch.OutOfMemoryError as e:
+        for trial in trials:
+            trial.set_user_attr("fail_reason", f"out of memory: {str(e).splitlines()[0]}")
+        raise TrialFailed("out of memory") from e
 
 
 def _store(trial: optuna.Trial, result: RunResult) -> None:

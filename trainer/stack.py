@@ -78,6 +78,7 @@ class StackedMLP:
             self.layers.append(Layer(w, b, gw, gb))
         self._forward_act, self._backward_act = _activation(config.activation)
         self.batched = device.type != "cpu"
+        self.parameter_count = total // k
 
     def forward(self, x: torch.Tensor, tape: _Tape | None = None, dropout: float = 0.0) -> torch.Tensor:
         """Logits [K, B, 10] for inputs [B, 784]; with ``tape``, keep what backward needs."""

@@ -20,19 +20,19 @@ def test_failed_trials_do_not_count() -> None:
     assert claim(Counts(finished=3, failed=5), budget=4) is Verdict.RUN
 
 
-def test_points_are_enqueued_only_when_none_waits() -> None:
+def test_points_are_enqueued_only_when_none_waits_and_within_the_free_slots() -> None:
     calls = []
 
-    def next_point() -> bool:
-        calls.append(1)
+    def next_point(slots: int) -> bool:
+        calls.append(slots)
         return True
 
     assert claim(Counts(waiting=1), budget=4, next_point=next_point) is Verdict.RUN
     assert calls == []
-    assert claim(Counts(), budget=4, next_point=next_point) is Verdict.RUN
-    assert calls == [1]
+    assert claim(Counts(finished=1, running=1), budget=4, next_point=next_point) is Verdict.RUN
+    assert calls == [2]
 
 
 def test_points_exhausted_is_done_or_waits_for_running() -> None:
-    assert claim(Counts(finished=1), budget=4, next_point=lambda: False) is Verdict.DONE
-    assert claim(Counts(finished=1, running=1), budget=4, next_point=lambda: False) is Verdict.WAIT
+    assert claim(Counts(finished=1), budget=4, next_point=lambda slots: False) is Verdict.DONE
+    assert claim(Counts(finished=1, running=1), budget=4, next_point=lambda slots: False) is Verdict.WAIT

@@ -66,6 +66,33 @@ def test_grid_with_two_workers_repeats_no_point(make_spec: Callable[..., StudySp
     assert "RUNNING" not in counts
 
 
+def test_shared_runs_store_each_point_as_its_run_alone(make_spec: Callable[..., StudySpec]) -> None:
+    """Nine grid points (three learning rates x three epoch counts) train as one run of three
+    networks, and each trial holds the history, value and note of the point trained alone."""
+    shared = make_spec("grid", trials=9, study_name="shared")
+    alone = make_spec("grid", trials=9, study_name="alone", share_runs=False)
+    assert app.run_study(shared, []) == 0 and app.run_study(alone, []) == 0
+    by_point = {}
+    for spec in (shared, alone):
+        trials = [t for t in load(spec).trials if t.state.name == "COMPLETE"]
+        assert len(trials) == 9
+        by_point[spec.name] = {tuple(sorted(t.params.items())): t for t in trials}
+    assert by_point["shared"].keys() == by_point["alone"].keys()
+    assert {p["epochs"] for p in map(dict, by_point["shared"])} == {5, 14, 25}
+    assert len({p["learning_rate"] for p in map(dict, by_point["shared"])}) == 3
+    assert len({tuple((k, v) for k, v in p if k not in ("epochs", "learning_rate")) for p in by_point["shared"]}) == 1
+
+    def figures(trial: optuna.trial.FrozenTrial) -> list[dict[str, float]]:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in trial.user_attrs["history"]]
+
+    for point, trial in by_point["shared"].items():
+        twin = by_point["alone"][point]
+        assert len(trial.user_attrs["history"]) == dict(point)["epochs"]
+        assert figures(trial) == figures(twin)
+        assert trial.value == twin.value
+        assert trial.intermediate_values == twin.intermediate_values
+
+
 def test_oat_runs_its_fifteen_configurations_in_order(make_spec: Callable[..., StudySpec]) -> None:
     spec = make_spec("oat")
     assert app.run_study(spec, []) == 0

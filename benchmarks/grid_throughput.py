@@ -1,0 +1,129 @@
+"""Trials per hour over a sample of the reference grid: every point alone against shared runs, side by side.
+
+Usage:
+    python benchmarks/grid_throughput.py --data-dir ../shared/mnist [--device cuda] [--groups 4]
+        [--limit-train N] [--workers N]
+
+The sample is the first ``--groups`` runs of the seeded 2,187-point reference grid, nine
+points each (three learning rates x three epoch counts of one network, loss and batch
+size). It runs as a grid study twice in fresh SQLite databases: with ``--separate-runs``
+(a run per point) and as shared runs (one stacked run of three networks per nine points).
+Prints the baseline 14-epoch trial's wall time, both studies' wall time and trials per
+hour, their ratio, the whole grid's projected time, and on CUDA the GPU's utilisation
+sampled by nvidia-smi while the studies ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+
+import optuna
+import torch
+
+from search import app
+from search.spec import StudySpec
+from trainer import TrainConfig, load_mnist, resolve_device, split, train
+
+GRID_POINTS = 3**7
+GROUP = 9
+
+
+class Utilisation:
+    """Samples the GPU's utilisation (percent) with nvidia-smi every half second, in a thread."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        query = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "--id=0"]
+        while not self._stop.wait(0.5):
+            try:
+                self.samples.append(float(subprocess.run(query, capture_output=True, text=True).stdout.split()[0]))
+            except (OSError, ValueError, IndexError):
+                return
+
+    def __enter__(self) -> Utilisation:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def mean(self) -> str:
+        return f"{statistics.mean(self.samples):.0f}%" if self.samples else "n/a"
+
+
+def run_grid(args: argparse.Namespace, share: bool) -> tuple[float, int]:
+    spec = StudySpec(
+        kind="grid",
+        trials=args.groups * GROUP,
+        storage=f"sqlite:///{tempfile.mkdtemp()}/studies.db",
+        data_dir=args.data_dir,
+        limit_train=args.limit_train,
+        device=args.device,
+        workers=args.workers,
+        share_runs=share,
+    )
+    started = time.perf_counter()
+    app.run_study(spec, [])
+    wall = time.perf_counter() - started
+    study = optuna.load_study(study_name=spec.name, storage=spec.storage)
+    return wall, sum(t.state.is_finished() for t in study.trials)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--data-dir", default=None, help="MNIST folder (default: $MNIST_DATA_DIR, else ./data)")
+    parser.add_argument("--device", default="auto", help="device of the trials")
+    parser.add_argument("--groups", type=int, default=4, help="shared runs of nine points in the sample")
+    parser.add_argument("--limit-train", type=int, default=None, help="training images per trial (default: all)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of each study")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    args.device = str(device)
+    splits = split(load_mnist(args.data_dir, device), limit_train=args.limit_train)
+    train(TrainConfig(epochs=1, device=args.device), splits)  # warm-up
+    started = time.perf_counter()
+    train(TrainConfig(device=args.device), splits)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    baseline = time.perf_counter() - started
+    rows, walls = [], {}
+    for share in (False, True):
+        with Utilisation() if device.type == "cuda" else _Nothing() as use:
+            wall, n = run_grid(args, share)
+        walls[share] = wall
+        rate = n * 3600 / wall
+        name = "shared" if share else "alone"
+        rows.append(f"| {name} | {n} | {wall:.1f} | {rate:.0f} | {GRID_POINTS / rate:.2f} | {use.mean()} |")
+    print(f"device {device}, {torch.get_num_threads()} threads, {args.workers} worker(s), torch {torch.__version__}")
+    print(f"baseline 14-epoch trial: {baseline:.2f} s")
+    print("| runs | trials | wall (s) | trials/hour | whole grid (h) | GPU utilisation |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+    print(f"shared runs / alone: {walls[False] / walls[True]:.2f}x the trials per hour")
+
+
+class _Nothing:
+    def __enter__(self) -> _Nothing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def mean(self) -> str:
+        return "n/a"
+
+
+if __name__ == "__main__":
+    main()
