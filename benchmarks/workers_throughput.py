@@ -4,7 +4,8 @@ Usage:
     python benchmarks/workers_throughput.py --data-dir ../shared/mnist [--workers 2] [--trials 8]
 
 Both runs execute the same grid points (same seed, same --trials) in fresh SQLite studies on
-the CPU; one worker gets all cores' threads, each of N workers gets cores / N threads.
+the CPU, each point in a run of its own (``--separate-runs``: trials small enough to spread over
+the workers); one worker gets all cores' threads, each of N workers gets cores / N threads.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def run(workers: int, args: argparse.Namespace) -> float:
         data_dir=args.data_dir,
         limit_train=args.limit_train,
         device="cpu",
+        share_runs=False,
     )
     started = time.perf_counter()
     app.run_study(spec, [])
@@ -40,8 +42,8 @@ def main() -> None:
     )
     parser.add_argument("--data-dir", default=None, help="MNIST folder (default: $MNIST_DATA_DIR, else ./data)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="workers of the parallel run")
-    parser.add_argument("--trials", type=int, default=8, help="grid points run by each")
-    parser.add_argument("--limit-train", type=int, default=5000, help="training images per trial")
+    parser.add_argument("--trials", type=int, default=12, help="grid points run by each")
+    parser.add_argument("--limit-train", type=int, default=30000, help="training images per trial")
     args = parser.parse_args()
     one = run(1, args)
     many = run(args.workers, args)
