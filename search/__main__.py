@@ -91,7 +91,7 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
             "--separate-runs",
             action="store_true",
             help="train every point alone (by default points that differ only in epochs and learning rate "
-            "share one run: the same numbers, several times faster)",
+            "share one run: the same numbers in less time)",
         )
 
 

@@ -23,6 +23,7 @@ from trainer.loop import run_key
 from trainer.objective import Objective, TrialFailed
 
 Key = Callable[[dict[str, Any]], TrainConfig]
+SHARED_RUN_ATTR = "shared_run"  # the first trial number of the run a trial shared
 
 
 def point_key(base: TrainConfig) -> Key:
@@ -92,6 +93,9 @@ def run_shared(
     with warnings.catch_warnings():  # Optuna's hint to use optimize(): the heartbeats are recorded below
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
         trials = [study.ask() for _ in range(count)]
+    if count > 1:
+        for trial in trials:  # which trials' training time is one and the same
+            trial.set_user_attr(SHARED_RUN_ATTR, trials[0].number)
     open_trials = {t.number: t for t in trials}
     ok = True
 

@@ -11,6 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.figures import oat_baseline
 from search.progress import format_params
+from search.shared import SHARED_RUN_ATTR
 
 
 class Effect(NamedTuple):
@@ -50,7 +51,7 @@ def summarize(study: optuna.Study) -> StudySummary:
         states=states,
         best=best,
         importances=_importances(study, complete),
-        train_seconds=sum(t.user_attrs.get("train_seconds", 0.0) for t in trials),
+        train_seconds=_training_seconds(trials),
         wall_seconds=wall,
         effects=oat_effects(study, complete),
     )
@@ -150,3 +151,12 @@ def write_csv(study: optuna.Study, out: TextIO) -> int:
             ]
         )
     return len(trials)
+
+
+def _training_seconds(trials: list[FrozenTrial]) -> float:
+    """The trials' training time, a shared run's counted once (its longest trial spans it)."""
+    runs: dict[object, float] = {}
+    for t in trials:
+        run = t.user_attrs.get(SHARED_RUN_ATTR, ("alone", t.number))
+        runs[run] = max(runs.get(run, 0.0), t.user_attrs.get("train_seconds", 0.0))
+    return sum(runs.values())

@@ -15,6 +15,7 @@ import torch
 from search import app
 from search.spec import StudySpec
 from search.storage import artifact_store
+from search.summary import summarize
 from tests.search.conftest import param_sets, states
 
 NAMES = ["hidden_layers", "hidden_units", "activation", "loss", "learning_rate", "epochs", "batch_size"]
@@ -91,6 +92,10 @@ def test_shared_runs_store_each_point_as_its_run_alone(make_spec: Callable[..., 
         assert figures(trial) == figures(twin)
         assert trial.value == twin.value
         assert trial.intermediate_values == twin.intermediate_values
+        assert trial.user_attrs["shared_run"] == min(t.number for t in by_point["shared"].values())
+    # The shared run's training time is counted once in the study's summary.
+    runs = [t.user_attrs["train_seconds"] for t in by_point["shared"].values()]
+    assert summarize(load(shared)).train_seconds == pytest.approx(max(runs))
 
 
 def test_oat_runs_its_fifteen_configurations_in_order(make_spec: Callable[..., StudySpec]) -> None:
