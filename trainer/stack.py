@@ -6,9 +6,10 @@ operations per step and drops the autograd engine's overhead, which for a networ
 small costs more than the arithmetic. The element-wise backward functions are ATen's own
 (``threshold_backward``, ``tanh_backward``...), the ones autograd would call.
 
-K networks that share a shape and see the same batches (the same seed) are stacked: the
-first layer of all K is one matrix product over the shared input, the others are batched
-products. Each network's numbers are its own; nothing is shared between them but the input.
+K networks that share a shape and see the same batches (the same seed) are stacked: one
+set of element-wise operations and one optimizer step per batch serve all K, and on a GPU
+each layer's K matrix products are one batched product. Each network's numbers are its
+own, bit for bit those of its run alone; nothing is shared between them but the input.
 
 Parameters live layer-major in one flat tensor, for each layer the K weight matrices and
 then the K bias vectors, so that one optimizer updates all of them at once.
@@ -44,7 +45,7 @@ class Layer:
 class _Tape:
     """What the backward pass needs from the forward one."""
 
-    inputs: list[torch.Tensor]  # each layer's input, [K, B, in] (the first: [B, 784])
+    inputs: list[torch.Tensor]  # each layer's input, [K, B, in] (the first: [B, 784] expanded)
     pre: list[torch.Tensor]  # each hidden layer's pre-activation [K, B, H]
     post: list[torch.Tensor]  # and its activation, before dropout
     masks: list[torch.Tensor | None]  # each hidden layer's dropout mask, scaled by 1 / (1 - p)
