@@ -10,6 +10,7 @@ from typing import Any
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from trainer import ACTIVATIONS, LOSSES, TrainConfig
+from trainer.loop import run_key
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,6 @@ SEVEN: tuple[Parameter, ...] = (
     Parameter("epochs", (5, 14, 25), IntDistribution(1, 25)),
     Parameter("batch_size", (16, 64, 256), CategoricalDistribution((16, 32, 64, 128, 256))),
 )
-# Points that differ only in these can share one run (trainer.run_key).
-TOGETHER = ("learning_rate", "epochs")
 # Joins the space with --regularization; 0 (off) is the baseline and a grid value.
 REGULARIZATION: tuple[Parameter, ...] = (
     Parameter("dropout", (0.0, 0.2, 0.5), FloatDistribution(0.0, 0.5)),
@@ -48,34 +47,40 @@ def distributions(space: tuple[Parameter, ...]) -> dict[str, BaseDistribution]:
 
 
 def grid_points(space: tuple[Parameter, ...], seed: int) -> list[dict[str, Any]]:
-    """Every combination of grid values, in a seeded random order of the other parameters'
-    combinations, each followed by all its learning rates and epochs.
+    """Every combination of grid values, in a seeded random order, those that can share a run together.
 
     A shuffled order makes any prefix a spread-out sample of the grid, so that
-    ``--trials 50`` on the grid already says something about every parameter; keeping
-    the points that differ only in learning rate and epochs together lets them share
-    one run (``trainer.run_key``).
+    ``--trials 50`` on the grid already says something about every parameter. Points
+    whose configurations share a ``run_key`` (they differ only in learning rate, epochs
+    and nll/cross_entropy) follow each other, in grid order, where the first of them fell.
     """
-    names = [p.name for p in space]
-    outer = [p for p in space if p.name not in TOGETHER]
-    inner = [p for p in space if p.name in TOGETHER]
-    heads = list(itertools.product(*(p.grid for p in outer)))
+    points = [
+        dict(zip([p.name for p in space], values, strict=True))
+        for values in itertools.product(*(p.grid for p in space))
+    ]
+    heads = list(points)
     random.Random(seed).shuffle(heads)
-    points = []
-    for head in heads:
-        for tail in itertools.product(*(p.grid for p in inner)):
-            values = dict(zip([p.name for p in outer + inner], head + tail, strict=True))
-            points.append({name: values[name] for name in names})
-    return points
+    runs: dict[TrainConfig, list[dict[str, Any]]] = {}
+    for point in heads:
+        runs.setdefault(_key(point), [])
+    for point in points:
+        runs[_key(point)].append(point)
+    return [point for run in runs.values() for point in run]
 
 
 def oat_points(space: tuple[Parameter, ...], baseline: TrainConfig) -> list[dict[str, Any]]:
     """The baseline, then each parameter moved alone to each of its other grid values.
 
-    The learning rate and epochs come first, next to the baseline, whose run they share.
+    The points that can share the baseline's run (other learning rates, epochs, the
+    cross-entropy loss) come first, next to it.
     """
     base = {p.name: getattr(baseline, p.name) for p in space}
     points = [base]
-    for p in sorted(space, key=lambda p: p.name not in TOGETHER):
+    for p in space:
         points += [{**base, p.name: value} for value in p.grid if value != base[p.name]]
-    return points
+    shares = lambda point: _key(point, baseline) == _key(base, baseline)  # noqa: E731
+    return sorted(points, key=lambda point: not shares(point))
+
+
+def _key(point: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    return run_key((base or TrainConfig()).replace(**point))

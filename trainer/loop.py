@@ -104,13 +104,19 @@ def train(config: TrainConfig, splits: Splits, on_epoch: EpochCallback | None = 
 
 
 def run_key(config: TrainConfig) -> TrainConfig:
-    """Configurations with the same key can share one run (``train_together``).
+    """Configurations with the same key can share one run (``train_together``), exactly.
 
     They may differ in ``epochs``: under one seed the first E epochs of a longer run are
-    the E-epoch run. And in ``learning_rate``, each rate a network of its own in a stacked
-    run, unless dropout draws random masks, which a stack would draw differently.
+    the E-epoch run. In ``learning_rate``: each rate is a network of its own in a stacked
+    run, unless dropout draws random masks, which a stack would draw differently. And in
+    ``loss`` between nll and cross_entropy: nll on a log-softmax output and cross-entropy
+    on the logits are one function of the logits, with one gradient.
     """
-    return config.replace(epochs=1, learning_rate=1.0 if not config.dropout else config.learning_rate)
+    return config.replace(
+        epochs=1,
+        learning_rate=1.0 if not config.dropout else config.learning_rate,
+        loss="nll" if config.loss == "cross_entropy" else config.loss,
+    )
 
 
 def train_together(
@@ -132,7 +138,9 @@ def train_together(
         return []
     base = configs[0]
     if any(run_key(c) != run_key(base) for c in configs):
-        raise ValueError("configurations trained together may differ only in epochs and learning_rate")
+        raise ValueError(
+            "configurations trained together may differ only in epochs, learning_rate and nll/cross_entropy"
+        )
     callbacks = list(on_epoch) if on_epoch is not None else [None] * len(configs)
     rates = list(dict.fromkeys(c.learning_rate for c in configs))
     network = [rates.index(c.learning_rate) for c in configs]

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 from search import REGULARIZATION, SEVEN, grid_points, oat_points, search_space
 from trainer import TrainConfig
+from trainer.loop import run_key
 
 
 def test_grid_and_distributions_name_the_same_parameters() -> None:
@@ -52,3 +54,14 @@ def test_oat_is_the_baseline_then_one_parameter_moved_at_a_time() -> None:
         changed = [k for k, v in point.items() if v != points[0][k]]
         assert len(changed) == 1
     assert len({tuple(sorted(p.items())) for p in points}) == 15
+
+
+def test_points_that_can_share_a_run_follow_each_other() -> None:
+    points = grid_points(SEVEN, seed=1)
+    keys = [run_key(TrainConfig().replace(**p)) for p in points]
+    runs = [len(list(group)) for _, group in itertools.groupby(keys)]
+    assert len(runs) == len(set(keys)) == 3**4 * 2  # each run's points are contiguous
+    assert sorted(set(runs)) == [9, 18]  # lr x epochs, and x {nll, cross_entropy}
+    oat = oat_points(SEVEN, TrainConfig())
+    assert [p["loss"] for p in oat[:6]].count("cross_entropy") == 1
+    assert all(run_key(TrainConfig().replace(**p)) == run_key(TrainConfig()) for p in oat[:6])

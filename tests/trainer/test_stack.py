@@ -128,6 +128,16 @@ def test_batched_products_give_the_same_run_within_rounding(splits, monkeypatch:
         assert list(_figures(a).values()) == pytest.approx(list(_figures(b).values()), rel=1e-4, abs=1e-4)
 
 
+def test_nll_and_cross_entropy_share_a_network_bit_for_bit(splits) -> None:
+    base = TrainConfig(hidden_units=32, batch_size=50, epochs=2, device="cpu")
+    configs = [base, base.replace(loss="cross_entropy"), base.replace(loss="cross_entropy", learning_rate=0.5)]
+    together = train_together(configs, splits)
+    for config, shared in zip(configs, together, strict=True):
+        alone = train(config, splits)
+        assert [_figures(r) for r in shared.history] == [_figures(r) for r in alone.history]
+        assert type(list(shared.model)[-1]) is type(list(alone.model)[-1])  # LogSoftmax or Identity
+
+
 def test_a_pruned_or_diverged_configuration_leaves_the_others_running(splits) -> None:
     base = TrainConfig(hidden_layers=1, hidden_units=16, batch_size=50, optimizer="sgd", device="cpu")
     configs = [base.replace(learning_rate=0.05, epochs=3), base.replace(learning_rate=1e30, epochs=3)]
@@ -143,5 +153,5 @@ def test_only_configurations_of_one_run_key_train_together(splits) -> None:
     base = TrainConfig(hidden_units=16, device="cpu")
     assert run_key(base.replace(learning_rate=0.1, epochs=5)) == run_key(base)
     assert run_key(base.replace(dropout=0.2, learning_rate=0.1)) != run_key(base.replace(dropout=0.2))
-    with pytest.raises(ValueError, match="differ only in epochs and learning_rate"):
+    with pytest.raises(ValueError, match="differ only in epochs, learning_rate and nll/cross_entropy"):
         train_together([base, base.replace(hidden_units=32)], splits)
