@@ -110,7 +110,8 @@ def main() -> None:
             device=args.device,
             pruner="none",
         )
-        app.run_study(spec, [])
+        if code := app.run_study(spec, []):
+            raise SystemExit(code)  # interrupted (Ctrl-C) or failed: stop the benchmark
         curves.append(best_so_far(optuna.load_study(study_name=spec.name, storage=spec.storage), sampler))
     title = (
         f"Best validation accuracy so far: {args.trials} trials per sampler, "

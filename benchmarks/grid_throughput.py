@@ -73,7 +73,8 @@ def run_grid(args: argparse.Namespace, share: bool) -> tuple[float, int]:
         share_runs=share,
     )
     started = time.perf_counter()
-    app.run_study(spec, [])
+    if code := app.run_study(spec, []):
+        raise SystemExit(code)  # interrupted (Ctrl-C) or failed: stop the benchmark
     wall = time.perf_counter() - started
     study = optuna.load_study(study_name=spec.name, storage=spec.storage)
     return wall, sum(t.state.is_finished() for t in study.trials)

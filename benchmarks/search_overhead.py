@@ -50,7 +50,8 @@ def measure(storage: str, args: argparse.Namespace) -> tuple[float, float, int]:
         pruner="none",
     )
     started = time.perf_counter()
-    app.run_study(spec, [])
+    if code := app.run_study(spec, []):
+        raise SystemExit(code)  # interrupted (Ctrl-C) or failed: stop the benchmark
     wall = time.perf_counter() - started
     study = optuna.load_study(study_name=spec.name, storage=storage)
     training = sum(t.user_attrs.get("train_seconds", 0.0) for t in study.trials)

@@ -32,7 +32,8 @@ def run(workers: int, args: argparse.Namespace) -> float:
         share_runs=False,
     )
     started = time.perf_counter()
-    app.run_study(spec, [])
+    if code := app.run_study(spec, []):
+        raise SystemExit(code)  # interrupted (Ctrl-C) or failed: stop the benchmark
     return time.perf_counter() - started
 
 

@@ -100,7 +100,7 @@ def test_sqlite_with_two_workers_reaches_the_budget(make_spec: Callable[..., Stu
 @pytest.fixture(scope="module")
 def slow_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Enough images that the baseline trial lasts several seconds: time to kill it mid-run."""
-    return write_mnist(tmp_path_factory.mktemp("slow_mnist") / "MNIST" / "raw", n_train=40_000, n_test=200).parents[1]
+    return write_mnist(tmp_path_factory.mktemp("slow_mnist") / "MNIST" / "raw", n_train=20_000, n_test=200).parents[1]
 
 
 def _wait_for_running(storage: str, name: str, proc: subprocess.Popen, seconds: float = 120) -> None:
