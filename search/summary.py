@@ -69,7 +69,8 @@ def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> dict[str, 
 
 
 def oat_effects(study: optuna.Study, complete: list[FrozenTrial]) -> list[Effect]:
-    """Each parameter's other values against the baseline run, in the order they were enqueued."""
+    """Each parameter's other values against the baseline run, parameter by parameter in the
+    space's order, each parameter's values in the order they were enqueued."""
     baseline = oat_baseline(study)
     if baseline is None:
         return []
@@ -82,7 +83,8 @@ def oat_effects(study: optuna.Study, complete: list[FrozenTrial]) -> list[Effect
         if len(changed) == 1:
             k = changed[0]
             effects.append(Effect(k, t.params[k], t.value, t.user_attrs.get("test_accuracy"), t.value - base.value))  # type: ignore[operator, arg-type]
-    return effects
+    names = list(baseline)
+    return sorted(effects, key=lambda e: names.index(e.param))
 
 
 def study_note(s: StudySummary) -> str:
