@@ -17,10 +17,11 @@ ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults
 
 
 class FlatOptimizer:
-    """Updates ``param`` in place from ``grad`` (both flat tensors) at a given learning rate.
+    """Updates ``param`` in place from ``grad`` (both flat tensors) at given learning rates.
 
-    The rate is a number, or a tensor shaped like ``param`` giving each element its own
-    (stacked networks trained at different rates).
+    The rate is a tensor shaped like ``param``, giving each element its own: stacked
+    networks train at different rates, and a network alone takes the same path so that
+    its numbers are bit for bit those it has in a stack.
     """
 
     def __init__(self, name: str, param: torch.Tensor, grad: torch.Tensor, weight_decay: float = 0.0) -> None:
@@ -32,40 +33,31 @@ class FlatOptimizer:
         self._b = torch.zeros_like(param)  # Adadelta: acc_delta; Adam: exp_avg_sq
 
     @torch.no_grad()
-    def step(self, lr: float | torch.Tensor) -> None:
+    def step(self, lr: torch.Tensor) -> None:
         self.steps += 1
         g = self.grad.add(self.param, alpha=self.weight_decay) if self.weight_decay else self.grad
         getattr(self, f"_{self.name}")(g, lr)
 
-    def _descend(self, update: torch.Tensor, lr: float | torch.Tensor) -> None:
-        if isinstance(lr, torch.Tensor):
-            self.param.addcmul_(update, lr, value=-1)
-        else:
-            self.param.add_(update, alpha=-lr)
-
-    def _adadelta(self, g: torch.Tensor, lr: float | torch.Tensor) -> None:
+    def _adadelta(self, g: torch.Tensor, lr: torch.Tensor) -> None:
         square_avg, acc_delta = self._a, self._b
         square_avg.mul_(ADADELTA_RHO).addcmul_(g, g, value=1 - ADADELTA_RHO)
         # sqrt(a) / sqrt(b) as sqrt(a / b): one square root per element instead of two.
         delta = acc_delta.add(ADADELTA_EPS).div_(square_avg.add(ADADELTA_EPS)).sqrt_().mul_(g)
         acc_delta.mul_(ADADELTA_RHO).addcmul_(delta, delta, value=1 - ADADELTA_RHO)
-        self._descend(delta, lr)
+        self.param.addcmul_(delta, lr, value=-1)
 
-    def _sgd(self, g: torch.Tensor, lr: float | torch.Tensor) -> None:
+    def _sgd(self, g: torch.Tensor, lr: torch.Tensor) -> None:
         buf = self._a
         if self.steps == 1:
             buf.copy_(g)
         else:
             buf.mul_(SGD_MOMENTUM).add_(g)
-        self._descend(buf, lr)
+        self.param.addcmul_(buf, lr, value=-1)
 
-    def _adam(self, g: torch.Tensor, lr: float | torch.Tensor) -> None:
+    def _adam(self, g: torch.Tensor, lr: torch.Tensor) -> None:
         (beta1, beta2), exp_avg, exp_avg_sq = ADAM_BETAS, self._a, self._b
         exp_avg.lerp_(g, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2**self.steps)).add_(ADAM_EPS)
-        step_size = lr / (1 - beta1**self.steps)
-        if isinstance(step_size, torch.Tensor):
-            self.param.addcmul_(exp_avg / denom, step_size, value=-1)
-        else:
-            self.param.addcdiv_(exp_avg, denom, value=-step_size)
+        step_size = lr.div(1 - beta1**self.steps)
+        self.param.addcmul_(exp_avg.div(denom), step_size, value=-1)

@@ -28,7 +28,7 @@ def test_matches_torch_optim(name: str, weight_decay: float) -> None:
         g = torch.randn(1000)
         grad.copy_(g)
         reference.grad = g.clone()
-        optimizer.step(0.5 * 0.7 ** (step // 2))
+        optimizer.step(torch.full_like(ours, 0.5 * 0.7 ** (step // 2)))
         torch_optimizer.step()
         schedule.step()
         torch.testing.assert_close(ours, reference.detach(), rtol=1e-6, atol=1e-7)
