@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import sqlite3
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -81,6 +83,31 @@ def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int | None = None) -> RD
 
 
 def _open_rdb(engine_url: str, engine_kwargs: dict, retry: dict) -> RDBStorage:
+    db = sqlite_path(engine_url)
+    if db is None:
+        return _open_rdb_retrying(engine_url, engine_kwargs, retry)
+    # Two workers creating the tables of a new SQLite file at once would both find none and
+    # one would fail ("table ... already exists"): the file lock every worker shares makes
+    # them take turns, and the second finds the tables made.
+    with file_lock(db):
+        return _open_rdb_retrying(engine_url, engine_kwargs, retry)
+
+
+@contextlib.contextmanager
+def file_lock(db: Path) -> Iterator[None]:
+    """An exclusive lock on ``DB.lock`` beside a SQLite file, shared by every process that opens it.
+
+    Not re-entrant: a process holding it must not take it again (the study's lock is the same file).
+    """
+    with open(f"{db}.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+
+
+def _open_rdb_retrying(engine_url: str, engine_kwargs: dict, retry: dict) -> RDBStorage:
     for attempt in range(3):
         existing = _has_tables(engine_url, engine_kwargs)
         try:

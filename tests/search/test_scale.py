@@ -187,3 +187,26 @@ def test_interrupted_run_leaves_nothing_running_and_resumes(storage_url: str, sl
     assert again.returncode == 0, again.stderr
     assert finished(storage_url, "mnist-oat") == 2
     assert len(set(param_sets(storage_url, "mnist-oat"))) == 2
+
+
+def _open_after(barrier: object, url: str) -> None:
+    from search.storage import open_storage
+
+    barrier.wait()  # type: ignore[attr-defined]
+    open_storage(url)
+
+
+def test_workers_creating_a_new_sqlite_database_at_once_all_open_it(tmp_path: Path) -> None:
+    """Regression: two commands starting on a new file raced to create its tables ("already exists")."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    barrier = context.Barrier(6)
+    procs = [context.Process(target=_open_after, args=(barrier, url)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0] * 6
+    assert optuna.study.get_all_study_names(url) == []
