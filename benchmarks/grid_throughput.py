@@ -2,16 +2,17 @@
 
 Usage:
     python benchmarks/grid_throughput.py --data-dir ../shared/mnist [--device cuda] [--groups 4]
-        [--limit-train N] [--workers N]
+        [--limit-train N] [--workers N] [--shared-only]
 
 The sample is the points of the first ``--groups`` shared runs of the seeded 2,187-point
 reference grid: three learning rates x three epoch counts of one network and batch size,
 with the mse loss (nine points) or with both nll and cross_entropy (eighteen). It runs as a
 grid study twice in fresh SQLite databases: with ``--separate-runs`` (a run per point) and
 as shared runs (one stacked run of three networks each).
-Prints the baseline 14-epoch trial's wall time, both studies' wall time and trials per
-hour, their ratio, the whole grid's projected time, and on CUDA the GPU's utilisation
-sampled by nvidia-smi while the studies ran.
+Prints the baseline 14-epoch trial's wall time (on CUDA with its steps launched one by one
+and replayed as CUDA graphs, side by side), both studies' wall time and trials per hour,
+their ratio, the whole grid's projected time, and on CUDA the GPU's utilisation sampled by
+nvidia-smi while the studies ran. ``--shared-only`` leaves out the study of separate runs.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 from search import app
 from search.space import SEVEN, grid_points
 from search.spec import StudySpec
-from trainer import TrainConfig, load_mnist, resolve_device, split, train
+from trainer import Splits, TrainConfig, load_mnist, resolve_device, split, train
 from trainer.loop import run_key
 
 GRID_POINTS = 3**7
@@ -98,18 +99,14 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=4, help="shared runs (of 9 or 18 points) in the sample")
     parser.add_argument("--limit-train", type=int, default=None, help="training images per trial (default: all)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes of each study")
+    parser.add_argument("--shared-only", action="store_true", help="run only the study of shared runs")
     args = parser.parse_args()
     device = resolve_device(args.device)
     args.device = str(device)
     splits = split(load_mnist(args.data_dir, device), limit_train=args.limit_train)
-    train(TrainConfig(epochs=1, device=args.device), splits)  # warm-up
-    started = time.perf_counter()
-    train(TrainConfig(device=args.device), splits)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    baseline = time.perf_counter() - started
+    baselines = {graphs: baseline_seconds(splits, args.device, graphs) for graphs in (False, True)}
     rows, walls = [], {}
-    for share in (False, True):
+    for share in (True,) if args.shared_only else (False, True):
         with Utilisation() if device.type == "cuda" else _Nothing() as use:
             wall, n = run_grid(args, share)
         walls[share] = wall
@@ -117,11 +114,27 @@ def main() -> None:
         name = "shared" if share else "alone"
         rows.append(f"| {name} | {n} | {wall:.1f} | {rate:.0f} | {GRID_POINTS / rate:.2f} | {use.mean()} |")
     print(f"device {device}, {torch.get_num_threads()} threads, {args.workers} worker(s), torch {torch.__version__}")
-    print(f"baseline 14-epoch trial: {baseline:.2f} s")
+    if device.type == "cuda":
+        print(f"baseline 14-epoch trial, steps launched one by one: {baselines[False]:.2f} s")
+        print(f"baseline 14-epoch trial, steps replayed as CUDA graphs: {baselines[True]:.2f} s")
+        print(f"CUDA graphs: {baselines[False] / baselines[True]:.2f}x faster")
+    else:
+        print(f"baseline 14-epoch trial: {baselines[True]:.2f} s")
     print("| runs | trials | wall (s) | trials/hour | whole grid (h) | GPU utilisation |")
     print("|---|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
-    print(f"shared runs / alone: {walls[False] / walls[True]:.2f}x the trials per hour")
+    if False in walls:
+        print(f"shared runs / alone: {walls[False] / walls[True]:.2f}x the trials per hour")
+
+
+def baseline_seconds(splits: Splits, device: str, cuda_graphs: bool) -> float:
+    """Wall time of the baseline 14-epoch trial, after a one-epoch warm-up."""
+    train(TrainConfig(epochs=1, device=device), splits, cuda_graphs=cuda_graphs)
+    started = time.perf_counter()
+    train(TrainConfig(device=device), splits, cuda_graphs=cuda_graphs)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
 
 
 class _Nothing:

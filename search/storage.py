@@ -63,6 +63,14 @@ def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int | None = None) -> RD
     whose worker stops beating for twice that is failed and its parameters re-run.
     """
     check_url(url)
+    db = sqlite_path(url)
+    # Workers opening a new SQLite file at once would race to switch it to WAL and to create
+    # its tables ("database is locked", "table ... already exists"): they take turns instead.
+    with file_lock(db) if db is not None else contextlib.nullcontext():
+        return _open(url, heartbeat)
+
+
+def _open(url: str, heartbeat: int | None) -> RDBStorage:
     engine_url, engine_kwargs = _engine(url)
     retry = {}
     if heartbeat is not None:
@@ -82,24 +90,19 @@ def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int | None = None) -> RD
     return storage
 
 
-def _open_rdb(engine_url: str, engine_kwargs: dict, retry: dict) -> RDBStorage:
-    db = sqlite_path(engine_url)
-    if db is None:
-        return _open_rdb_retrying(engine_url, engine_kwargs, retry)
-    # Two workers creating the tables of a new SQLite file at once would both find none and
-    # one would fail ("table ... already exists"): the file lock every worker shares makes
-    # them take turns, and the second finds the tables made.
-    with file_lock(db):
-        return _open_rdb_retrying(engine_url, engine_kwargs, retry)
-
-
 @contextlib.contextmanager
 def file_lock(db: Path) -> Iterator[None]:
     """An exclusive lock on ``DB.lock`` beside a SQLite file, shared by every process that opens it.
 
     Not re-entrant: a process holding it must not take it again (the study's lock is the same file).
     """
-    with open(f"{db}.lock", "a") as held:
+    if not db.parent.exists():
+        raise StorageError(f"cannot create storage sqlite:///{db}: folder {db.parent} does not exist")
+    try:
+        held = open(f"{db}.lock", "a")  # noqa: SIM115 - closed below
+    except OSError as e:
+        raise StorageError(f"storage sqlite:///{db} is read-only ({e.strerror}): make its folder writable") from e
+    with held:
         fcntl.flock(held, fcntl.LOCK_EX)
         try:
             yield
@@ -107,7 +110,7 @@ def file_lock(db: Path) -> Iterator[None]:
             fcntl.flock(held, fcntl.LOCK_UN)
 
 
-def _open_rdb_retrying(engine_url: str, engine_kwargs: dict, retry: dict) -> RDBStorage:
+def _open_rdb(engine_url: str, engine_kwargs: dict, retry: dict) -> RDBStorage:
     for attempt in range(3):
         existing = _has_tables(engine_url, engine_kwargs)
         try:

@@ -18,6 +18,7 @@ from trainer.data import Splits
 from trainer.model import CLASSES, LossFn
 from trainer.optim import FlatOptimizer
 from trainer.stack import StackedMLP
+from trainer.steps import GRAPH_STEPS, EpochSteps, graphs_apply
 
 EVAL_BATCH = 10_000
 
@@ -98,9 +99,11 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def train(config: TrainConfig, splits: Splits, on_epoch: EpochCallback | None = None) -> RunResult:
+def train(
+    config: TrainConfig, splits: Splits, on_epoch: EpochCallback | None = None, cuda_graphs: bool = True
+) -> RunResult:
     """Train ``config`` on ``splits`` (already on the run's device) and return its history."""
-    return train_together([config], splits, [on_epoch])[0]
+    return train_together([config], splits, [on_epoch], cuda_graphs=cuda_graphs)[0]
 
 
 def run_key(config: TrainConfig) -> TrainConfig:
@@ -124,6 +127,7 @@ def train_together(
     splits: Splits,
     on_epoch: Sequence[EpochCallback | None] | None = None,
     on_done: DoneCallback | None = None,
+    cuda_graphs: bool = True,
 ) -> list[RunResult]:
     """Train configurations that share a ``run_key`` as one run; return each one's result as if run alone.
 
@@ -132,7 +136,9 @@ def train_together(
     ``epochs`` epochs and its model is that network's weights after them. An epoch's
     ``seconds`` is the shared epoch's. A configuration leaves the run when its callback
     stops it, its network diverges or its epochs are done, and ``on_done`` then gets its
-    index and result; the run ends when none is left.
+    index and result; the run ends when none is left. On CUDA the training steps are
+    replayed as CUDA graphs where that is exact (``trainer.steps``), unless ``cuda_graphs``
+    is False.
     """
     if not configs:
         return []
@@ -148,6 +154,10 @@ def train_together(
     stack = StackedMLP(base, len(rates), device)
     optimizer = FlatOptimizer(base.optimizer, stack.param, stack.grad, base.weight_decay)
     onehot = {name: F.one_hot(y, CLASSES).to(stack.param.dtype) for name, y in _labels(splits).items()}
+    graphs = cuda_graphs and graphs_apply(base, device)
+    steps = EpochSteps(
+        stack, optimizer, splits, onehot["train"], base, chunk=GRAPH_STEPS if graphs else 0, capture=graphs
+    )
     order = torch.Generator().manual_seed(base.seed)
     histories: list[list[EpochRecord]] = [[] for _ in configs]
     results: list[RunResult | None] = [None] * len(configs)
@@ -173,7 +183,9 @@ def train_together(
         epoch_start = time.perf_counter()
         # StepLR: the rate depends on the epoch index alone.
         lr = stack.per_network([rate * base.lr_decay ** (epoch - 1) for rate in rates])
-        train_loss, train_acc = _train_epoch(stack, optimizer, lr, splits, onehot["train"], base, order)
+        # A seeded random order per epoch, drawn on the CPU so that every device sees the same one.
+        perm = torch.randperm(len(splits.train_y), generator=order).to(device)
+        train_loss, train_acc = steps.run(perm, lr)
         val_loss, val_acc = stack.evaluate(splits.val_x, splits.val_y, onehot["val"], EVAL_BATCH)
         if splits.val_x is splits.test_x:  # --validation 0: the test set is the validation set
             test_loss, test_acc = val_loss, val_acc
@@ -201,31 +213,6 @@ def train_together(
 
 def _labels(splits: Splits) -> dict[str, torch.Tensor]:
     return {"train": splits.train_y, "val": splits.val_y, "test": splits.test_y}
-
-
-def _train_epoch(
-    stack: StackedMLP,
-    optimizer: FlatOptimizer,
-    lr: torch.Tensor,
-    splits: Splits,
-    onehot: torch.Tensor,
-    config: TrainConfig,
-    order: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pass in a seeded random order; each network's mean loss and accuracy, on the device."""
-    x, y = splits.train_x, splits.train_y
-    n = len(y)
-    perm = torch.randperm(n, generator=order).to(x.device)
-    loss_sum = torch.zeros(stack.k, device=x.device)
-    correct = torch.zeros(stack.k, dtype=torch.long, device=x.device)
-    for start in range(0, n, config.batch_size):
-        idx = perm[start : start + config.batch_size]
-        loss, right = stack.loss_and_grad(x[idx], y[idx], onehot[idx], config.dropout, config.l1)
-        optimizer.step(lr)
-        # Accumulated on the device: no host synchronisation inside the epoch.
-        loss_sum.add_(loss, alpha=len(idx))
-        correct += right
-    return loss_sum / n, correct / n
 
 
 @torch.no_grad()

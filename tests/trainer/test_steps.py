@@ -1,0 +1,93 @@
+"""Training steps in chunks from a fixed index buffer, and their CUDA-graph replay against eager steps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from trainer import Splits, TrainConfig, load_mnist, split, train
+from trainer.loop import train_together
+from trainer.optim import FlatOptimizer
+from trainer.stack import StackedMLP
+from trainer.steps import EpochSteps, graphs_apply
+
+CUDA = torch.device("cuda")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: CUDA graphs need one")
+
+
+def _steps(config: TrainConfig, splits: Splits, chunk: int, capture: bool = False, k: int = 2) -> EpochSteps:
+    device = splits.train_x.device
+    stack = StackedMLP(config, k, device)
+    optimizer = FlatOptimizer(config.optimizer, stack.param, stack.grad)
+    onehot = F.one_hot(splits.train_y, 10).float()
+    return EpochSteps(stack, optimizer, splits, onehot, config, chunk=chunk, capture=capture)
+
+
+def _epochs(steps: EpochSteps, epochs: int = 2) -> list[list[float]]:
+    order = torch.Generator().manual_seed(0)
+    figures = []
+    for epoch in range(epochs):
+        lr = steps.stack.per_network([0.5 * 0.7**epoch, 1.0 * 0.7**epoch][: steps.stack.k])
+        perm = torch.randperm(len(steps.y), generator=order).to(steps.y.device)
+        figures.append(torch.cat(steps.run(perm, lr)).tolist())
+    return figures
+
+
+@pytest.mark.parametrize("optimizer", ["adadelta", "sgd"])
+def test_chunks_and_tail_are_the_steps_one_by_one(splits: Splits, optimizer: str) -> None:
+    """500 images in batches of 16: 32 steps (the last of 4 images), two chunks of 12 and 8 one by one."""
+    config = TrainConfig(hidden_layers=2, hidden_units=24, batch_size=16, optimizer=optimizer, device="cpu")
+    plain, chunked = _steps(config, splits, chunk=0), _steps(config, splits, chunk=12)
+    assert _epochs(chunked) == _epochs(plain)
+    assert torch.equal(chunked.stack.param, plain.stack.param)
+    assert chunked.optimizer.steps == plain.optimizer.steps == 2 * 32
+
+
+def test_graphs_apply_only_where_a_replay_is_exact() -> None:
+    assert graphs_apply(TrainConfig(), CUDA)
+    assert graphs_apply(TrainConfig(optimizer="sgd", l1=1e-4, weight_decay=1e-4), CUDA)
+    assert not graphs_apply(TrainConfig(), torch.device("cpu"))
+    assert not graphs_apply(TrainConfig(optimizer="adam"), CUDA)  # its bias correction counts steps
+    assert not graphs_apply(TrainConfig(dropout=0.2), CUDA)  # random masks
+
+
+@pytest.fixture(scope="module")
+def cuda_splits(mnist_dir) -> Splits:
+    return split(load_mnist(mnist_dir, "cuda", download=False), validation=100)
+
+
+@needs_cuda
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"hidden_layers": 3, "activation": "tanh", "loss": "mse", "learning_rate": 10.0},
+        {"optimizer": "sgd", "learning_rate": 0.05, "l1": 1e-4, "weight_decay": 1e-4},
+    ],
+)
+def test_cuda_graphs_give_the_eager_run_bit_for_bit(cuda_splits: Splits, changes: dict) -> None:
+    """Batches of 4: 125 steps an epoch, three replayed chunks of 32 and 29 eager steps."""
+    config = TrainConfig(hidden_units=64, batch_size=4, epochs=3, device="cuda", **changes)
+    graphed, eager = train(config, cuda_splits), train(config, cuda_splits, cuda_graphs=False)
+    assert [_figures(r) for r in graphed.history] == [_figures(r) for r in eager.history]
+    for p, q in zip(graphed.model.parameters(), eager.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+@needs_cuda
+def test_a_stacked_run_replays_its_graph_and_matches_eager(cuda_splits: Splits) -> None:
+    config = TrainConfig(hidden_layers=2, hidden_units=32, batch_size=4, device="cuda")
+    steps = _steps(config, cuda_splits, chunk=32, capture=True, k=2)
+    eager = _steps(config, cuda_splits, chunk=0, k=2)
+    assert _epochs(steps) == _epochs(eager)
+    assert steps.graph is not None
+    assert torch.equal(steps.stack.param, eager.stack.param)
+    configs = [config.replace(learning_rate=lr, epochs=e) for lr in (0.1, 1.0, 10.0) for e in (1, 2)]
+    graphed = train_together(configs, cuda_splits)
+    plain = train_together(configs, cuda_splits, cuda_graphs=False)
+    assert [[_figures(r) for r in g.history] for g in graphed] == [[_figures(r) for r in p.history] for p in plain]
+
+
+def _figures(record) -> dict[str, float]:
+    return {k: v for k, v in record.to_dict().items() if k != "seconds"}

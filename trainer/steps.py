@@ -1,0 +1,109 @@
+"""An epoch's training steps, replayed as CUDA graphs on a GPU.
+
+A step of these small networks is some forty tiny kernels; launched one by one from
+Python, the GPU waits on the launches, not on the arithmetic. On CUDA the steps are
+therefore recorded once as a graph of ``GRAPH_STEPS`` consecutive steps that reads its
+batch indices from a fixed buffer, and each later group of steps is one copy of indices
+and one replay. The kernels and their order are the eager ones, so the numbers are too
+(a GPU test compares them bit for bit).
+
+Graphs are used only where a replay is the same computation as the eager steps: the
+learning rates sit in a fixed buffer refilled each epoch, Adadelta and SGD keep no step
+count that changes their arithmetic after the first step (Adam's bias correction does),
+and without dropout no random numbers are drawn.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from trainer.config import TrainConfig
+from trainer.data import Splits
+from trainer.optim import FlatOptimizer
+from trainer.stack import StackedMLP
+
+GRAPH_STEPS = 32  # steps per graph: enough to hide the launch of a replay, little to record
+GRAPH_OPTIMIZERS = ("adadelta", "sgd")
+
+
+def graphs_apply(config: TrainConfig, device: torch.device) -> bool:
+    """Whether ``config`` on ``device`` may replay its steps as CUDA graphs (see the module's note)."""
+    return device.type == "cuda" and config.optimizer in GRAPH_OPTIMIZERS and not config.dropout
+
+
+class EpochSteps:
+    """Runs the training steps of each epoch of one (stacked) run.
+
+    ``chunk`` steps at a time from a fixed index buffer, captured as a CUDA graph after
+    the first such chunk has run eagerly (the warm-up a capture needs) when ``capture``;
+    the epoch's last steps, fewer than a chunk, run eagerly. With ``chunk=0`` every step
+    runs eagerly. Losses and correct counts accumulate on the device.
+    """
+
+    def __init__(
+        self,
+        stack: StackedMLP,
+        optimizer: FlatOptimizer,
+        splits: Splits,
+        onehot: torch.Tensor,
+        config: TrainConfig,
+        chunk: int = 0,
+        capture: bool = False,
+    ) -> None:
+        self.stack, self.optimizer, self.config = stack, optimizer, config
+        self.x, self.y, self.onehot = splits.train_x, splits.train_y, onehot
+        device = stack.param.device
+        self.chunk, self.capture = chunk, capture
+        self.lr = torch.empty_like(stack.param)
+        self.loss_sum = torch.zeros(stack.k, device=device)
+        self.correct = torch.zeros(stack.k, dtype=torch.long, device=device)
+        self.idx = torch.empty(max(chunk, 1), config.batch_size, dtype=torch.long, device=device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def run(self, perm: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass over ``perm`` (indices on the device) at rates ``lr``; each network's mean loss and accuracy."""
+        self.lr.copy_(lr)
+        self.loss_sum.zero_()
+        self.correct.zero_()
+        n, batch = len(perm), self.config.batch_size
+        tail = 0  # where the steps fewer than a chunk begin
+        if self.chunk:
+            span = self.chunk * batch
+            tail = n - n % span
+            for start in range(0, tail, span):
+                self.idx.copy_(perm[start : start + span].view(self.chunk, batch))
+                self._run_chunk()
+        for start in range(tail, n, batch):
+            self._step(perm[start : start + batch])
+        return self.loss_sum / n, self.correct / n
+
+    def _step(self, idx: torch.Tensor) -> None:
+        config = self.config
+        loss, right = self.stack.loss_and_grad(self.x[idx], self.y[idx], self.onehot[idx], config.dropout, config.l1)
+        self.optimizer.step(self.lr)
+        self.loss_sum.add_(loss, alpha=len(idx))
+        self.correct.add_(right)
+
+    def _chunk(self) -> None:
+        for row in self.idx:
+            self._step(row)
+
+    def _run_chunk(self) -> None:
+        if self.graph is not None:
+            self.graph.replay()
+            return
+        if not self.capture:
+            self._chunk()
+            return
+        # Capture needs the kernels' first-use set-up (cuBLAS workspaces) done beforehand on a
+        # side stream: the first chunk runs there for real, then is recorded (recording runs nothing).
+        current = torch.cuda.current_stream(self.x.device)
+        side = torch.cuda.Stream(self.x.device)
+        side.wait_stream(current)
+        with torch.cuda.stream(side):
+            self._chunk()
+        current.wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._chunk()
+        self.graph = graph
