@@ -90,7 +90,11 @@ def best(storage_url: str, study_name: str) -> int:
     if summary.best is None:
         raise StudyError(f"study {study_name!r} has no complete trial yet")
     t = summary.best
-    print(f"trial {t.number}: validation accuracy {t.value:.4f}, test accuracy {t.user_attrs.get('test_accuracy')}")
+    test = t.user_attrs.get("test_accuracy")
+    print(
+        f"trial {t.number}: validation accuracy {t.value:.4f}"
+        + (f", test accuracy {test:.4f}" if test is not None else "")
+    )
     for k, v in t.params.items():
         print(f"  {k} = {v}")
     if "model_artifact_id" in t.user_attrs:

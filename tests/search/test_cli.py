@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -144,6 +145,8 @@ def test_list_best_export(tmp_path: Path, mnist_dir: Path) -> None:
     assert "mnist-random" in proc.stdout and "complete" in proc.stdout
     proc = run_search("best", "--study-name", "mnist-random", cwd=tmp_path)
     assert proc.returncode == 0 and "validation accuracy" in proc.stdout
+    first = proc.stdout.splitlines()[0]
+    assert re.fullmatch(r"trial \d+: validation accuracy \d\.\d{4}, test accuracy \d\.\d{4}", first), first
     proc = run_search("export", "--study-name", "mnist-random", "--out", "t.csv", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     rows = (tmp_path / "t.csv").read_text().splitlines()
