@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -25,7 +26,13 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
     quiet_optuna()
     # Bad data or a bad split fail here, before anything is written to the storage.
     split(load_mnist(spec.data_dir, "cpu", spec.download), spec.validation, spec.limit_train, spec.limit_test)
-    resolve_device(spec.device)
+    device = resolve_device(spec.device)
+    if device.type == "cuda" and spec.workers > 1 and not mps_running():
+        print(
+            f"note: {spec.workers} workers share one GPU but run its kernels one process at a time; "
+            "start NVIDIA MPS first (nvidia-cuda-mps-control -d) to let them run side by side",
+            file=sys.stderr,
+        )
     study = prepare(spec)
     storage = open_storage(spec.storage)
     counts = Counts.of(storage, study)
@@ -64,6 +71,12 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def mps_running() -> bool:
+    """Whether NVIDIA's Multi-Process Service control daemon is up (its pipe exists)."""
+    pipes = Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps"))
+    return (pipes / "control").exists()
 
 
 def load(storage_url: str, study_name: str) -> optuna.Study:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sqlite3
 import time
@@ -151,3 +152,12 @@ def test_list_best_export(tmp_path: Path, mnist_dir: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     rows = (tmp_path / "t.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("number,state,val_accuracy")
+
+
+def test_mps_is_seen_by_its_control_pipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from search.app import mps_running
+
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))
+    assert not mps_running()
+    os.mkfifo(tmp_path / "control")
+    assert mps_running()
