@@ -9,10 +9,10 @@ trials stay below the budget; a trial that fails gives its slot back.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import enum
-import fcntl
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +22,7 @@ import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage
 
-from search.storage import sqlite_path
+from search.storage import file_lock, sqlite_path
 
 
 class Verdict(enum.Enum):
@@ -64,8 +64,8 @@ class StudyLock:
 
     def acquire(self) -> None:
         if self._db is not None:
-            self._held = open(f"{self._db}.lock", "a")  # noqa: SIM115 - held until release()
-            fcntl.flock(self._held, fcntl.LOCK_EX)
+            self._held = contextlib.ExitStack()
+            self._held.enter_context(file_lock(self._db))
             return
         if self._engine is None:
             from search.storage import _engine
@@ -81,7 +81,6 @@ class StudyLock:
         if held is None:
             return
         if self._db is not None:
-            fcntl.flock(held, fcntl.LOCK_UN)
             held.close()
             return
         try:
