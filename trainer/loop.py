@@ -17,7 +17,7 @@ from trainer.config import TrainConfig
 from trainer.data import Splits
 from trainer.model import CLASSES, LossFn
 from trainer.optim import FlatOptimizer
-from trainer.stack import StackedMLP
+from trainer.stack import StackedMLP, loss_kind, member_order
 from trainer.steps import GRAPH_STEPS, EpochSteps, graphs_apply
 
 EVAL_BATCH = 10_000
@@ -106,20 +106,31 @@ def train(
     return train_together([config], splits, [on_epoch], cuda_graphs=cuda_graphs)[0]
 
 
-def run_key(config: TrainConfig) -> TrainConfig:
-    """Configurations with the same key can share one run (``train_together``), exactly.
+# What the members of one group may differ in: each is a network of its own.
+MEMBER_FIELDS = ("activation", "loss", "learning_rate", "seed", "weight_decay", "dropout")
 
-    They may differ in ``epochs``: under one seed the first E epochs of a longer run are
-    the E-epoch run. In ``learning_rate``: each rate is a network of its own in a stacked
-    run, unless dropout draws random masks, which a stack would draw differently. And in
-    ``loss`` between nll and cross_entropy: nll on a log-softmax output and cross-entropy
-    on the logits are one function of the logits, with one gradient.
+
+def group_key(config: TrainConfig) -> TrainConfig:
+    """Configurations with the same key can train as one group (``train_together``), exactly.
+
+    The key keeps what the members of a group share: hidden_layers, hidden_units,
+    batch_size, optimizer, lr_decay, l1 and device. Members differ in activation, loss,
+    learning rate, seed, weight decay and dropout (each a network of its own, see
+    ``trainer.stack``), and in ``epochs``: under one seed the first E epochs of a longer run
+    are the E-epoch run.
     """
     return config.replace(
-        epochs=1,
-        learning_rate=1.0 if not config.dropout else config.learning_rate,
-        loss="nll" if config.loss == "cross_entropy" else config.loss,
+        epochs=1, activation="relu", loss="nll", learning_rate=1.0, seed=0, weight_decay=0.0, dropout=0.0
     )
+
+
+# The name the search side has always grouped by.
+run_key = group_key
+
+
+def member_key(config: TrainConfig) -> TrainConfig:
+    """Configurations with the same key are one network of a group: they differ only in epochs and nll/cross_entropy."""
+    return config.replace(epochs=1, loss=loss_kind(config.loss))
 
 
 def train_together(
@@ -129,36 +140,40 @@ def train_together(
     on_done: DoneCallback | None = None,
     cuda_graphs: bool = True,
 ) -> list[RunResult]:
-    """Train configurations that share a ``run_key`` as one run; return each one's result as if run alone.
+    """Train configurations that share a ``group_key`` as one run; return each one's result as if run alone.
 
-    One network per distinct learning rate is trained, all of them stacked, for the
+    One network per distinct ``member_key`` is trained, all of them in one group, for the
     longest ``epochs`` asked; each configuration's history is its network's first
     ``epochs`` epochs and its model is that network's weights after them. An epoch's
-    ``seconds`` is the shared epoch's. A configuration leaves the run when its callback
-    stops it, its network diverges or its epochs are done, and ``on_done`` then gets its
-    index and result; the run ends when none is left. On CUDA the training steps are
-    replayed as CUDA graphs where that is exact (``trainer.steps``), unless ``cuda_graphs``
-    is False.
+    ``seconds`` is the group's. A configuration leaves the run when its callback stops it,
+    its network diverges or its epochs are done, and ``on_done`` then gets its index and
+    result; the run ends when none is left. On CUDA the training steps are replayed as
+    CUDA graphs where that is exact (``trainer.steps``), unless ``cuda_graphs`` is False.
     """
     if not configs:
         return []
     base = configs[0]
-    if any(run_key(c) != run_key(base) for c in configs):
+    if any(group_key(c) != group_key(base) for c in configs):
         raise ValueError(
-            "configurations trained together may differ only in epochs, learning_rate and nll/cross_entropy"
+            "configurations trained together must share hidden_layers, hidden_units, batch_size, optimizer, "
+            "lr_decay, l1 and device (trainer.loop.group_key)"
         )
     callbacks = list(on_epoch) if on_epoch is not None else [None] * len(configs)
-    rates = list(dict.fromkeys(c.learning_rate for c in configs))
-    network = [rates.index(c.learning_rate) for c in configs]
+    distinct = list(dict.fromkeys(member_key(c) for c in configs))
+    members = [distinct[i] for i in member_order(distinct)]
+    network = [members.index(member_key(c)) for c in configs]
     device = splits.train_x.device
-    stack = StackedMLP(base, len(rates), device)
-    optimizer = FlatOptimizer(base.optimizer, stack.param, stack.grad, base.weight_decay)
+    stack = StackedMLP(members, device)
+    decays = [m.weight_decay for m in members]
+    decay = stack.per_network(decays) if any(decays) else 0.0
+    optimizer = FlatOptimizer(base.optimizer, stack.param, stack.grad, decay)
     onehot = {name: F.one_hot(y, CLASSES).to(stack.param.dtype) for name, y in _labels(splits).items()}
-    graphs = cuda_graphs and graphs_apply(base, device)
+    graphs = cuda_graphs and all(graphs_apply(m, device) for m in members)
     steps = EpochSteps(
         stack, optimizer, splits, onehot["train"], base, chunk=GRAPH_STEPS if graphs else 0, capture=graphs
     )
-    order = torch.Generator().manual_seed(base.seed)
+    # Each seed's own batch order, drawn on the CPU so that every device sees the same one.
+    orders = [torch.Generator().manual_seed(seed) for seed in stack.seeds]
     histories: list[list[EpochRecord]] = [[] for _ in configs]
     results: list[RunResult | None] = [None] * len(configs)
     started = time.perf_counter()
@@ -182,9 +197,9 @@ def train_together(
             break
         epoch_start = time.perf_counter()
         # StepLR: the rate depends on the epoch index alone.
-        lr = stack.per_network([rate * base.lr_decay ** (epoch - 1) for rate in rates])
-        # A seeded random order per epoch, drawn on the CPU so that every device sees the same one.
-        perm = torch.randperm(len(splits.train_y), generator=order).to(device)
+        lr = stack.per_network([m.learning_rate * base.lr_decay ** (epoch - 1) for m in members])
+        n = len(splits.train_y)
+        perm = torch.stack([torch.randperm(n, generator=order) for order in orders]).to(device)
         train_loss, train_acc = steps.run(perm, lr)
         val_loss, val_acc = stack.evaluate(splits.val_x, splits.val_y, onehot["val"], EVAL_BATCH)
         if splits.val_x is splits.test_x:  # --validation 0: the test set is the validation set

@@ -19,15 +19,23 @@ ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults
 class FlatOptimizer:
     """Updates ``param`` in place from ``grad`` (both flat tensors) at given learning rates.
 
-    The rate is a tensor shaped like ``param``, giving each element its own: stacked
-    networks train at different rates, and a network alone takes the same path so that
-    its numbers are bit for bit those it has in a stack.
+    The rate is a tensor shaped like ``param``, giving each element its own: the members
+    of a group train at different rates, and a network alone takes the same path so that
+    its numbers are bit for bit those it has in a group. So is ``weight_decay`` when given
+    as a tensor.
     """
 
-    def __init__(self, name: str, param: torch.Tensor, grad: torch.Tensor, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self, name: str, param: torch.Tensor, grad: torch.Tensor, weight_decay: float | torch.Tensor = 0.0
+    ) -> None:
         if name not in ("adadelta", "sgd", "adam"):
             raise ValueError(f"optimizer must be one of adadelta, sgd, adam, but got optimizer={name!r}.")
-        self.name, self.param, self.grad, self.weight_decay = name, param, grad, weight_decay
+        self.name, self.param, self.grad = name, param, grad
+        # Weight decay, like the rate, is per element (members of a group decay differently); a
+        # number becomes such a tensor so that a network alone takes its group's path.
+        if not isinstance(weight_decay, torch.Tensor):
+            weight_decay = torch.full_like(param, weight_decay) if weight_decay else None
+        self.weight_decay = weight_decay
         self.steps = 0
         self._a = torch.zeros_like(param)  # Adadelta: square_avg; SGD: momentum; Adam: exp_avg
         self._b = torch.zeros_like(param)  # Adadelta: acc_delta; Adam: exp_avg_sq
@@ -35,7 +43,7 @@ class FlatOptimizer:
     @torch.no_grad()
     def step(self, lr: torch.Tensor) -> None:
         self.steps += 1
-        g = self.grad.add(self.param, alpha=self.weight_decay) if self.weight_decay else self.grad
+        g = self.grad if self.weight_decay is None else self.grad.addcmul(self.param, self.weight_decay)
         getattr(self, f"_{self.name}")(g, lr)
 
     def _adadelta(self, g: torch.Tensor, lr: torch.Tensor) -> None:

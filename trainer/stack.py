@@ -1,4 +1,4 @@
-"""K networks of one shape trained in lockstep, with hand-written forward and backward passes.
+"""A group of networks of one shape trained in lockstep, with hand-written forward and backward passes.
 
 A fully connected network is a few matrix products and element-wise functions, so its
 gradients are written out here instead of being recorded by autograd: that halves the
@@ -6,18 +6,29 @@ operations per step and drops the autograd engine's overhead, which for a networ
 small costs more than the arithmetic. The element-wise backward functions are ATen's own
 (``threshold_backward``, ``tanh_backward``...), the ones autograd would call.
 
-K networks that share a shape and see the same batches (the same seed) are stacked: one
-set of element-wise operations and one optimizer step per batch serve all K, and on a GPU
-each layer's K matrix products are one batched product. Each network's numbers are its
-own, bit for bit those of its run alone; nothing is shared between them but the input.
+The members of a group share a shape (depth and width) and a batch size, and may differ
+in activation, loss, seed (initial weights, batch order, dropout masks), learning rate,
+weight decay and dropout. One set of element-wise operations and one optimizer step per
+batch serve them all, and on a GPU each layer's products are one batched product. Each
+member's numbers are its own, bit for bit those of its run alone on the CPU:
 
-Parameters live layer-major in one flat tensor, for each layer the K weight matrices and
-then the K bias vectors, so that one optimizer updates all of them at once.
+- the CPU's products run one member at a time (a batched product splits its work across
+  threads differently for different group sizes, which changes the rounding);
+- functions whose vectorised and scalar code round differently (sigmoid, elu, exp...: ATen
+  runs the last elements of a tensor through the scalar code) and sums run on each
+  member's own slice, which has the shape of the run alone; only ReLU and leaky ReLU,
+  exact wherever an element falls, run over a whole slice of members at once;
+- each seed draws its own batch order, and each member with dropout its own masks from its
+  own generator, so that nothing a member sees depends on the rest of its group.
+
+Members are ordered so that equal activations (and losses) are contiguous. Parameters live
+layer-major in one flat tensor, for each layer the K weight matrices and then the K bias
+vectors, so that one optimizer updates all of them at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +40,10 @@ from trainer.model import CLASSES, build_model
 
 aten = torch.ops.aten
 LEAKY_SLOPE = 0.01  # nn.LeakyReLU's default
+# Activations computed by comparisons and one product: the same bits in ATen's vector and scalar code.
+EXACT_ANYWHERE = ("relu", "leaky_relu")
+# Offset of a member's dropout stream from its seed, so that masks and batch order are separate draws.
+DROPOUT_STREAM = 1 << 32
 
 
 @dataclass(frozen=True)
@@ -45,98 +60,171 @@ class Layer:
 class _Tape:
     """What the backward pass needs from the forward one."""
 
-    inputs: list[torch.Tensor]  # each layer's input, [K, B, in] (the first: [B, 784] expanded)
+    inputs: list  # each layer's input: the first, member views of the batch; the others [K, B, in]
     pre: list[torch.Tensor]  # each hidden layer's pre-activation [K, B, H]
     post: list[torch.Tensor]  # and its activation, before dropout
-    masks: list[torch.Tensor | None]  # each hidden layer's dropout mask, scaled by 1 / (1 - p)
+    masks: list[list[torch.Tensor | None]]  # each hidden layer's dropout mask per member, scaled by 1 / (1 - p)
+
+
+def loss_kind(loss: str) -> str:
+    """nll on a log-softmax output and cross_entropy on logits are one function of the logits."""
+    return "nll" if loss == "cross_entropy" else loss
 
 
 class StackedMLP:
-    """``k`` copies of ``build_model(config)``'s network, from its seeded initial weights.
+    """One network per member configuration, each from its seed's initial weights.
 
-    ``forward`` returns logits [K, B, 10]; ``loss_and_grad`` fills ``grad`` for a batch
-    and returns each network's mean data loss and correct count.
+    ``members`` share ``hidden_layers`` and ``hidden_units`` and should be ordered so that
+    equal activations and losses are contiguous (``member_order``). ``forward`` returns
+    logits [K, B, 10]; ``loss_and_grad`` fills ``grad`` for a batch and returns each
+    member's mean data loss and correct count.
     """
 
-    def __init__(self, config: TrainConfig, k: int, device: torch.device) -> None:
-        self.config, self.k = config, k
-        torch.manual_seed(config.seed)
-        linears = [m for m in build_model(config) if isinstance(m, nn.Linear)]
-        total = k * sum(m.weight.numel() + m.bias.numel() for m in linears)
-        self.param = torch.empty(total, device=device)
-        self.grad = torch.zeros(total, device=device)
+    def __init__(self, members: Sequence[TrainConfig], device: torch.device) -> None:
+        self.members, self.k = tuple(members), len(members)
+        base = self.members[0]
+        if any((m.hidden_layers, m.hidden_units) != (base.hidden_layers, base.hidden_units) for m in self.members):
+            raise ValueError("members of one group must share hidden_layers and hidden_units")
+        self.config = base
+        linears = [[m for m in _initial_model(c) if isinstance(m, nn.Linear)] for c in self.members]
+        self.parameter_count = sum(m.weight.numel() + m.bias.numel() for m in linears[0])
+        self.param = torch.empty(self.k * self.parameter_count, device=device)
+        self.grad = torch.zeros_like(self.param)
         self.layers: list[Layer] = []
         offset = 0
-        for m in linears:
+        for depth in range(len(linears[0])):
             views = []
-            for tensor in (m.weight, m.bias):
-                n = k * tensor.numel()
-                shape = (k, *tensor.shape)
-                self.param[offset : offset + n].view(shape).copy_(tensor.detach().expand(shape))
-                views.append((self.param[offset : offset + n].view(shape), self.grad[offset : offset + n].view(shape)))
+            for name in ("weight", "bias"):
+                shape = (self.k, *getattr(linears[0][depth], name).shape)
+                n = shape[0] * getattr(linears[0][depth], name).numel()
+                view = self.param[offset : offset + n].view(shape)
+                for k, network in enumerate(linears):
+                    view[k].copy_(getattr(network[depth], name).detach())
+                views.append((view, self.grad[offset : offset + n].view(shape)))
                 offset += n
             (w, gw), (b, gb) = views
             self.layers.append(Layer(w, b, gw, gb))
-        self._forward_act, self._backward_act = _activation(config.activation)
+        self.seeds = list(dict.fromkeys(m.seed for m in self.members))
+        self.rows = [self.seeds.index(m.seed) for m in self.members]  # each member's batch order
+        self._rows = torch.tensor(self.rows, device=device)
+        self.activations = _segments([m.activation for m in self.members])
+        self.losses = _segments([loss_kind(m.loss) for m in self.members])
+        self.dropout = [m.dropout for m in self.members]
+        self._masks = [
+            torch.Generator(device).manual_seed(m.seed + DROPOUT_STREAM) if m.dropout else None for m in self.members
+        ]
+        self.l1 = base.l1
         self.batched = device.type != "cpu"
-        self.parameter_count = total // k
 
-    def forward(self, x: torch.Tensor, tape: _Tape | None = None, dropout: float = 0.0) -> torch.Tensor:
-        """Logits [K, B, 10] for inputs [B, 784]; with ``tape``, keep what backward needs."""
-        x = x.expand(self.k, *x.shape)
+    @classmethod
+    def copies(cls, config: TrainConfig, k: int, device: torch.device) -> StackedMLP:
+        """``k`` members that are all ``config``."""
+        return cls([config] * k, device)
+
+    def forward(self, x: torch.Tensor, tape: _Tape | None = None) -> torch.Tensor:
+        """Logits [K, B, 10] for inputs [B, 784] seen by all, or [S, B, 784] by seed (``rows``).
+
+        With ``tape``, a training pass: members with dropout draw masks, and what backward
+        needs is kept.
+        """
+        inputs = self._member_inputs(x)
         first = self.layers[0]
-        h = self._product(x, first.weight.transpose(1, 2), first.bias)
+        h = self._product(inputs, first.weight.transpose(1, 2), first.bias)
         if tape is not None:
-            tape.inputs.append(x)
+            tape.inputs.append(inputs)
         for layer in self.layers[1:]:
-            a = post = self._forward_act(h)
-            mask = None
-            if dropout:
-                mask = torch.empty_like(a).bernoulli_(1 - dropout).div_(1 - dropout)
-                a = a * mask
+            a = post = self._activate(h)
+            masks: list[torch.Tensor | None] = [None] * self.k
+            if tape is not None and any(self.dropout):
+                a, masks = self._drop(post)
             if tape is not None:
                 tape.pre.append(h)
                 tape.post.append(post)
-                tape.masks.append(mask)
+                tape.masks.append(masks)
                 tape.inputs.append(a)
             h = self._product(a, layer.weight.transpose(1, 2), layer.bias)
         return h
 
     def loss_and_grad(
-        self, x: torch.Tensor, y: torch.Tensor, onehot: torch.Tensor, dropout: float = 0.0, l1: float = 0.0
+        self, x: torch.Tensor, y: torch.Tensor, onehot: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write the gradient of each network's batch loss into ``grad``; return (loss [K], correct [K])."""
+        """Write the gradient of each member's batch loss into ``grad``; return (loss [K], correct [K]).
+
+        ``x`` [S, B, 784], ``y`` [S, B] and ``onehot`` [S, B, 10] hold one batch per seed.
+        """
         tape = _Tape([], [], [], [])
-        z = self.forward(x, tape, dropout)
-        loss, dz = _loss_and_grad(self.config.loss, z, y, onehot)
+        z = self.forward(x, tape)
+        y, onehot = self._by_member(y), self._by_member(onehot)
+        loss, dz = self._loss(z, y, onehot, grad=True)
         correct = (z.argmax(-1) == y).sum(1)
         for i in range(len(self.layers) - 1, -1, -1):
             layer, a = self.layers[i], tape.inputs[i]
             self._product(dz.transpose(1, 2), a, out=layer.weight_grad)
-            torch.sum(dz, dim=1, out=layer.bias_grad)
-            if l1:
-                layer.weight_grad.add_(layer.weight.sign(), alpha=l1)
+            self._sum_rows(dz, layer.bias_grad)
+            if self.l1:
+                layer.weight_grad.add_(layer.weight.sign(), alpha=self.l1)
             if i == 0:
                 break
             da = self._product(dz, layer.weight)
-            mask = tape.masks[i - 1]
-            if mask is not None:
-                da = da * mask
-            dz = self._backward_act(da, tape.pre[i - 1], tape.post[i - 1])
+            for k, mask in enumerate(tape.masks[i - 1]):
+                if mask is not None:
+                    da[k].mul_(mask)
+            dz = self._activation_backward(da, tape.pre[i - 1], tape.post[i - 1])
         return loss, correct
 
-    def _product(
-        self, a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, out: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """``a[k] @ b[k] (+ bias[k])`` for each network k.
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, onehot: torch.Tensor, chunk: int) -> tuple[torch.Tensor, ...]:
+        """Each member's mean loss [K] and accuracy [K] over ``x``, in chunks of ``chunk`` images."""
+        loss_sum = torch.zeros(self.k, device=x.device)
+        correct = torch.zeros(self.k, dtype=torch.long, device=x.device)
+        for start in range(0, len(y), chunk):
+            target = y[start : start + chunk]
+            z = self.forward(x[start : start + chunk])
+            targets = onehot[start : start + chunk].expand(self.k, -1, -1)
+            loss, _ = self._loss(z, target, targets, grad=False)
+            loss_sum += loss * len(target)
+            correct += (z.argmax(-1) == target).sum(1)
+        return loss_sum / len(y), correct / len(y)
 
-        One batched product where it is worth it (GPUs). On the CPU, one product per
-        network: a batched product there splits its work across threads differently for
-        different K, which changes the rounding, so that a stacked network would not give
-        bit for bit the numbers of its run alone.
+    def export(self, index: int, config: TrainConfig | None = None) -> nn.Sequential:
+        """Member ``index`` as the ``nn.Module`` that ``build_model`` makes, with its weights copied."""
+        model = build_model(config or self.members[index]).to(self.param.device)
+        linears = [m for m in model if isinstance(m, nn.Linear)]
+        with torch.no_grad():
+            for m, layer in zip(linears, self.layers, strict=True):
+                m.weight.copy_(layer.weight[index])
+                m.bias.copy_(layer.bias[index])
+        return model.eval()
+
+    def per_network(self, values: Sequence[float]) -> torch.Tensor:
+        """A tensor shaped like ``param`` holding ``values[k]`` at every parameter of member k."""
+        values_t = torch.tensor(values, dtype=self.param.dtype, device=self.param.device)
+        parts = []
+        for layer in self.layers:
+            for t in (layer.weight, layer.bias):
+                parts.append(values_t.unsqueeze(1).expand(self.k, t[0].numel()).reshape(-1))
+        return torch.cat(parts)
+
+    def _member_inputs(self, x: torch.Tensor):
+        """Each member's batch: a list of views on the CPU (no copy), one [K, B, 784] tensor when batched."""
+        if x.dim() == 2:
+            return x.expand(self.k, *x.shape) if self.batched else [x] * self.k
+        if self.batched:
+            return x.expand(self.k, *x.shape[1:]) if len(x) == 1 else x.index_select(0, self._rows)
+        return [x[row] for row in self.rows]
+
+    def _by_member(self, t: torch.Tensor) -> torch.Tensor:
+        """A per-seed tensor [S, ...] as a per-member one [K, ...]."""
+        return t.expand(self.k, *t.shape[1:]) if len(t) == 1 else t.index_select(0, self._rows)
+
+    def _product(self, a, b, bias: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``a[k] @ b[k] (+ bias[k])`` for each member k (``a`` or ``b`` may be a list of K tensors).
+
+        One batched product where it is worth it (GPUs); on the CPU one product per member,
+        for the reason in the module's note.
         """
         if out is None:
-            out = torch.empty(self.k, a.shape[1], b.shape[2], device=a.device, dtype=a.dtype)
+            out = torch.empty(self.k, a[0].shape[0], b[0].shape[1], device=self.param.device, dtype=self.param.dtype)
         if self.batched:
             if bias is None:
                 return torch.bmm(a, b, out=out)
@@ -148,56 +236,120 @@ class StackedMLP:
                 torch.addmm(bias[k], a[k], b[k], out=out[k])
         return out
 
-    @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, onehot: torch.Tensor, chunk: int) -> tuple[torch.Tensor, ...]:
-        """Each network's mean loss [K] and accuracy [K] over ``x``, in chunks of ``chunk`` images."""
-        loss_sum = torch.zeros(self.k, device=x.device)
-        correct = torch.zeros(self.k, dtype=torch.long, device=x.device)
-        for start in range(0, len(y), chunk):
-            target = y[start : start + chunk]
-            z = self.forward(x[start : start + chunk])
-            loss, _ = _loss_and_grad(self.config.loss, z, target, onehot[start : start + chunk], grad=False)
-            loss_sum += loss * len(target)
-            correct += (z.argmax(-1) == target).sum(1)
-        return loss_sum / len(y), correct / len(y)
+    def _each(self, segments: list[tuple[str, int, int]], exact: Callable[[str], bool], fn, *tensors: torch.Tensor):
+        """``fn(name, *slices)`` over each segment of members, or over each member where ``exact(name)`` fails.
 
-    def export(self, index: int, config: TrainConfig | None = None) -> nn.Sequential:
-        """Network ``index`` as the ``nn.Module`` that ``build_model`` makes, with its weights copied."""
-        model = build_model(config or self.config).to(self.param.device)
-        linears = [m for m in model if isinstance(m, nn.Linear)]
-        with torch.no_grad():
-            for m, layer in zip(linears, self.layers, strict=True):
-                m.weight.copy_(layer.weight[index])
-                m.bias.copy_(layer.bias[index])
-        return model.eval()
+        One segment covering the group returns ``fn``'s result itself; otherwise the pieces
+        are written into a new tensor shaped like the first input.
+        """
+        if len(segments) == 1 and (self.batched or exact(segments[0][0])):
+            return fn(segments[0][0], *tensors)
+        out = torch.empty_like(tensors[0])
+        for name, start, stop in segments:
+            if self.batched or exact(name):
+                out[start:stop] = fn(name, *(t[start:stop] for t in tensors))
+            else:
+                for k in range(start, stop):
+                    out[k] = fn(name, *(t[k] for t in tensors))
+        return out
 
-    def per_network(self, values: Sequence[float]) -> torch.Tensor:
-        """A tensor shaped like ``param`` holding ``values[k]`` at every parameter of network k."""
-        values_t = torch.tensor(values, dtype=self.param.dtype, device=self.param.device)
-        parts = []
-        for layer in self.layers:
-            for t in (layer.weight, layer.bias):
-                parts.append(values_t.unsqueeze(1).expand(self.k, t[0].numel()).reshape(-1))
-        return torch.cat(parts)
+    def _activate(self, h: torch.Tensor) -> torch.Tensor:
+        return self._each(self.activations, _exact_anywhere, lambda name, t: _ACTIVATIONS[name][0](t), h)
+
+    def _activation_backward(self, da: torch.Tensor, pre: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
+        backward = lambda name, g, h, a: _ACTIVATIONS[name][1](g, h, a)  # noqa: E731
+        return self._each(self.activations, _exact_anywhere, backward, da, pre, post)
+
+    def _drop(self, post: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """Dropout's output and each member's mask, drawn from the member's own generator."""
+        a = post.clone()
+        masks: list[torch.Tensor | None] = []
+        for k, (p, generator) in enumerate(zip(self.dropout, self._masks, strict=True)):
+            mask = None
+            if p:
+                mask = torch.empty_like(a[k]).bernoulli_(1 - p, generator=generator).div_(1 - p)
+                a[k].mul_(mask)
+            masks.append(mask)
+        return a, masks
+
+    def _sum_rows(self, dz: torch.Tensor, out: torch.Tensor) -> None:
+        """Each member's sum over the batch [K, B, H] -> [K, H] (per member on the CPU: see the module's note)."""
+        if self.batched:
+            torch.sum(dz, dim=1, out=out)
+            return
+        for k in range(self.k):
+            torch.sum(dz[k], dim=0, out=out[k])
+
+    def _member_sums(self, t: torch.Tensor) -> torch.Tensor:
+        """Each member's sum of ``t`` [n, ...] -> [n]."""
+        if self.batched:
+            return t.sum(tuple(range(1, t.dim())))
+        return torch.stack([t[k].sum() for k in range(len(t))])
+
+    def _loss(
+        self, z: torch.Tensor, y: torch.Tensor, onehot: torch.Tensor, grad: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Each member's mean loss [K] and, with ``grad``, its gradient w.r.t. the logits, by loss segment."""
+        losses, grads = [], []
+        for name, start, stop in self.losses:
+            loss, dz = _loss_and_grad(name, z[start:stop], onehot[start:stop], self._member_sums, grad)
+            losses.append(loss)
+            grads.append(dz)
+        if len(self.losses) == 1:
+            return losses[0], grads[0]
+        return torch.cat(losses), (torch.cat(grads) if grad else None)
+
+
+def member_order(configs: Sequence[TrainConfig]) -> list[int]:
+    """Indices of ``configs`` ordered so that equal activations, and within them equal losses, are contiguous."""
+    activations = list(dict.fromkeys(c.activation for c in configs))
+    losses = list(dict.fromkeys(loss_kind(c.loss) for c in configs))
+    rank = lambda i: (activations.index(configs[i].activation), losses.index(loss_kind(configs[i].loss)))  # noqa: E731
+    return sorted(range(len(configs)), key=rank)
+
+
+def _initial_model(config: TrainConfig) -> nn.Sequential:
+    """``build_model(config)`` with the weights that ``config.seed`` gives it."""
+    torch.manual_seed(config.seed)
+    return build_model(config)
+
+
+def _segments(names: list[str]) -> list[tuple[str, int, int]]:
+    """Runs of equal names as (name, start, stop)."""
+    segments: list[tuple[str, int, int]] = []
+    for k, name in enumerate(names):
+        if segments and segments[-1][0] == name:
+            segments[-1] = (name, segments[-1][1], k + 1)
+        else:
+            segments.append((name, k, k + 1))
+    return segments
+
+
+def _exact_anywhere(name: str) -> bool:
+    return name in EXACT_ANYWHERE
 
 
 def _loss_and_grad(
-    name: str, z: torch.Tensor, y: torch.Tensor, onehot: torch.Tensor, grad: bool = True
+    name: str,
+    z: torch.Tensor,
+    onehot: torch.Tensor,
+    sums: Callable[[torch.Tensor], torch.Tensor],
+    grad: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Each network's mean loss over the batch [K] and, with ``grad``, its gradient w.r.t. the logits.
+    """Each member's mean loss over the batch [n] and, with ``grad``, its gradient w.r.t. the logits.
 
     nll sits on a log-softmax output and cross_entropy on logits: the same function of the
-    logits. mse compares the softmax probabilities with the one-hot labels.
+    logits. mse compares the softmax probabilities with the one-hot labels. Softmax and
+    log-softmax work row by row, the same wherever a row falls; ``sums`` reduces per member.
     """
-    batch = len(y)
-    if name in ("nll", "cross_entropy"):
-        logp = torch.log_softmax(z, dim=-1)
-        loss = -(logp * onehot).sum((1, 2)) / batch
-        return loss, (logp.exp_().sub_(onehot).div_(batch) if grad else None)
+    batch = z.shape[1]
+    if name == "nll":
+        loss = -sums(torch.log_softmax(z, dim=-1) * onehot) / batch
+        return loss, (torch.softmax(z, dim=-1).sub_(onehot).div_(batch) if grad else None)
     if name == "mse":
         q = torch.softmax(z, dim=-1)
         diff = q - onehot
-        loss = diff.square().sum((1, 2)) / (batch * CLASSES)
+        loss = sums(diff.square()) / (batch * CLASSES)
         if not grad:
             return loss, None
         dq = diff.mul_(2 / (batch * CLASSES))
@@ -205,19 +357,15 @@ def _loss_and_grad(
     raise ValueError(f"loss must be one of nll, cross_entropy, mse, but got loss={name!r}.")
 
 
-def _activation(name: str):
-    """(forward, backward(grad_out, input, output)) for a hidden layer's activation."""
-    table = {
-        "relu": (torch.relu, lambda g, h, a: aten.threshold_backward(g, a, 0)),
-        "sigmoid": (torch.sigmoid, lambda g, h, a: aten.sigmoid_backward(g, a)),
-        "tanh": (torch.tanh, lambda g, h, a: aten.tanh_backward(g, a)),
-        "leaky_relu": (
-            lambda h: F.leaky_relu(h, LEAKY_SLOPE),
-            lambda g, h, a: aten.leaky_relu_backward(g, h, LEAKY_SLOPE, False),
-        ),
-        "elu": (F.elu, lambda g, h, a: aten.elu_backward(g, 1.0, 1, 1, False, h)),
-        "gelu": (F.gelu, lambda g, h, a: aten.gelu_backward(g, h)),
-    }
-    if name not in table:
-        raise ValueError(f"activation must be one of {', '.join(table)}, but got activation={name!r}.")
-    return table[name]
+# (forward, backward(grad_out, input, output)) of each hidden activation.
+_ACTIVATIONS = {
+    "relu": (torch.relu, lambda g, h, a: aten.threshold_backward(g, a, 0)),
+    "sigmoid": (torch.sigmoid, lambda g, h, a: aten.sigmoid_backward(g, a)),
+    "tanh": (torch.tanh, lambda g, h, a: aten.tanh_backward(g, a)),
+    "leaky_relu": (
+        lambda h: F.leaky_relu(h, LEAKY_SLOPE),
+        lambda g, h, a: aten.leaky_relu_backward(g, h, LEAKY_SLOPE, False),
+    ),
+    "elu": (F.elu, lambda g, h, a: aten.elu_backward(g, 1.0, 1, 1, False, h)),
+    "gelu": (F.gelu, lambda g, h, a: aten.gelu_backward(g, h)),
+}

@@ -32,7 +32,7 @@ def graphs_apply(config: TrainConfig, device: torch.device) -> bool:
 
 
 class EpochSteps:
-    """Runs the training steps of each epoch of one (stacked) run.
+    """Runs the training steps of each epoch of one group's run.
 
     ``chunk`` steps at a time from a fixed index buffer, captured as a CUDA graph after
     the first such chunk has run eagerly (the warm-up a capture needs) when ``capture``;
@@ -57,31 +57,35 @@ class EpochSteps:
         self.lr = torch.empty_like(stack.param)
         self.loss_sum = torch.zeros(stack.k, device=device)
         self.correct = torch.zeros(stack.k, dtype=torch.long, device=device)
-        self.idx = torch.empty(max(chunk, 1), config.batch_size, dtype=torch.long, device=device)
+        self.idx = torch.empty(max(chunk, 1), len(stack.seeds), config.batch_size, dtype=torch.long, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
 
     def run(self, perm: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One pass over ``perm`` (indices on the device) at rates ``lr``; each network's mean loss and accuracy."""
+        """One pass over ``perm`` at rates ``lr``; each member's mean loss and accuracy.
+
+        ``perm`` holds one order of the training images per seed of the group, [S, N] (or [N]
+        for one seed), on the device.
+        """
+        perm = perm.view(-1, perm.shape[-1])
         self.lr.copy_(lr)
         self.loss_sum.zero_()
         self.correct.zero_()
-        n, batch = len(perm), self.config.batch_size
+        seeds, n, batch = perm.shape[0], perm.shape[1], self.config.batch_size
         tail = 0  # where the steps fewer than a chunk begin
         if self.chunk:
             span = self.chunk * batch
             tail = n - n % span
             for start in range(0, tail, span):
-                self.idx.copy_(perm[start : start + span].view(self.chunk, batch))
+                self.idx.copy_(perm[:, start : start + span].view(seeds, self.chunk, batch).transpose(0, 1))
                 self._run_chunk()
         for start in range(tail, n, batch):
-            self._step(perm[start : start + batch])
+            self._step(perm[:, start : start + batch])
         return self.loss_sum / n, self.correct / n
 
     def _step(self, idx: torch.Tensor) -> None:
-        config = self.config
-        loss, right = self.stack.loss_and_grad(self.x[idx], self.y[idx], self.onehot[idx], config.dropout, config.l1)
+        loss, right = self.stack.loss_and_grad(self.x[idx], self.y[idx], self.onehot[idx])
         self.optimizer.step(self.lr)
-        self.loss_sum.add_(loss, alpha=len(idx))
+        self.loss_sum.add_(loss, alpha=idx.shape[-1])
         self.correct.add_(right)
 
     def _chunk(self) -> None:

@@ -60,8 +60,9 @@ def test_points_that_can_share_a_run_follow_each_other() -> None:
     points = grid_points(SEVEN, seed=1)
     keys = [run_key(TrainConfig().replace(**p)) for p in points]
     runs = [len(list(group)) for _, group in itertools.groupby(keys)]
-    assert len(runs) == len(set(keys)) == 3**4 * 2  # each run's points are contiguous
-    assert sorted(set(runs)) == [9, 18]  # lr x epochs, and x {nll, cross_entropy}
+    assert len(runs) == len(set(keys)) == 3**3  # depth x width x batch size; each run's points are contiguous
+    assert sorted(set(runs)) == [81]  # activation x loss x lr x epochs
     oat = oat_points(SEVEN, TrainConfig())
-    assert [p["loss"] for p in oat[:6]].count("cross_entropy") == 1
-    assert all(run_key(TrainConfig().replace(**p)) == run_key(TrainConfig()) for p in oat[:6])
+    assert [p["loss"] for p in oat[:9]].count("cross_entropy") == 1
+    assert all(run_key(TrainConfig().replace(**p)) == run_key(TrainConfig()) for p in oat[:9])
+    assert run_key(TrainConfig().replace(**oat[9])) != run_key(TrainConfig())

@@ -10,9 +10,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainer import ACTIVATIONS, LOSSES, TrainConfig, build_model, train
-from trainer.loop import run_key, train_together
+from trainer.loop import group_key, run_key, train_together
 from trainer.model import loss_function
-from trainer.stack import StackedMLP
+from trainer.stack import StackedMLP, member_order
 
 CPU = torch.device("cpu")
 
@@ -40,8 +40,8 @@ def _autograd(config: TrainConfig, x: torch.Tensor, y: torch.Tensor) -> tuple[fl
 def test_gradient_matches_autograd(activation: str, loss: str, layers: int) -> None:
     config = TrainConfig(hidden_layers=layers, hidden_units=24, activation=activation, loss=loss, l1=1e-3)
     x, y, onehot = _batch()
-    stack = StackedMLP(config, 1, CPU)
-    got_loss, correct = stack.loss_and_grad(x, y, onehot, l1=config.l1)
+    stack = StackedMLP([config], CPU)
+    got_loss, correct = stack.loss_and_grad(x[None], y[None], onehot[None])
     want_loss, want_grad, out = _autograd(config, x, y)
     assert got_loss.item() == pytest.approx(want_loss, rel=1e-6)
     assert correct.item() == (out.argmax(1) == y).sum().item()
@@ -51,18 +51,18 @@ def test_gradient_matches_autograd(activation: str, loss: str, layers: int) -> N
 def test_dropout_gradient_matches_autograd_under_the_same_masks() -> None:
     config = TrainConfig(hidden_layers=2, hidden_units=24, dropout=0.5)
     x, y, onehot = _batch()
-    stack = StackedMLP(config, 1, CPU)
+    stack = StackedMLP([config], CPU)
     masks: list[torch.Tensor] = []
     real_bernoulli = torch.Tensor.bernoulli_
 
-    def remember(tensor: torch.Tensor, p: float) -> torch.Tensor:
-        real_bernoulli(tensor, p)
+    def remember(tensor: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+        real_bernoulli(tensor, p, generator=generator)
         masks.append(tensor.detach().clone().reshape(len(x), -1))
         return tensor
 
     torch.Tensor.bernoulli_ = remember
     try:
-        stack.loss_and_grad(x, y, onehot, dropout=config.dropout)
+        stack.loss_and_grad(x[None], y[None], onehot[None])
     finally:
         torch.Tensor.bernoulli_ = real_bernoulli
     assert len(masks) == 2 and 0.3 < masks[0].mean().item() < 0.7
@@ -81,7 +81,7 @@ def test_dropout_gradient_matches_autograd_under_the_same_masks() -> None:
 
 def test_stacked_networks_start_alike_and_export_to_the_model(splits) -> None:
     config = TrainConfig(hidden_layers=2, hidden_units=16, device="cpu")
-    stack = StackedMLP(config, 3, CPU)
+    stack = StackedMLP.copies(config, 3, CPU)
     for layer in stack.layers:
         assert torch.equal(layer.weight[0], layer.weight[2])
     model = stack.export(1)
@@ -149,9 +149,65 @@ def test_a_pruned_or_diverged_configuration_leaves_the_others_running(splits) ->
     assert kept.history[0].val_accuracy == pytest.approx(alone.history[0].val_accuracy, abs=1e-6)
 
 
-def test_only_configurations_of_one_run_key_train_together(splits) -> None:
+def test_only_configurations_of_one_group_key_train_together(splits) -> None:
     base = TrainConfig(hidden_units=16, device="cpu")
-    assert run_key(base.replace(learning_rate=0.1, epochs=5)) == run_key(base)
-    assert run_key(base.replace(dropout=0.2, learning_rate=0.1)) != run_key(base.replace(dropout=0.2))
-    with pytest.raises(ValueError, match="differ only in epochs, learning_rate and nll/cross_entropy"):
+    assert run_key is group_key
+    member = {"activation": "tanh", "loss": "mse", "learning_rate": 0.1, "epochs": 5, "seed": 7}
+    assert group_key(base.replace(**member, weight_decay=0.1, dropout=0.2)) == group_key(base)
+    for shared in ({"hidden_layers": 2}, {"hidden_units": 32}, {"batch_size": 16}, {"optimizer": "sgd"}):
+        assert group_key(base.replace(**shared)) != group_key(base)
+    for shared in ({"lr_decay": 0.5}, {"l1": 1e-4}, {"device": "cuda"}):
+        assert group_key(base.replace(**shared)) != group_key(base)
+    with pytest.raises(ValueError, match="must share hidden_layers, hidden_units, batch_size"):
         train_together([base, base.replace(hidden_units=32)], splits)
+
+
+# Members that differ in everything a group allows. Batches of 30 on 20 units leave each
+# member's element-wise tensors a length that is no multiple of the vector width, so that
+# ATen's scalar tail code runs on elements that fall mid-vector in the group.
+MIXED = (
+    {"activation": "relu", "loss": "nll", "learning_rate": 1.0, "seed": 1, "epochs": 3},
+    {"activation": "sigmoid", "loss": "mse", "learning_rate": 10.0, "seed": 2, "epochs": 1},
+    {"activation": "tanh", "loss": "cross_entropy", "learning_rate": 0.5, "seed": 3, "weight_decay": 0.01},
+    {"activation": "relu", "loss": "mse", "learning_rate": 1.0, "seed": 1, "dropout": 0.3},
+    {"activation": "elu", "loss": "nll", "seed": 2, "dropout": 0.2, "weight_decay": 1e-3, "epochs": 3},
+    {"activation": "gelu", "loss": "nll", "seed": 1, "learning_rate": 2.0},
+    {"activation": "leaky_relu", "loss": "cross_entropy", "seed": 4, "epochs": 1},
+    {"activation": "sigmoid", "loss": "nll", "learning_rate": 10.0, "seed": 1, "epochs": 3},
+    {"activation": "relu", "loss": "cross_entropy", "learning_rate": 1.0, "seed": 1, "epochs": 2},
+)
+
+
+@pytest.mark.parametrize(("optimizer", "l1"), [("adadelta", 0.0), ("sgd", 1e-4), ("adam", 0.0)])
+def test_a_mixed_group_gives_each_member_its_run_alone(splits, optimizer: str, l1: float) -> None:
+    """Activations, losses, seeds, rates, weight decay, dropout and epochs mixed: bit for bit alone."""
+    base = TrainConfig(hidden_layers=2, hidden_units=20, batch_size=30, epochs=2, optimizer=optimizer, l1=l1)
+    scale = 1.0 if optimizer == "adadelta" else 0.01
+    configs = [base.replace(**{**m, "learning_rate": m.get("learning_rate", 1.0) * scale}, device="cpu") for m in MIXED]
+    together = train_together(configs, splits)
+    assert [r.config for r in together] == configs
+    for config, shared in zip(configs, together, strict=True):
+        alone = train(config, splits)
+        assert len(shared.history) == config.epochs
+        assert [_figures(r) for r in shared.history] == [_figures(r) for r in alone.history], config
+        assert type(list(shared.model)[-1]) is type(list(alone.model)[-1])
+        for p, q in zip(shared.model.parameters(), alone.model.parameters(), strict=True):
+            assert torch.equal(p, q), config
+
+
+def test_members_of_other_seeds_start_from_their_own_weights(splits) -> None:
+    config = TrainConfig(hidden_layers=1, hidden_units=16, device="cpu")
+    stack = StackedMLP([config, config.replace(seed=2, activation="tanh"), config.replace(seed=1, loss="mse")], CPU)
+    assert stack.seeds == [1, 2] and stack.rows == [0, 1, 0]
+    assert torch.equal(stack.layers[0].weight[0], stack.layers[0].weight[2])
+    assert not torch.equal(stack.layers[0].weight[0], stack.layers[0].weight[1])
+    torch.manual_seed(2)
+    fresh = build_model(config)
+    assert torch.equal(stack.export(1).state_dict()["0.weight"], fresh.state_dict()["0.weight"])
+
+
+def test_member_order_makes_equal_activations_and_losses_contiguous() -> None:
+    pairs = [("relu", "nll"), ("tanh", "mse"), ("relu", "mse")]
+    configs = [TrainConfig(activation=activation, loss=loss) for activation, loss in pairs]
+    configs += [TrainConfig(activation="tanh", loss="mse"), TrainConfig(activation="relu", loss="cross_entropy")]
+    assert member_order(configs) == [0, 4, 2, 1, 3]

@@ -18,7 +18,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 
 def _steps(config: TrainConfig, splits: Splits, chunk: int, capture: bool = False, k: int = 2) -> EpochSteps:
     device = splits.train_x.device
-    stack = StackedMLP(config, k, device)
+    stack = StackedMLP.copies(config, k, device)
     optimizer = FlatOptimizer(config.optimizer, stack.param, stack.grad)
     onehot = F.one_hot(splits.train_y, 10).float()
     return EpochSteps(stack, optimizer, splits, onehot, config, chunk=chunk, capture=capture)
