@@ -14,6 +14,10 @@ import torch
 ADADELTA_RHO, ADADELTA_EPS = 0.9, 1e-6  # torch.optim.Adadelta defaults
 SGD_MOMENTUM = 0.9
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults
+# Elements per block of the CPU update: its ~8 arrays of a block stay in the caches. On the
+# 2-core EPYC, Adadelta over 1.8M parameters took 24 ms a step in one pass and 8-9 ms in
+# blocks of 32-64k (README, "Accuracy and speed").
+CPU_BLOCK = 65_536
 
 
 class FlatOptimizer:
@@ -36,6 +40,12 @@ class FlatOptimizer:
         if not isinstance(weight_decay, torch.Tensor):
             weight_decay = torch.full_like(param, weight_decay) if weight_decay else None
         self.weight_decay = weight_decay
+        self._update = getattr(self, f"_{name}")
+        # On the CPU the update runs block by block, each block's ten or so element-wise passes
+        # while it sits in the cache: element-wise arithmetic rounds the same wherever an
+        # element falls, so the numbers are those of one pass over the whole tensor.
+        block = CPU_BLOCK if param.device.type == "cpu" else max(len(param), 1)
+        self._blocks = [slice(start, start + block) for start in range(0, len(param), block)]
         self.steps = 0
         self._a = torch.zeros_like(param)  # Adadelta: square_avg; SGD: momentum; Adam: exp_avg
         self._b = torch.zeros_like(param)  # Adadelta: acc_delta; Adam: exp_avg_sq
@@ -43,29 +53,34 @@ class FlatOptimizer:
     @torch.no_grad()
     def step(self, lr: torch.Tensor) -> None:
         self.steps += 1
-        g = self.grad if self.weight_decay is None else self.grad.addcmul(self.param, self.weight_decay)
-        getattr(self, f"_{self.name}")(g, lr)
+        for part in self._blocks:
+            g = self.grad[part]
+            if self.weight_decay is not None:
+                g = g.addcmul(self.param[part], self.weight_decay[part])
+            self._update(self.param[part], g, self._a[part], self._b[part], lr[part])
 
-    def _adadelta(self, g: torch.Tensor, lr: torch.Tensor) -> None:
-        square_avg, acc_delta = self._a, self._b
+    def _adadelta(
+        self, param: torch.Tensor, g: torch.Tensor, square_avg: torch.Tensor, acc_delta: torch.Tensor, lr: torch.Tensor
+    ) -> None:
         square_avg.mul_(ADADELTA_RHO).addcmul_(g, g, value=1 - ADADELTA_RHO)
         # sqrt(a) / sqrt(b) as sqrt(a / b): one square root per element instead of two.
         delta = acc_delta.add(ADADELTA_EPS).div_(square_avg.add(ADADELTA_EPS)).sqrt_().mul_(g)
         acc_delta.mul_(ADADELTA_RHO).addcmul_(delta, delta, value=1 - ADADELTA_RHO)
-        self.param.addcmul_(delta, lr, value=-1)
+        param.addcmul_(delta, lr, value=-1)
 
-    def _sgd(self, g: torch.Tensor, lr: torch.Tensor) -> None:
-        buf = self._a
+    def _sgd(self, param: torch.Tensor, g: torch.Tensor, buf: torch.Tensor, _: torch.Tensor, lr: torch.Tensor) -> None:
         if self.steps == 1:
             buf.copy_(g)
         else:
             buf.mul_(SGD_MOMENTUM).add_(g)
-        self.param.addcmul_(buf, lr, value=-1)
+        param.addcmul_(buf, lr, value=-1)
 
-    def _adam(self, g: torch.Tensor, lr: torch.Tensor) -> None:
-        (beta1, beta2), exp_avg, exp_avg_sq = ADAM_BETAS, self._a, self._b
+    def _adam(
+        self, param: torch.Tensor, g: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, lr: torch.Tensor
+    ) -> None:
+        beta1, beta2 = ADAM_BETAS
         exp_avg.lerp_(g, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2**self.steps)).add_(ADAM_EPS)
         step_size = lr.div(1 - beta1**self.steps)
-        self.param.addcmul_(exp_avg.div(denom), step_size, value=-1)
+        param.addcmul_(exp_avg.div(denom), step_size, value=-1)
