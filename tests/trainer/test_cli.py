@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import REAL_MNIST, REPO
@@ -116,3 +117,31 @@ def test_baseline_on_real_mnist_reaches_its_accuracy() -> None:
     result = json.loads(proc.stdout)
     assert len(result["history"]) == 14
     assert result["test_accuracy"] >= 0.978
+
+
+def test_seeds_train_as_one_group_and_print_the_spread(mnist_dir: Path) -> None:
+    common = ["--data-dir", str(mnist_dir), "--validation", "100", "--epochs", "2", "--device", "cpu", "--no-download"]
+    proc = run_trainer(*common, "--seeds", "3", "--seed", "4", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["seeds"] == [4, 5, 6] and result["diverged"] == []
+    assert [run["config"]["seed"] for run in result["runs"]] == [4, 5, 6]
+    assert len({run["history"][-1]["val_loss"] for run in result["runs"]}) == 3  # three seeds, three draws
+    for name in ("val_accuracy", "test_accuracy"):
+        values = [run[name] for run in result["runs"]]
+        spread = result[name]
+        assert spread["mean"] == pytest.approx(np.mean(values))
+        assert spread["std"] == pytest.approx(np.std(values, ddof=1))
+        assert (spread["low"], spread["high"], spread["n"]) == (min(values), max(values), 3)
+    assert proc.stderr.count("seed 5  epoch ") == 2
+    text = run_trainer(*common, "--seeds", "3", "--seed", "4")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("validation accuracy") and lines[1].startswith("test accuracy")
+    assert f"{result['val_accuracy']['mean']:.4f} +- " in lines[0] and "3 seeds" in lines[0]
+
+
+def test_zero_seeds_is_one_line(mnist_dir: Path) -> None:
+    proc = run_trainer("--data-dir", str(mnist_dir), "--no-download", "--seeds", "0")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "'0'" in proc.stderr
