@@ -20,7 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import optuna
+
+from trainer.objective import TrialResult
 
 HISTORIES_ATTR = "histories"
 
@@ -33,6 +36,22 @@ def write_histories(trial: optuna.Trial, histories: Sequence[History]) -> None:
     trial.study._storage.set_trial_system_attr(trial._trial_id, HISTORIES_ATTR, [list(h) for h in histories])
 
 
+def write_results(trial: optuna.Trial, result: TrialResult) -> None:
+    """Store what ``trial``'s seeds produced: the user attrs above and each seed's history."""
+    runs = result.runs
+    trial.set_user_attr("seeds", result.seeds)
+    # A seed that diverged in its first epoch has no accuracy: None, as JSON has no NaN.
+    trial.set_user_attr("seed_values", [r.val_accuracy if r.history else None for r in runs])
+    trial.set_user_attr("seed_test_accuracies", [r.test_accuracy if r.history else None for r in runs])
+    trial.set_user_attr("train_seconds", round(result.seconds, 3))
+    trial.set_user_attr("parameter_count", result.parameter_count)
+    trial.set_user_attr("device", result.device)
+    if result.complete:
+        trial.set_user_attr("test_accuracy", result.test_accuracy)
+        trial.set_user_attr("val_accuracy", result.value)
+    write_histories(trial, [[r.to_dict() for r in run.history] for run in runs])
+
+
 def histories(trial: optuna.trial.FrozenTrial) -> list[History]:
     """Each seed's per-epoch history; an empty list when the trial stored none."""
     if HISTORIES_ATTR in trial.system_attrs:
@@ -43,14 +62,18 @@ def histories(trial: optuna.trial.FrozenTrial) -> list[History]:
 
 def mean_history(trial: optuna.trial.FrozenTrial) -> History:
     """The per-epoch mean over the seeds, over the epochs that every seed reached."""
-    runs = histories(trial)
+    return mean_of(histories(trial))
+
+
+def mean_of(runs: Sequence[History]) -> History:
+    """The per-epoch mean of several histories, over the epochs that every one reached."""
     if not runs:
         return []
     length = min(len(h) for h in runs)
-    return [
-        {key: sum(h[e][key] for h in runs) / len(runs) for key in runs[0][e]}
-        for e in range(length)
-    ]
+    keys = list(runs[0][0]) if length else []
+    # (runs, epochs, keys) -> the mean over runs
+    means = np.mean([[[h[e][k] for k in keys] for e in range(length)] for h in runs], axis=0)
+    return [{k: int(v) if k == "epoch" else float(v) for k, v in zip(keys, row, strict=True)} for row in means]
 
 
 def epochs_run(trial: optuna.trial.FrozenTrial) -> int:

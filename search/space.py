@@ -62,9 +62,9 @@ def grid_points(space: tuple[Parameter, ...], seed: int) -> list[dict[str, Any]]
     random.Random(seed).shuffle(heads)
     runs: dict[TrainConfig, list[dict[str, Any]]] = {}
     for point in heads:
-        runs.setdefault(_key(point), [])
+        runs.setdefault(point_key(point), [])
     for point in points:
-        runs[_key(point)].append(point)
+        runs[point_key(point)].append(point)
     return [point for run in runs.values() for point in run]
 
 
@@ -78,9 +78,10 @@ def oat_points(space: tuple[Parameter, ...], baseline: TrainConfig) -> list[dict
     points = [base]
     for p in space:
         points += [{**base, p.name: value} for value in p.grid if value != base[p.name]]
-    shares = lambda point: _key(point, baseline) == _key(base, baseline)  # noqa: E731
+    shares = lambda point: point_key(point, baseline) == point_key(base, baseline)  # noqa: E731
     return sorted(points, key=lambda point: not shares(point))
 
 
-def _key(point: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+def point_key(point: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    """The ``run_key`` of ``point`` applied to ``base``: points with equal keys train as one group."""
     return run_key((base or TrainConfig()).replace(**point))

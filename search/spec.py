@@ -15,11 +15,15 @@ from trainer import TrainConfig
 KINDS = ("grid", "random", "tpe", "oat")
 PRUNERS = ("median", "hyperband", "none")
 DEFAULT_TRIALS = 50  # random and tpe; grid and oat default to all their points
+MAX_SEEDS = 100  # each point trains once per seed: beyond this a study is a mistake, not a plan
 
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A study and how to run it. ``trials`` is the study's total of finished trials."""
+    """A study and how to run it. ``trials`` is the study's total of finished trials.
+
+    Each point trains under the ``seeds`` training seeds ``seed, seed + 1, ...``.
+    """
 
     kind: str
     study_name: str | None = None
@@ -27,6 +31,7 @@ class StudySpec:
     trials: int | None = None
     timeout: float | None = None
     seed: int = 1
+    seeds: int = 1
     pruner: str | None = None
     regularization: bool = False
     heartbeat: int = 60
@@ -49,6 +54,8 @@ class StudySpec:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be an integer >= 1, but got {name}={value!r}.")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or not 1 <= self.seeds <= MAX_SEEDS:
+            raise ValueError(f"seeds must be an integer in 1..{MAX_SEEDS}, but got seeds={self.seeds!r}.")
         if self.timeout is not None and not self.timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, but got timeout={self.timeout!r}.")
         TrainConfig(seed=self.seed, device=self.device)  # validates both
@@ -104,7 +111,8 @@ class StudySpec:
 
     def identity(self) -> dict[str, Any]:
         """What must match for a run to join an existing study of this name."""
-        identity: dict[str, Any] = {"kind": self.kind, "regularization": self.regularization}
+        # A trial's value is a mean over its seeds: a study mixing K cannot compare its trials.
+        identity: dict[str, Any] = {"kind": self.kind, "regularization": self.regularization, "seeds": self.seeds}
         if self.kind == "grid":
             identity["seed"] = self.seed  # it orders the grid's points
         return identity
