@@ -81,6 +81,12 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
         help=f"train each point under this many seeds (--seed, --seed + 1, ...; at most {MAX_SEEDS}); "
         "its value is their mean validation accuracy (default: 1)",
     )
+    group.add_argument(
+        "--max-epochs",
+        type=positive_int,
+        default=None,
+        help="cap the epochs: grid values above it become it, random and TPE sample 1..N (default: up to 25)",
+    )
     group.add_argument("--pruner", choices=PRUNERS, default=None, help=f"pruner (default: {default_pruner})")
     group.add_argument("--regularization", action="store_true", help="add dropout and weight decay to the space")
     group.add_argument("--workers", type=positive_int, default=1, help="local worker processes on the study")
@@ -111,6 +117,7 @@ def spec_from_args(args: argparse.Namespace) -> StudySpec:
         timeout=args.timeout,
         seed=args.seed,
         seeds=args.seeds,
+        max_epochs=args.max_epochs,
         pruner=args.pruner,
         regularization=args.regularization,
         heartbeat=args.heartbeat,
