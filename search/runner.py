@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import multiprocessing
 import os
@@ -24,7 +25,7 @@ from search.space import point_key
 from search.spec import StudySpec
 from search.storage import artifact_store, open_storage, quiet_optuna
 from trainer import TrainConfig, load_mnist, resolve_device, split
-from trainer.objective import Objective
+from trainer.objective import GroupProgress, Objective
 
 OBJECTIVE_NAME = "validation accuracy"
 POLL_SECONDS = 1.0
@@ -79,6 +80,7 @@ def run_worker(spec: StudySpec, worker: int, emit: Emit, interrupts: Interrupts 
         spec.distributions,
         seeds=spec.seeds,
         after_run=lambda trial, result: record_trial(trial, result, store),
+        on_progress=lambda progress: emit(epoch_event(progress, worker)),
     )
     points = spec.points()
     budget = len(points) if points is not None and spec.trials is None else spec.budget
@@ -170,6 +172,11 @@ def trial_event(frozen: optuna.trial.FrozenTrial, worker: int = 0) -> Event:
         "params": frozen.params,
         "reason": frozen.user_attrs.get("fail_reason"),
     }
+
+
+def epoch_event(progress: GroupProgress, worker: int = 0) -> Event:
+    """Where a worker's running group stands (sent to ``search.progress`` after each epoch)."""
+    return {"type": "epoch", "worker": worker, "fraction": progress.fraction, **dataclasses.asdict(progress)}
 
 
 def run_workers(spec: StudySpec, emit: Emit) -> None:

@@ -6,6 +6,7 @@ The only module of ``trainer`` that imports optuna.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -78,8 +79,31 @@ class TrialResult:
         return self.runs[0].device
 
 
+@dataclass(frozen=True)
+class GroupProgress:
+    """Where a running group of trials stands after an epoch of one of its runs.
+
+    Runs that cannot share (today: other seeds) train one after another: ``run`` of
+    ``runs``, each for up to ``epochs`` epochs.
+    """
+
+    first_trial: int  # the group's first trial number: which group this is
+    trials: int
+    run: int
+    runs: int
+    epoch: int
+    epochs: int
+    images_per_second: float  # training images through the run's networks per second of the epoch
+
+    @property
+    def fraction(self) -> float:
+        """How much of the group's training is done, assuming its runs take equally long."""
+        return (self.run - 1 + self.epoch / self.epochs) / self.runs
+
+
 AfterRun = Callable[[optuna.Trial, TrialResult], None]
 Done = Callable[[optuna.Trial, TrialResult], None]
+OnProgress = Callable[[GroupProgress], None]
 
 
 def suggest(trial: optuna.Trial, space: Mapping[str, BaseDistribution]) -> dict[str, Any]:
@@ -114,11 +138,12 @@ class Objective:
         space: Mapping[str, BaseDistribution],
         seeds: int = 1,
         after_run: AfterRun | None = None,
+        on_progress: OnProgress | None = None,
     ) -> None:
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
             raise ValueError(f"seeds must be an integer >= 1, but got seeds={seeds!r}.")
         self.base, self.splits, self.space = base, splits, dict(space)
-        self.seeds, self.after_run = seeds, after_run
+        self.seeds, self.after_run, self.on_progress = seeds, after_run, on_progress
 
     def configs(self, trial: optuna.Trial) -> list[TrainConfig]:
         """The trial's configuration under each of its seeds."""
@@ -145,13 +170,38 @@ class Objective:
                 done(trial, TrialResult(tuple(seeds[trial.number].results), time.perf_counter() - started))
 
         with _out_of_memory_fails(running):
-            for run in runs.values():
+            for index, run in enumerate(runs.values()):
+                progress = functools.partial(
+                    GroupProgress,
+                    trials[0].number,
+                    len(trials),
+                    index + 1,
+                    len(runs),
+                    epochs=max(c.epochs for *_, c in run),
+                )
                 train_together(
                     [c for _, _, c in run],
                     self.splits,
-                    [seeds[t.number].on_epoch(k) for t, k, _ in run],
+                    self._announce([seeds[t.number].on_epoch(k) for t, k, _ in run], progress),
                     on_done=lambda i, result, run=run: leave(run[i][0], run[i][1], result),
                 )
+
+    def _announce(self, callbacks: list[EpochCallback], progress: Callable[..., GroupProgress]) -> list[EpochCallback]:
+        """``callbacks``, the first of them to see an epoch also telling ``on_progress`` (once per epoch)."""
+        if self.on_progress is None:
+            return callbacks
+        on_progress, images, told = self.on_progress, len(self.splits.train_y), [0]
+
+        def wrap(callback: EpochCallback) -> EpochCallback:
+            def on_epoch(record: EpochRecord) -> bool | None:
+                if record.epoch > told[0]:
+                    told[0] = record.epoch
+                    on_progress(progress(epoch=record.epoch, images_per_second=images / max(record.seconds, 1e-9)))
+                return callback(record)
+
+            return on_epoch
+
+        return [wrap(c) for c in callbacks]
 
     def conclude(self, trial: optuna.Trial, result: TrialResult) -> float:
         """Store the trial's runs (``after_run``); its value, or ``TrialFailed`` / ``optuna.TrialPruned``."""
