@@ -18,6 +18,7 @@ Trials stored before seeds existed kept one ``history`` user attr; they read as 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,8 @@ import optuna
 from trainer.objective import TrialResult
 
 HISTORIES_ATTR = "histories"
+INTERRUPTED = "interrupted"  # the fail_reason of a trial stopped by Ctrl-C or SIGTERM
+RETRY_OF_ATTR = "retry_of"  # user attr of a re-queued point: the number of the trial it runs again
 
 History = list[dict[str, float]]
 
@@ -94,3 +97,64 @@ def test_accuracy(trial: optuna.trial.FrozenTrial) -> float | None:
     """The mean test accuracy over the seeds, or None."""
     value: Any = trial.user_attrs.get("test_accuracy")
     return float(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """A study's trials by what became of them; an interrupted trial is not a failure.
+
+    ``requeued``: closed as FAIL when interrupted or when its worker died, and run again
+    (a grid or oat point queued again, a trial retried after its heartbeat stopped).
+    ``interrupted``: stopped by a signal and not queued again (a sampler's trial: the
+    sampler proposes another). ``failed``: every other FAIL (diverged, out of memory...).
+    """
+
+    complete: int = 0
+    pruned: int = 0
+    running: int = 0
+    waiting: int = 0
+    requeued: int = 0
+    interrupted: int = 0
+    failed: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned
+
+    def describe(self, by_state: bool = False) -> str:
+        """``18 finished, 24 interrupted and re-queued, 0 failed``: counts of none left out, but failures.
+
+        ``by_state`` splits the finished into ``complete`` and ``pruned``.
+        """
+        if by_state:
+            parts = [f"{self.complete} complete"] + ([f"{self.pruned} pruned"] if self.pruned else [])
+        else:
+            parts = [f"{self.finished} finished" + (f" ({self.pruned} pruned)" if self.pruned else "")]
+        for count, text in (
+            (self.running, "running"),
+            (self.waiting, "waiting"),
+            (self.requeued, "interrupted and re-queued"),
+            (self.interrupted, "interrupted"),
+        ):
+            if count:
+                parts.append(f"{count} {text}")
+        return ", ".join([*parts, f"{self.failed} failed"])
+
+
+def outcomes(trials: Sequence[optuna.trial.FrozenTrial]) -> Outcomes:
+    """Count ``trials`` (all of one study) by outcome."""
+    retried: set[int] = set()
+    for t in trials:
+        if RETRY_OF_ATTR in t.user_attrs:
+            retried.add(t.user_attrs[RETRY_OF_ATTR])
+        retried.update(t.system_attrs.get("retry_history", ()))  # Optuna's RetryFailedTrialCallback
+    counts = dict.fromkeys(("complete", "pruned", "running", "waiting", "requeued", "interrupted", "failed"), 0)
+    for t in trials:
+        if t.state == optuna.trial.TrialState.FAIL:
+            key = "requeued" if t.number in retried else "failed"
+            if key == "failed" and t.user_attrs.get("fail_reason") == INTERRUPTED:
+                key = "interrupted"
+        else:
+            key = t.state.name.lower()
+        counts[key] += 1
+    return Outcomes(**counts)

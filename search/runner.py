@@ -142,7 +142,7 @@ def _requeue(study: optuna.Study, trial: optuna.Trial) -> None:
         study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
     fixed = frozen.system_attrs.get("fixed_params")
     if fixed is not None:
-        attrs = {"retry_of": trial.number}
+        attrs = {records.RETRY_OF_ATTR: trial.number}
         if "point" in frozen.user_attrs:
             attrs["point"] = frozen.user_attrs["point"]
         study.enqueue_trial(fixed, user_attrs=attrs)

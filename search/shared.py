@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.interrupts import Interrupts
+from search.records import INTERRUPTED
 from trainer import TrainConfig
 from trainer.objective import Objective, TrialFailed, TrialResult
 
@@ -129,7 +130,7 @@ def run_group(
         except BaseException as e:
             for trial in list(open_trials.values()):
                 if isinstance(e, KeyboardInterrupt):
-                    trial.set_user_attr("fail_reason", "interrupted")
+                    trial.set_user_attr("fail_reason", INTERRUPTED)
                     requeue(study, trial)
                 else:
                     trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}")
