@@ -86,10 +86,11 @@ def epochs_run(trial: optuna.trial.FrozenTrial) -> int:
 
 
 def seed_values(trial: optuna.trial.FrozenTrial) -> list[float]:
-    """Each seed's validation accuracy; ``[value]`` for a one-seed trial stored before seeds."""
+    """Each seed's validation accuracy (NaN for a seed that diverged in its first epoch);
+    ``[value]`` for a one-seed trial stored before seeds."""
     values = trial.user_attrs.get("seed_values")
     if values is not None:
-        return [float(v) for v in values]
+        return [float(v) if v is not None else float("nan") for v in values]
     return [float(trial.value)] if trial.value is not None else []
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import math
 import multiprocessing
 import os
 import queue
@@ -157,7 +158,7 @@ def _free_memory() -> None:
 
 def trial_event(frozen: optuna.trial.FrozenTrial, worker: int = 0) -> Event:
     """What the terminal shows of a closed trial (sent from a worker process to ``search.progress``)."""
-    values = [v for v in records.seed_values(frozen) if v is not None]
+    values = [v for v in records.seed_values(frozen) if not math.isnan(v)]
     return {
         "type": "trial",
         "worker": worker,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
@@ -50,3 +51,14 @@ def test_mean_of_histories_covers_the_epochs_every_seed_reached() -> None:
     ]
     assert records.mean_of(runs) == [{"epoch": 1, "val_accuracy": pytest.approx(0.55)}]
     assert records.mean_of([]) == []
+
+
+def test_a_seed_without_an_accuracy_reads_as_nan_and_is_left_out_of_the_spread() -> None:
+    from search.runner import trial_event
+
+    failed = made(TrialState.FAIL, seeds=[1, 2, 3], seed_values=[0.5, None, 0.7], fail_reason="diverged: ...")
+    values = records.seed_values(failed)
+    assert values[0] == 0.5 and np.isnan(values[1]) and values[2] == 0.7
+    event = trial_event(failed)
+    assert event["spread"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert event["reason"] == "diverged: ..."
