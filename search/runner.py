@@ -136,16 +136,13 @@ def _enqueue_next(study: optuna.Study, points: list[dict[str, Any]], slots: int,
 
 def _requeue(study: optuna.Study, trial: optuna.Trial) -> None:
     """Close an interrupted trial as FAIL; a grid or oat point must still run: queue it again."""
-    # The live trial has no public view of its stored state and system attrs, and Study.tell
-    # refuses a trial that a failing worker may already have closed: hence the storage itself.
-    frozen = study._storage.get_trial(trial._trial_id)
-    if frozen.state != optuna.trial.TrialState.FAIL:
-        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-    fixed = frozen.system_attrs.get("fixed_params")
+    # A live Trial has no public view of its system attrs, where Optuna keeps an enqueued point.
+    fixed = study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
+    study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
     if fixed is not None:
         attrs = {records.RETRY_OF_ATTR: trial.number}
-        if "point" in frozen.user_attrs:
-            attrs["point"] = frozen.user_attrs["point"]
+        if "point" in trial.user_attrs:
+            attrs["point"] = trial.user_attrs["point"]
         study.enqueue_trial(fixed, user_attrs=attrs)
 
 

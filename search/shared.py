@@ -30,8 +30,7 @@ SHARED_RUN_ATTR = "shared_run"  # the first trial number of the group a trial sh
 
 def waiting_group(study: optuna.Study, key: Key, limit: int) -> int:
     """How many of the waiting trials at the head of the queue share one group (at most ``limit``)."""
-    # Study.get_trials has no cheap form: it copies every trial of the study; this reads only the waiting ones.
-    waiting = study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,))
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     waiting = sorted(waiting, key=lambda t: t.number)
     if not waiting:
         return 0
@@ -46,7 +45,8 @@ class Heartbeats:
     """Records a heartbeat for each trial still in ``trials`` every ``interval`` seconds, in a thread."""
 
     def __init__(self, study: optuna.Study, trial_ids: list[int]) -> None:
-        # Optuna records heartbeats only inside Study.optimize, which runs one trial at a time.
+        # Optuna records heartbeats only inside Study.optimize, which runs one trial at a time:
+        # a group's heartbeats are recorded through the storage, by trial id.
         self.storage, self.trial_ids = study._storage, list(trial_ids)
         self.interval = getattr(self.storage, "get_heartbeat_interval", lambda: None)()
         self._stop = threading.Event()

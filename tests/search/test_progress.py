@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from search import app
+from search import app, records
 from search.progress import Event, Progress, format_epoch, format_seconds
 from search.runner import run_workers
 from search.spec import StudySpec
@@ -67,3 +67,24 @@ def test_format_epoch_and_seconds() -> None:
         "epoch 7/10 (run 2/3) of trial 7, 41,000 images/s"
     )
     assert [format_seconds(s) for s in (4.6, 200, 7500)] == ["5s", "3m20s", "2h05m"]
+
+
+def test_interrupted_points_are_requeued_and_counted_apart_from_failures(
+    make_spec: Callable[..., StudySpec],
+) -> None:
+    """A Ctrl-C in the middle of a group (raised here from the progress callback, as a signal
+    handler raises it between two steps) closes its trials and queues their points again."""
+    spec = make_spec("oat", trials=2, seeds=2, max_epochs=2)
+    study = app.prepare(spec)
+
+    def interrupt(event: Event) -> None:
+        if event["type"] == "epoch":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_workers(spec, interrupt)
+    counts = records.outcomes(study.get_trials())
+    assert counts == records.Outcomes(waiting=2, requeued=2)
+    assert {t.user_attrs["fail_reason"] for t in study.get_trials() if t.state.name == "FAIL"} == {"interrupted"}
+    run_workers(spec, lambda event: None)
+    assert records.outcomes(study.get_trials()).describe() == "2 finished, 2 interrupted and re-queued, 0 failed"
