@@ -79,13 +79,13 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
         type=positive_int,
         default=1,
         help=f"train each point under this many seeds (--seed, --seed + 1, ...; at most {MAX_SEEDS}); "
-        "its value is their mean validation accuracy (default: 1)",
+        "its value is their mean validation accuracy",
     )
     group.add_argument(
         "--max-epochs",
         type=positive_int,
         default=None,
-        help="cap the epochs: grid values above it become it, random and TPE sample 1..N (default: up to 25)",
+        help="cap the epochs: grid values above N become N, random and TPE sample 1..N (unset: up to 25)",
     )
     group.add_argument("--pruner", choices=PRUNERS, default=None, help=f"pruner (default: {default_pruner})")
     group.add_argument("--regularization", action="store_true", help="add dropout and weight decay to the space")
