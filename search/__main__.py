@@ -76,13 +76,15 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
     group.add_argument("--seed", type=int, default=1, help="seed of the sampler, the grid's order and training")
     group.add_argument(
         "--seeds",
+        metavar="K",
         type=positive_int,
         default=1,
-        help=f"train each point under this many seeds (--seed, --seed + 1, ...; at most {MAX_SEEDS}); "
+        help=f"train each point under K seeds (--seed, --seed + 1, ...; K at most {MAX_SEEDS}); "
         "its value is their mean validation accuracy",
     )
     group.add_argument(
         "--max-epochs",
+        metavar="N",
         type=positive_int,
         default=None,
         help="cap the epochs: grid values above N become N, random and TPE sample 1..N (unset: up to 25)",
