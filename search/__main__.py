@@ -11,7 +11,7 @@ import sqlalchemy
 
 from search import app
 from search.runner import StudyError
-from search.spec import DEFAULT_TRIALS, PRUNERS, StudySpec
+from search.spec import DEFAULT_TRIALS, MAX_SEEDS, PRUNERS, StudySpec
 from search.storage import DEFAULT_STORAGE, StorageError
 from trainer.cli import Parser, add_data_args, fail, positive_int, run_cli
 
@@ -74,6 +74,21 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
     group.add_argument("--study-name", default=None, help=f"study name (default: mnist-{kind})")
     _add_storage(group)
     group.add_argument("--seed", type=int, default=1, help="seed of the sampler, the grid's order and training")
+    group.add_argument(
+        "--seeds",
+        metavar="K",
+        type=positive_int,
+        default=1,
+        help=f"train each point under K seeds (--seed, --seed + 1, ...; K at most {MAX_SEEDS}); "
+        "its value is their mean validation accuracy",
+    )
+    group.add_argument(
+        "--max-epochs",
+        metavar="N",
+        type=positive_int,
+        default=None,
+        help="cap the epochs: grid values above N become N, random and TPE sample 1..N (unset: up to 25)",
+    )
     group.add_argument("--pruner", choices=PRUNERS, default=None, help=f"pruner (default: {default_pruner})")
     group.add_argument("--regularization", action="store_true", help="add dropout and weight decay to the space")
     group.add_argument("--workers", type=positive_int, default=1, help="local worker processes on the study")
@@ -103,6 +118,8 @@ def spec_from_args(args: argparse.Namespace) -> StudySpec:
         trials=args.trials,
         timeout=args.timeout,
         seed=args.seed,
+        seeds=args.seeds,
+        max_epochs=args.max_epochs,
         pruner=args.pruner,
         regularization=args.regularization,
         heartbeat=args.heartbeat,

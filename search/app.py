@@ -9,6 +9,7 @@ from pathlib import Path
 
 import optuna
 
+from search import records
 from search.budget import Counts
 from search.outputs import save_study_outputs
 from search.progress import Progress, format_params
@@ -60,17 +61,28 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
             + f"  {format_params(summary.best.params)}",
             file=sys.stderr,
         )
+    done = records.outcomes(study.get_trials(deepcopy=False))
     if interrupted:
         command = "python -m search " + " ".join(shlex.quote(mask_url(a)) for a in argv)
-        print(f"interrupted: no trial is left running; resume with: {command}", file=sys.stderr)
+        print(
+            f"interrupted: {done.describe()}; no trial is left running; {_left(spec, done)}; resume with: {command}",
+            file=sys.stderr,
+        )
         return 130
-    done = Counts.of(storage, study)
     print(
-        f"done: {done.finished} finished, {done.failed} failed; look at it with: python -m search dashboard"
+        f"done: {done.describe()}; look at it with: python -m search dashboard"
         + ("" if spec.storage == "sqlite:///studies.db" else f" --storage {shlex.quote(mask_url(spec.storage))}"),
         file=sys.stderr,
     )
     return 0
+
+
+def _left(spec: StudySpec, done: records.Outcomes) -> str:
+    """What a resumed run does: which points run again, how many trials are left."""
+    left = f"{max(spec.budget - done.finished, 0)} of {spec.budget} trials are left"
+    if spec.points() is None:
+        return left
+    return f"{done.waiting} interrupted point{'s' if done.waiting != 1 else ''} will run again, {left}"
 
 
 def mps_running() -> bool:
@@ -123,8 +135,10 @@ def list_studies(storage_url: str) -> int:
     if not names:
         print(f"no studies in {mask_url(storage_url)}", file=sys.stderr)
     for name in names:
-        s = summarize(optuna.load_study(study_name=name, storage=storage))
-        counts = ", ".join(f"{n} {state.lower()}" for state, n in s.states.items() if n) or "no trials"
+        study = optuna.load_study(study_name=name, storage=storage)
+        s = summarize(study)
+        trials = study.get_trials(deepcopy=False)
+        counts = records.outcomes(trials).describe(by_state=True) if trials else "no trials"
         best_text = f"best {s.best.value:.4f}" if s.best is not None else "no best yet"
         print(f"{s.name}  ({s.kind})  {counts}  {best_text}")
     return 0

@@ -15,6 +15,8 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 
+from search import records
+
 METRICS = (
     ("train_loss", "train loss"),
     ("test_loss", "test loss"),
@@ -39,7 +41,7 @@ class CurveGroup(NamedTuple):
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Complete and pruned trials that recorded at least one epoch."""
     states = (TrialState.COMPLETE, TrialState.PRUNED)
-    return [t for t in study.get_trials(deepcopy=False, states=states) if t.user_attrs.get("history")]
+    return [t for t in study.get_trials(deepcopy=False, states=states) if records.histories(t)]
 
 
 def oat_baseline(study: optuna.Study) -> dict[str, Any] | None:
@@ -102,7 +104,7 @@ def format_value(value: Any) -> str:
 def _mean_curves(trials: list[FrozenTrial]) -> tuple[list[int], dict[str, list[float]]]:
     by_epoch: dict[int, list[dict[str, float]]] = defaultdict(list)
     for t in trials:
-        for record in t.user_attrs["history"]:
+        for record in records.mean_history(t):
             by_epoch[record["epoch"]].append(record)
     epochs = sorted(by_epoch)
     metrics = {key: [statistics.fmean(r[key] for r in by_epoch[e]) for e in epochs] for key, _ in METRICS}
@@ -156,7 +158,7 @@ class TimingPoint(NamedTuple):
 def time_vs_batch_info(trials: list[FrozenTrial]) -> list[TimingPoint]:
     points = []
     for t in trials:
-        history = t.user_attrs.get("history") or []
+        history = records.mean_history(t)
         if "batch_size" in t.params and history:
             points.append(
                 TimingPoint(t.params["batch_size"], statistics.fmean(r["seconds"] for r in history), t.number)

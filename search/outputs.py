@@ -1,4 +1,4 @@
-"""What a run leaves in the study besides values: trial notes, the best model, figures and the study note."""
+"""What a run leaves in the study besides values: trial records and notes, the best model, figures, the study note."""
 
 from __future__ import annotations
 
@@ -10,38 +10,52 @@ import optuna_dashboard
 import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
+from search import records
 from search.figures import study_figures
 from search.summary import study_note, summarize
-from trainer import RunResult
+from trainer.objective import TrialResult
 
 BEST_MODEL_ATTR = "best_model"
 
 
-def trial_note(result: RunResult) -> str:
-    """The run's per-epoch table as markdown, for optuna-dashboard's trial page."""
-    lines = [
-        f"**{result.parameter_count:,} parameters** on `{result.device}`, {result.seconds:.1f} s"
+def trial_note(result: TrialResult) -> str:
+    """The mean history over the seeds as a markdown table, then each seed's last figures."""
+    seeds = len(result.runs)
+    header = (
+        f"**{result.parameter_count:,} parameters** on `{result.device}`, {result.seconds:.1f} s, "
+        f"{seeds} seed{'s' if seeds != 1 else ''}"
         + (" — **diverged**" if result.diverged else "")
-        + (" — pruned" if result.stopped else ""),
+        + (" — pruned" if result.stopped else "")
+    )
+    mean = records.mean_of([[r.to_dict() for r in run.history] for run in result.runs])
+    lines = [
+        header,
         "",
         "| epoch | train loss | train acc | val loss | val acc | test loss | test acc | seconds |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in result.history:
+    for r in mean:
         lines.append(
-            f"| {r.epoch} | {r.train_loss:.4f} | {r.train_accuracy:.4f} | {r.val_loss:.4f} | {r.val_accuracy:.4f} "
-            f"| {r.test_loss:.4f} | {r.test_accuracy:.4f} | {r.seconds:.2f} |"
+            f"| {r['epoch']} | {r['train_loss']:.4f} | {r['train_accuracy']:.4f} | {r['val_loss']:.4f} "
+            f"| {r['val_accuracy']:.4f} | {r['test_loss']:.4f} | {r['test_accuracy']:.4f} | {r['seconds']:.2f} |"
         )
+    if seeds > 1:
+        lines += ["", "The mean over the seeds. Each seed's last epoch:", ""]
+        lines += ["| seed | epochs | val acc | test acc |", "|---:|---:|---:|---:|"]
+        for run in result.runs:
+            val, test = (f"{run.val_accuracy:.4f}", f"{run.test_accuracy:.4f}") if run.history else ("-", "-")
+            lines.append(f"| {run.config.seed} | {len(run.history)} | {val} | {test} |")
     return "\n".join(lines)
 
 
-def record_trial(trial: optuna.Trial, result: RunResult, store: FileSystemArtifactStore) -> None:
-    """Save the trial's note, and its weights as an artifact when it beats the study's best so far."""
+def record_trial(trial: optuna.Trial, result: TrialResult, store: FileSystemArtifactStore) -> None:
+    """Store the trial's result and note, and the first seed's weights when it beats the study's best so far."""
+    records.write_results(trial, result)
     optuna_dashboard.save_note(trial, trial_note(result))
-    if result.diverged or result.stopped or not result.history or result.model is None:
+    if result.diverged or result.stopped or not result.complete or result.model is None:
         return
     best = trial.study.user_attrs.get(BEST_MODEL_ATTR)
-    if best is not None and best["value"] >= result.val_accuracy:
+    if best is not None and best["value"] >= result.value:
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, f"trial-{trial.number}-model.pt")
@@ -52,7 +66,7 @@ def record_trial(trial: optuna.Trial, result: RunResult, store: FileSystemArtifa
         )
     trial.set_user_attr("model_artifact_id", artifact_id)
     trial.study.set_user_attr(
-        BEST_MODEL_ATTR, {"value": result.val_accuracy, "trial": trial.number, "artifact_id": artifact_id}
+        BEST_MODEL_ATTR, {"value": result.value, "trial": trial.number, "artifact_id": artifact_id}
     )
 
 

@@ -1,26 +1,53 @@
-"""The terminal view of a running study: one bar, and a line per finished trial."""
+"""The terminal view of a running study: one bar, a line per finished trial, and the running groups' epochs."""
 
 from __future__ import annotations
 
 import sys
+import time
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from tqdm import tqdm
 
-Event = dict[str, Any]  # what a worker reports: {"type": "trial", "number": ..., "state": ...}
+# What a worker reports: {"type": "trial", "number": ..., "state": ...} when a trial closes,
+# {"type": "epoch", "worker": ..., "epoch": ..., ...} (a GroupProgress) after each epoch of a run.
+Event = dict[str, Any]
+PLAIN_EPOCH_SECONDS = 5.0  # off a terminal, at most one epoch line per worker this often
+
+
+@dataclass
+class _Running:
+    """A worker's running group as last reported."""
+
+    first_trial: int
+    trials: int
+    fraction: float
+    told: int = 0  # its trials already closed (they count as finished, not as running)
+
+    @property
+    def open_work(self) -> float:
+        """The group's done share, in trials, for those of its trials still open."""
+        return self.fraction * max(self.trials - self.told, 0)
 
 
 class Progress:
-    """Finished trials against the budget, the best value so far, elapsed and remaining time.
+    """Finished trials against the budget, the best value so far, the running groups' epochs and the ETA.
 
-    On a terminal a live bar; in a log, the ``[n/total]`` on each trial's line says the same.
+    On a terminal a live bar; in a log, the ``[n/total]`` on each trial's line says the
+    same, and a plain line per epoch (at most one per worker every few seconds) shows
+    that long runs are moving. The ETA counts the done share of running groups, so it
+    exists before the first trial finishes.
     """
 
     def __init__(
         self, kind: str, budget: int, finished: int = 0, best: float | None = None, stream: TextIO = sys.stderr
     ) -> None:
         self.best, self.budget, self.stream = best, budget, stream
-        self.finished = min(finished, budget)
+        self.finished = self.initial = min(finished, budget)
+        self.started = time.monotonic()
+        self.running: dict[int, _Running] = {}
+        self.epoch_text = ""
+        self._printed: dict[int, float] = {}
         self.bar = tqdm(
             total=budget,
             initial=self.finished,
@@ -29,30 +56,88 @@ class Progress:
             file=stream,
             dynamic_ncols=True,
             disable=not stream.isatty(),
-            bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {elapsed} elapsed, ~{remaining} left{postfix}",
+            bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {elapsed} elapsed{postfix}",
         )
         self._postfix()
 
     def __call__(self, event: Event) -> None:
-        if event["type"] != "trial":
-            return
+        if event["type"] == "epoch":
+            self._epoch(event)
+        elif event["type"] == "trial":
+            self._trial(event)
+
+    def _trial(self, event: Event) -> None:
+        running = self.running.get(event.get("worker", 0))
+        if running is not None:
+            running.told += 1
         if event["state"] in ("COMPLETE", "PRUNED"):
             self.finished += 1
             self.bar.update(1)
         if event["state"] == "COMPLETE" and event["value"] is not None:
             self.best = event["value"] if self.best is None else max(self.best, event["value"])
-        line = f"[{self.finished}/{self.budget}] {format_trial(event)}"
+        self._write(f"[{self.finished}/{self.budget}] {format_trial(event)}")
+        self._postfix()
+
+    def _epoch(self, event: Event) -> None:
+        worker = event["worker"]
+        running = self.running.get(worker)
+        if running is None or running.first_trial != event["first_trial"]:
+            self.running[worker] = _Running(event["first_trial"], event["trials"], event["fraction"])
+        else:
+            running.fraction = event["fraction"]
+        self.epoch_text = format_epoch(event)
+        if self.bar.disable:
+            now = time.monotonic()
+            if now - self._printed.get(worker, -PLAIN_EPOCH_SECONDS) >= PLAIN_EPOCH_SECONDS:
+                self._printed[worker] = now
+                eta = self.eta()
+                left = f", study ~{format_seconds(eta)} left" if eta is not None else ""
+                self._write(f"worker {worker}: {self.epoch_text}{left}")
+        self._postfix()
+
+    def eta(self) -> float | None:
+        """Seconds until the budget is reached at this run's pace so far, or None before any progress."""
+        done = self.finished - self.initial + sum(r.open_work for r in self.running.values())
+        if done <= 0:
+            return None
+        left = max(self.budget - self.finished - sum(r.open_work for r in self.running.values()), 0.0)
+        return left * (time.monotonic() - self.started) / done
+
+    def _write(self, line: str) -> None:
         if self.bar.disable:
             print(line, file=self.stream, flush=True)
         else:
             self.bar.write(line, file=self.stream)
-        self._postfix()
 
     def _postfix(self) -> None:
-        self.bar.set_postfix_str("best " + (f"{self.best:.4f}" if self.best is not None else "-"))
+        parts = ["best " + (f"{self.best:.4f}" if self.best is not None else "-")]
+        if self.epoch_text:
+            parts.append(self.epoch_text)
+        eta = self.eta()
+        if eta is not None:
+            parts.append(f"~{format_seconds(eta)} left")
+        self.bar.set_postfix_str(", ".join(parts))
 
     def close(self) -> None:
         self.bar.close()
+
+
+def format_epoch(event: Event) -> str:
+    """``epoch 7/25 (run 2/3) of trials 12-20, 41,000 images/s``."""
+    last = event["first_trial"] + event["trials"] - 1
+    trials = f"trial {last}" if event["trials"] == 1 else f"trials {event['first_trial']}-{last}"
+    run = f" (run {event['run']}/{event['runs']})" if event["runs"] > 1 else ""
+    return f"epoch {event['epoch']}/{event['epochs']}{run} of {trials}, {event['images_per_second']:,.0f} images/s"
+
+
+def format_seconds(seconds: float) -> str:
+    """``45s``, ``3m20s``, ``2h05m``."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def format_trial(event: Event) -> str:
@@ -60,6 +145,8 @@ def format_trial(event: Event) -> str:
     figures = ""
     if event.get("value") is not None:
         figures = f" val {event['value']:.4f}"
+        if event.get("spread") is not None:
+            figures += f" ±{event['spread']:.4f}"
     if event.get("test_accuracy") is not None:
         figures += f" test {event['test_accuracy']:.4f}"
     if event.get("seconds") is not None:

@@ -18,11 +18,17 @@ Trials stored before seeds existed kept one ``history`` user attr; they read as 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 
+from trainer.objective import TrialResult
+
 HISTORIES_ATTR = "histories"
+INTERRUPTED = "interrupted"  # the fail_reason of a trial stopped by Ctrl-C or SIGTERM
+RETRY_OF_ATTR = "retry_of"  # user attr of a re-queued point: the number of the trial it runs again
 
 History = list[dict[str, float]]
 
@@ -31,6 +37,22 @@ def write_histories(trial: optuna.Trial, histories: Sequence[History]) -> None:
     """Store each seed's history in ``trial`` (a live trial of a study on any storage)."""
     # Trial.set_system_attr was removed from Optuna's public API; the storage's method is public.
     trial.study._storage.set_trial_system_attr(trial._trial_id, HISTORIES_ATTR, [list(h) for h in histories])
+
+
+def write_results(trial: optuna.Trial, result: TrialResult) -> None:
+    """Store what ``trial``'s seeds produced: the user attrs above and each seed's history."""
+    runs = result.runs
+    trial.set_user_attr("seeds", result.seeds)
+    # A seed that diverged in its first epoch has no accuracy: None, as JSON has no NaN.
+    trial.set_user_attr("seed_values", [r.val_accuracy if r.history else None for r in runs])
+    trial.set_user_attr("seed_test_accuracies", [r.test_accuracy if r.history else None for r in runs])
+    trial.set_user_attr("train_seconds", round(result.seconds, 3))
+    trial.set_user_attr("parameter_count", result.parameter_count)
+    trial.set_user_attr("device", result.device)
+    if result.complete:
+        trial.set_user_attr("test_accuracy", result.test_accuracy)
+        trial.set_user_attr("val_accuracy", result.value)
+    write_histories(trial, [[r.to_dict() for r in run.history] for run in runs])
 
 
 def histories(trial: optuna.trial.FrozenTrial) -> list[History]:
@@ -43,14 +65,18 @@ def histories(trial: optuna.trial.FrozenTrial) -> list[History]:
 
 def mean_history(trial: optuna.trial.FrozenTrial) -> History:
     """The per-epoch mean over the seeds, over the epochs that every seed reached."""
-    runs = histories(trial)
+    return mean_of(histories(trial))
+
+
+def mean_of(runs: Sequence[History]) -> History:
+    """The per-epoch mean of several histories, over the epochs that every one reached."""
     if not runs:
         return []
     length = min(len(h) for h in runs)
-    return [
-        {key: sum(h[e][key] for h in runs) / len(runs) for key in runs[0][e]}
-        for e in range(length)
-    ]
+    keys = list(runs[0][0]) if length else []
+    # (runs, epochs, keys) -> the mean over runs
+    means = np.mean([[[h[e][k] for k in keys] for e in range(length)] for h in runs], axis=0)
+    return [{k: int(v) if k == "epoch" else float(v) for k, v in zip(keys, row, strict=True)} for row in means]
 
 
 def epochs_run(trial: optuna.trial.FrozenTrial) -> int:
@@ -60,10 +86,11 @@ def epochs_run(trial: optuna.trial.FrozenTrial) -> int:
 
 
 def seed_values(trial: optuna.trial.FrozenTrial) -> list[float]:
-    """Each seed's validation accuracy; ``[value]`` for a one-seed trial stored before seeds."""
+    """Each seed's validation accuracy (NaN for a seed that diverged in its first epoch);
+    ``[value]`` for a one-seed trial stored before seeds."""
     values = trial.user_attrs.get("seed_values")
     if values is not None:
-        return [float(v) for v in values]
+        return [float(v) if v is not None else float("nan") for v in values]
     return [float(trial.value)] if trial.value is not None else []
 
 
@@ -71,3 +98,64 @@ def test_accuracy(trial: optuna.trial.FrozenTrial) -> float | None:
     """The mean test accuracy over the seeds, or None."""
     value: Any = trial.user_attrs.get("test_accuracy")
     return float(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """A study's trials by what became of them; an interrupted trial is not a failure.
+
+    ``requeued``: closed as FAIL when interrupted or when its worker died, and run again
+    (a grid or oat point queued again, a trial retried after its heartbeat stopped).
+    ``interrupted``: stopped by a signal and not queued again (a sampler's trial: the
+    sampler proposes another). ``failed``: every other FAIL (diverged, out of memory...).
+    """
+
+    complete: int = 0
+    pruned: int = 0
+    running: int = 0
+    waiting: int = 0
+    requeued: int = 0
+    interrupted: int = 0
+    failed: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned
+
+    def describe(self, by_state: bool = False) -> str:
+        """``18 finished, 24 interrupted and re-queued, 0 failed``: counts of none left out, but failures.
+
+        ``by_state`` splits the finished into ``complete`` and ``pruned``.
+        """
+        if by_state:
+            parts = [f"{self.complete} complete"] + ([f"{self.pruned} pruned"] if self.pruned else [])
+        else:
+            parts = [f"{self.finished} finished" + (f" ({self.pruned} pruned)" if self.pruned else "")]
+        for count, text in (
+            (self.running, "running"),
+            (self.waiting, "waiting"),
+            (self.requeued, "interrupted and re-queued"),
+            (self.interrupted, "interrupted"),
+        ):
+            if count:
+                parts.append(f"{count} {text}")
+        return ", ".join([*parts, f"{self.failed} failed"])
+
+
+def outcomes(trials: Sequence[optuna.trial.FrozenTrial]) -> Outcomes:
+    """Count ``trials`` (all of one study) by outcome."""
+    retried: set[int] = set()
+    for t in trials:
+        if RETRY_OF_ATTR in t.user_attrs:
+            retried.add(t.user_attrs[RETRY_OF_ATTR])
+        retried.update(t.system_attrs.get("retry_history", ()))  # Optuna's RetryFailedTrialCallback
+    counts = dict.fromkeys(("complete", "pruned", "running", "waiting", "requeued", "interrupted", "failed"), 0)
+    for t in trials:
+        if t.state == optuna.trial.TrialState.FAIL:
+            key = "requeued" if t.number in retried else "failed"
+            if key == "failed" and t.user_attrs.get("fail_reason") == INTERRUPTED:
+                key = "interrupted"
+        else:
+            key = t.state.name.lower()
+        counts[key] += 1
+    return Outcomes(**counts)

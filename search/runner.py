@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import math
 import multiprocessing
 import os
 import queue
@@ -10,18 +12,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
 
+from search import records
 from search.budget import Counts, StudyLock, Verdict, claim, fail_silent_trials
 from search.interrupts import NONE, Interrupts
 from search.outputs import record_trial
 from search.progress import Event
-from search.shared import Key, point_key, run_shared, waiting_run
+from search.shared import Key, run_group, waiting_group
+from search.space import point_key
 from search.spec import StudySpec
 from search.storage import artifact_store, open_storage, quiet_optuna
 from trainer import TrainConfig, load_mnist, resolve_device, split
-from trainer.objective import Objective, TrialFailed
+from trainer.objective import GroupProgress, Objective
 
 OBJECTIVE_NAME = "validation accuracy"
 POLL_SECONDS = 1.0
@@ -74,11 +79,15 @@ def run_worker(spec: StudySpec, worker: int, emit: Emit, interrupts: Interrupts 
         TrainConfig(seed=spec.seed, device=str(device)),
         splits,
         spec.distributions,
+        seeds=spec.seeds,
         after_run=lambda trial, result: record_trial(trial, result, store),
+        on_progress=lambda progress: emit(epoch_event(progress, worker)),
     )
     points = spec.points()
     budget = len(points) if points is not None and spec.trials is None else spec.budget
-    key = point_key(objective.base) if points is not None and spec.share_runs else None
+    key: Key | None = None
+    if points is not None and spec.share_runs:
+        key = lambda point: point_key(point, objective.base)  # noqa: E731
     next_point = (lambda slots: _enqueue_next(study, points, slots, key)) if points is not None else None
     lock = StudyLock(spec.storage, spec.name)
     deadline = time.monotonic() + spec.timeout if spec.timeout else None
@@ -88,13 +97,11 @@ def run_worker(spec: StudySpec, worker: int, emit: Emit, interrupts: Interrupts 
             try:
                 counts = Counts.of(storage, study)
                 verdict = claim(counts, budget, next_point)
-                if verdict is Verdict.RUN and key is not None:
-                    count = waiting_run(study, key, budget - counts.finished - counts.running)
+                if verdict is Verdict.RUN:
+                    count = waiting_group(study, key, budget - counts.finished - counts.running) if key else 1
                     report = lambda frozen: emit(trial_event(frozen, worker))  # noqa: E731
-                    if not run_shared(study, objective, count, lock.release, interrupts, report, _requeue_if_fixed):
+                    if not run_group(study, objective, max(count, 1), lock.release, interrupts, report, _requeue):
                         _free_memory()
-                elif verdict is Verdict.RUN:
-                    _run_one(study, objective, lock, worker, emit, interrupts)
             finally:
                 lock.release()
         if verdict is Verdict.DONE:
@@ -127,52 +134,15 @@ def _enqueue_next(study: optuna.Study, points: list[dict[str, Any]], slots: int,
     return end > start
 
 
-def _run_one(
-    study: optuna.Study, objective: Objective, lock: StudyLock, worker: int, emit: Emit, interrupts: Interrupts
-) -> None:
-    """Run one trial. Called with the lock held and signals held back: the trial's creation and
-    its closing are never interrupted; its training is, and Optuna then closes it as FAIL."""
-    started: dict[str, optuna.Trial] = {}
-    outcome: dict[str, str] = {}
-
-    def run(trial: optuna.Trial) -> float:
-        started["trial"] = trial
-        lock.release()
-        try:
-            try:
-                interrupts.release()  # raises an interrupt held back since the claim
-                return objective(trial)
-            finally:
-                interrupts.hold()  # Optuna's tell, next, is not cut either
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted")
-            raise
-
-    def report(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
-        outcome["state"] = frozen.state.name
-        emit(trial_event(frozen, worker))
-
-    try:
-        study.optimize(run, n_trials=1, catch=(TrialFailed,), callbacks=[report], gc_after_trial=False)
-    except KeyboardInterrupt:
-        trial = started.get("trial")
-        if trial is not None:
-            _requeue_if_fixed(study, trial)
-        raise
-    if outcome.get("state") == "FAIL":
-        _free_memory()
-
-
-def _requeue_if_fixed(study: optuna.Study, trial: optuna.Trial) -> None:
-    """A grid or oat point whose trial was interrupted must still run: queue it again."""
-    frozen = study._storage.get_trial(trial._trial_id)
-    if frozen.state != optuna.trial.TrialState.FAIL:
-        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-    fixed = frozen.system_attrs.get("fixed_params")
+def _requeue(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Close an interrupted trial as FAIL; a grid or oat point must still run: queue it again."""
+    # A live Trial has no public view of its system attrs, where Optuna keeps an enqueued point.
+    fixed = study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
+    study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
     if fixed is not None:
-        attrs = {"retry_of": trial.number}
-        if "point" in frozen.user_attrs:
-            attrs["point"] = frozen.user_attrs["point"]
+        attrs = {records.RETRY_OF_ATTR: trial.number}
+        if "point" in trial.user_attrs:
+            attrs["point"] = trial.user_attrs["point"]
         study.enqueue_trial(fixed, user_attrs=attrs)
 
 
@@ -184,18 +154,27 @@ def _free_memory() -> None:
 
 
 def trial_event(frozen: optuna.trial.FrozenTrial, worker: int = 0) -> Event:
+    """What the terminal shows of a closed trial (sent from a worker process to ``search.progress``)."""
+    values = [v for v in records.seed_values(frozen) if not math.isnan(v)]
     return {
         "type": "trial",
         "worker": worker,
         "number": frozen.number,
         "state": frozen.state.name,
         "value": frozen.value,
-        "test_accuracy": frozen.user_attrs.get("test_accuracy"),
+        "test_accuracy": records.test_accuracy(frozen),
+        # The seeds' sample standard deviation: how much of a difference between points is noise.
+        "spread": float(np.std(values, ddof=1)) if len(values) > 1 else None,
         "seconds": frozen.user_attrs.get("train_seconds"),
-        "epochs": len(frozen.user_attrs.get("history", [])),
+        "epochs": records.epochs_run(frozen),
         "params": frozen.params,
         "reason": frozen.user_attrs.get("fail_reason"),
     }
+
+
+def epoch_event(progress: GroupProgress, worker: int = 0) -> Event:
+    """Where a worker's running group stands (sent to ``search.progress`` after each epoch)."""
+    return {"type": "epoch", "worker": worker, "fraction": progress.fraction, **dataclasses.asdict(progress)}
 
 
 def run_workers(spec: StudySpec, emit: Emit) -> None:

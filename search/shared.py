@@ -1,10 +1,12 @@
-"""Grid and oat points that share one run: each is its own trial, trained together with the others.
+"""The one trial path: a group of trials asked together, trained together, each told when done.
 
-Points that differ only in ``epochs`` and ``learning_rate`` (``trainer.run_key``) are
-enqueued next to each other. A worker takes the run of waiting points at the head of the
-queue, asks a trial for each, and trains them together (``Objective.run_together``);
-each trial is told as soon as its own epochs are done, with the history and model it
-would have had alone. A heartbeat covers every trial of the run while it trains.
+A sampler's trial is a group of one. Grid and oat points whose configurations share a
+``search.space.point_key`` (today: they differ only in ``epochs``, ``learning_rate`` and
+nll/cross_entropy) are enqueued next to each other; a worker takes the run of waiting
+points at the head of the queue, asks a trial for each, and trains them together
+(``Objective.run_group``), every point under each of the study's seeds. Each trial is
+told as soon as all its seeds are done, with the histories and model it would have had
+alone. A heartbeat covers every trial of the group while it trains.
 """
 
 from __future__ import annotations
@@ -18,22 +20,17 @@ import optuna
 from optuna.trial import TrialState
 
 from search.interrupts import Interrupts
-from trainer import RunResult, TrainConfig
-from trainer.loop import run_key
-from trainer.objective import Objective, TrialFailed
+from search.records import INTERRUPTED
+from trainer import TrainConfig
+from trainer.objective import Objective, TrialFailed, TrialResult
 
 Key = Callable[[dict[str, Any]], TrainConfig]
-SHARED_RUN_ATTR = "shared_run"  # the first trial number of the run a trial shared
+SHARED_RUN_ATTR = "shared_run"  # the first trial number of the group a trial shared
 
 
-def point_key(base: TrainConfig) -> Key:
-    """The ``run_key`` of a point's configuration: equal keys can share a run."""
-    return lambda point: run_key(base.replace(**point))
-
-
-def waiting_run(study: optuna.Study, key: Key, limit: int) -> int:
-    """How many of the waiting trials at the head of the queue share one run (at most ``limit``)."""
-    waiting = study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,))
+def waiting_group(study: optuna.Study, key: Key, limit: int) -> int:
+    """How many of the waiting trials at the head of the queue share one group (at most ``limit``)."""
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     waiting = sorted(waiting, key=lambda t: t.number)
     if not waiting:
         return 0
@@ -48,6 +45,8 @@ class Heartbeats:
     """Records a heartbeat for each trial still in ``trials`` every ``interval`` seconds, in a thread."""
 
     def __init__(self, study: optuna.Study, trial_ids: list[int]) -> None:
+        # Optuna records heartbeats only inside Study.optimize, which runs one trial at a time:
+        # a group's heartbeats are recorded through the storage, by trial id.
         self.storage, self.trial_ids = study._storage, list(trial_ids)
         self.interval = getattr(self.storage, "get_heartbeat_interval", lambda: None)()
         self._stop = threading.Event()
@@ -74,7 +73,7 @@ class Heartbeats:
             self._thread.join()
 
 
-def run_shared(
+def run_group(
     study: optuna.Study,
     objective: Objective,
     count: int,
@@ -83,7 +82,7 @@ def run_shared(
     report: Callable[[optuna.trial.FrozenTrial], None],
     requeue: Callable[[optuna.Study, optuna.Trial], None],
 ) -> bool:
-    """Ask ``count`` trials for the waiting points at the head of the queue and train them as one run.
+    """Ask ``count`` trials (the waiting points at the head of the queue, else the sampler's) and train them.
 
     Called with the study's lock held and signals held back, like a single trial: the
     trials are created before the lock is released, and each is closed with signals held.
@@ -99,7 +98,7 @@ def run_shared(
     open_trials = {t.number: t for t in trials}
     ok = True
 
-    def done(trial: optuna.Trial, result: RunResult) -> None:
+    def done(trial: optuna.Trial, result: TrialResult) -> None:
         nonlocal ok
         interrupts.hold()
         try:
@@ -121,7 +120,7 @@ def run_shared(
         try:
             try:
                 interrupts.release()  # raises an interrupt held back since the claim
-                objective.run_together(trials, done)
+                objective.run_group(trials, done)
             finally:
                 interrupts.hold()
         except TrialFailed:
@@ -131,7 +130,7 @@ def run_shared(
         except BaseException as e:
             for trial in list(open_trials.values()):
                 if isinstance(e, KeyboardInterrupt):
-                    trial.set_user_attr("fail_reason", "interrupted")
+                    trial.set_user_attr("fail_reason", INTERRUPTED)
                     requeue(study, trial)
                 else:
                     trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}")

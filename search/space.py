@@ -38,8 +38,27 @@ REGULARIZATION: tuple[Parameter, ...] = (
 )
 
 
-def search_space(regularization: bool = False) -> tuple[Parameter, ...]:
-    return SEVEN + REGULARIZATION if regularization else SEVEN
+# The grid's groups are handed out longest first within each block of this many (see grid_points).
+ROUND = 27
+
+
+def search_space(regularization: bool = False, max_epochs: int | None = None) -> tuple[Parameter, ...]:
+    """The seven parameters (and regularization's two); ``max_epochs`` caps the epochs.
+
+    Under the cap, grid values above it become it (5, 14, 25 under 10 are 5, 10) and the
+    distribution's high end is the cap.
+    """
+    space = SEVEN + REGULARIZATION if regularization else SEVEN
+    return space if max_epochs is None else tuple(_capped(p, max_epochs) for p in space)
+
+
+def _capped(parameter: Parameter, max_epochs: int) -> Parameter:
+    if parameter.name != "epochs":
+        return parameter
+    dist = parameter.distribution
+    assert isinstance(dist, IntDistribution)
+    grid = tuple(sorted({min(value, max_epochs) for value in parameter.grid}))
+    return Parameter(parameter.name, grid, IntDistribution(min(dist.low, max_epochs), min(dist.high, max_epochs)))
 
 
 def distributions(space: tuple[Parameter, ...]) -> dict[str, BaseDistribution]:
@@ -51,8 +70,12 @@ def grid_points(space: tuple[Parameter, ...], seed: int) -> list[dict[str, Any]]
 
     A shuffled order makes any prefix a spread-out sample of the grid, so that
     ``--trials 50`` on the grid already says something about every parameter. Points
-    whose configurations share a ``run_key`` (they differ only in learning rate, epochs
+    whose configurations share a ``point_key`` (they differ only in learning rate, epochs
     and nll/cross_entropy) follow each other, in grid order, where the first of them fell.
+    Within each block of ``ROUND`` such groups the longest (the most optimizer steps:
+    small batches, many epochs) come first, so that workers do not end a study, or wait
+    at its end, on a batch-16 group started last; a prefix of whole blocks still
+    samples the whole grid.
     """
     points = [
         dict(zip([p.name for p in space], values, strict=True))
@@ -62,10 +85,18 @@ def grid_points(space: tuple[Parameter, ...], seed: int) -> list[dict[str, Any]]
     random.Random(seed).shuffle(heads)
     runs: dict[TrainConfig, list[dict[str, Any]]] = {}
     for point in heads:
-        runs.setdefault(_key(point), [])
+        runs.setdefault(point_key(point), [])
     for point in points:
-        runs[_key(point)].append(point)
-    return [point for run in runs.values() for point in run]
+        runs[point_key(point)].append(point)
+    groups = list(runs.values())
+    # sorted() is stable, so groups of equal length keep their shuffled order.
+    blocks = [sorted(groups[i : i + ROUND], key=_steps, reverse=True) for i in range(0, len(groups), ROUND)]
+    return [point for block in blocks for run in block for point in run]
+
+
+def _steps(run: list[dict[str, Any]]) -> float:
+    """A group's length in optimizer steps per training image: its longest epochs over its batch size."""
+    return max(p["epochs"] for p in run) / run[0]["batch_size"]
 
 
 def oat_points(space: tuple[Parameter, ...], baseline: TrainConfig) -> list[dict[str, Any]]:
@@ -78,9 +109,10 @@ def oat_points(space: tuple[Parameter, ...], baseline: TrainConfig) -> list[dict
     points = [base]
     for p in space:
         points += [{**base, p.name: value} for value in p.grid if value != base[p.name]]
-    shares = lambda point: _key(point, baseline) == _key(base, baseline)  # noqa: E731
+    shares = lambda point: point_key(point, baseline) == point_key(base, baseline)  # noqa: E731
     return sorted(points, key=lambda point: not shares(point))
 
 
-def _key(point: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+def point_key(point: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    """The ``run_key`` of ``point`` applied to ``base``: points with equal keys train as one group."""
     return run_key((base or TrainConfig()).replace(**point))

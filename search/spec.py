@@ -11,15 +11,20 @@ import optuna
 from search.space import Parameter, distributions, grid_points, oat_points, search_space
 from search.storage import DEFAULT_STORAGE, check_url
 from trainer import TrainConfig
+from trainer.config import MAX_EPOCHS
 
 KINDS = ("grid", "random", "tpe", "oat")
 PRUNERS = ("median", "hyperband", "none")
 DEFAULT_TRIALS = 50  # random and tpe; grid and oat default to all their points
+MAX_SEEDS = 100  # each point trains once per seed: beyond this a study is a mistake, not a plan
 
 
 @dataclass(frozen=True)
 class StudySpec:
-    """A study and how to run it. ``trials`` is the study's total of finished trials."""
+    """A study and how to run it. ``trials`` is the study's total of finished trials.
+
+    Each point trains under the ``seeds`` training seeds ``seed, seed + 1, ...``.
+    """
 
     kind: str
     study_name: str | None = None
@@ -27,6 +32,8 @@ class StudySpec:
     trials: int | None = None
     timeout: float | None = None
     seed: int = 1
+    seeds: int = 1
+    max_epochs: int | None = None
     pruner: str | None = None
     regularization: bool = False
     heartbeat: int = 60
@@ -49,6 +56,9 @@ class StudySpec:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be an integer >= 1, but got {name}={value!r}.")
+        _check_range("seeds", self.seeds, MAX_SEEDS)
+        if self.max_epochs is not None:
+            _check_range("max_epochs", self.max_epochs, MAX_EPOCHS)
         if self.timeout is not None and not self.timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, but got timeout={self.timeout!r}.")
         TrainConfig(seed=self.seed, device=self.device)  # validates both
@@ -64,7 +74,7 @@ class StudySpec:
 
     @property
     def space(self) -> tuple[Parameter, ...]:
-        return search_space(self.regularization)
+        return search_space(self.regularization, self.max_epochs)
 
     @property
     def distributions(self) -> dict[str, Any]:
@@ -75,7 +85,8 @@ class StudySpec:
         if self.kind == "grid":
             return grid_points(self.space, self.seed)
         if self.kind == "oat":
-            return oat_points(self.space, TrainConfig())
+            baseline = TrainConfig()
+            return oat_points(self.space, baseline.replace(epochs=min(baseline.epochs, self.max_epochs or MAX_EPOCHS)))
         return None
 
     @property
@@ -89,7 +100,9 @@ class StudySpec:
         if self.pruner_name == "median":
             return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
         if self.pruner_name == "hyperband":
-            return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=25, reduction_factor=3)
+            return optuna.pruners.HyperbandPruner(
+                min_resource=1, max_resource=self.max_epochs or MAX_EPOCHS, reduction_factor=3
+            )
         return optuna.pruners.NopPruner()
 
     def sampler(self, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
@@ -104,7 +117,14 @@ class StudySpec:
 
     def identity(self) -> dict[str, Any]:
         """What must match for a run to join an existing study of this name."""
-        identity: dict[str, Any] = {"kind": self.kind, "regularization": self.regularization}
+        # A trial's value is a mean over its seeds: a study mixing K cannot compare its trials.
+        identity: dict[str, Any] = {"kind": self.kind, "regularization": self.regularization, "seeds": self.seeds}
+        identity["max_epochs"] = self.max_epochs  # it changes the space
         if self.kind == "grid":
             identity["seed"] = self.seed  # it orders the grid's points
         return identity
+
+
+def _check_range(name: str, value: Any, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise ValueError(f"{name} must be an integer in 1..{high}, but got {name}={value!r}.")

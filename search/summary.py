@@ -9,6 +9,7 @@ from typing import Any, NamedTuple, TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search import records
 from search.figures import oat_baseline
 from search.progress import format_params
 from search.shared import SHARED_RUN_ATTR
@@ -146,7 +147,7 @@ def write_csv(study: optuna.Study, out: TextIO) -> int:
                 t.value,
                 t.user_attrs.get("test_accuracy"),
                 t.user_attrs.get("train_seconds"),
-                len(t.user_attrs.get("history", [])),
+                records.epochs_run(t),
                 t.user_attrs.get("parameter_count"),
                 *[t.params.get(k) for k in params],
                 t.user_attrs.get("fail_reason", ""),

@@ -1,4 +1,4 @@
-"""The Optuna objective: a trial's suggestions become a ``TrainConfig`` and a run.
+"""The Optuna objective: a trial's suggestions become ``TrainConfig`` s, one per training seed, and runs.
 
 The only module of ``trainer`` that imports optuna.
 """
@@ -6,22 +6,104 @@ The only module of ``trainer`` that imports optuna.
 from __future__ import annotations
 
 import contextlib
+import functools
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from torch import nn
 
 from trainer.config import TrainConfig
 from trainer.data import Splits
-from trainer.loop import EpochCallback, EpochRecord, RunResult, train, train_together
-
-AfterRun = Callable[[optuna.Trial, RunResult], None]
+from trainer.loop import EpochCallback, EpochRecord, RunResult, run_key, train_together
 
 
 class TrialFailed(Exception):
     """The run could not finish (diverged, out of memory); the reason is in the trial's user attrs."""
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What a trial's seeds produced: one ``RunResult`` per seed, in seed order.
+
+    ``seconds`` is the wall time from the start of the trial's group until its last seed
+    was done (the trials of one group share it, which is how a summary counts it once).
+    """
+
+    runs: tuple[RunResult, ...]
+    seconds: float
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r.config.seed for r in self.runs]
+
+    @property
+    def complete(self) -> bool:
+        """Every seed trained at least one epoch, so the means below are over all seeds."""
+        return all(r.history for r in self.runs)
+
+    @property
+    def value(self) -> float:
+        """The mean over the seeds of the last validation accuracy (NaN when a seed has none)."""
+        return float(np.mean([r.val_accuracy for r in self.runs]))
+
+    @property
+    def test_accuracy(self) -> float:
+        return float(np.mean([r.test_accuracy for r in self.runs]))
+
+    @property
+    def diverged(self) -> RunResult | None:
+        """The first seed's run that diverged, if any."""
+        return next((r for r in self.runs if r.diverged), None)
+
+    @property
+    def stopped(self) -> bool:
+        return any(r.stopped for r in self.runs)
+
+    @property
+    def model(self) -> nn.Module | None:
+        """The first seed's model: the one saved for the trial."""
+        return self.runs[0].model
+
+    @property
+    def parameter_count(self) -> int:
+        return self.runs[0].parameter_count
+
+    @property
+    def device(self) -> str:
+        return self.runs[0].device
+
+
+@dataclass(frozen=True)
+class GroupProgress:
+    """Where a running group of trials stands after an epoch of one of its runs.
+
+    Runs that cannot share (today: other seeds) train one after another: ``run`` of
+    ``runs``, each for up to ``epochs`` epochs.
+    """
+
+    first_trial: int  # the group's first trial number: which group this is
+    trials: int
+    run: int
+    runs: int
+    epoch: int
+    epochs: int
+    images_per_second: float  # training images through the run's networks per second of the epoch
+
+    @property
+    def fraction(self) -> float:
+        """How much of the group's training is done, assuming its runs take equally long."""
+        return (self.run - 1 + self.epoch / self.epochs) / self.runs
+
+
+AfterRun = Callable[[optuna.Trial, TrialResult], None]
+Done = Callable[[optuna.Trial, TrialResult], None]
+OnProgress = Callable[[GroupProgress], None]
 
 
 def suggest(trial: optuna.Trial, space: Mapping[str, BaseDistribution]) -> dict[str, Any]:
@@ -40,12 +122,13 @@ def suggest(trial: optuna.Trial, space: Mapping[str, BaseDistribution]) -> dict[
 
 
 class Objective:
-    """Train the trial's configuration on ``splits``; the value is the last epoch's validation accuracy.
+    """Train each trial's configuration under ``seeds`` training seeds on ``splits``.
 
-    Each epoch is reported to the trial (learning curves, pruning). The whole history,
-    test accuracy, time, parameter count and device are stored as user attributes. A
-    diverged or out-of-memory run raises ``TrialFailed`` with its reason stored; a
-    pruned run raises ``optuna.TrialPruned`` after storing its history.
+    The seeds are ``base.seed, base.seed + 1, ...``. A trial's value is the mean over
+    its seeds of the last epoch's validation accuracy. Each epoch's mean is reported to
+    the trial once all its seeds reached that epoch (learning curves, pruning).
+    ``after_run`` stores a finished trial's ``TrialResult``. A diverged or out-of-memory
+    run raises ``TrialFailed`` with its reason stored; a pruned one ``optuna.TrialPruned``.
     """
 
     def __init__(
@@ -53,54 +136,118 @@ class Objective:
         base: TrainConfig,
         splits: Splits,
         space: Mapping[str, BaseDistribution],
+        seeds: int = 1,
         after_run: AfterRun | None = None,
+        on_progress: OnProgress | None = None,
     ) -> None:
-        self.base, self.splits, self.space, self.after_run = base, splits, dict(space), after_run
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise ValueError(f"seeds must be an integer >= 1, but got seeds={seeds!r}.")
+        self.base, self.splits, self.space = base, splits, dict(space)
+        self.seeds, self.after_run, self.on_progress = seeds, after_run, on_progress
 
-    def config(self, trial: optuna.Trial) -> TrainConfig:
-        return self.base.replace(**suggest(trial, self.space))
+    def configs(self, trial: optuna.Trial) -> list[TrainConfig]:
+        """The trial's configuration under each of its seeds."""
+        config = self.base.replace(**suggest(trial, self.space))
+        return [config.replace(seed=config.seed + k) for k in range(self.seeds)]
 
-    def __call__(self, trial: optuna.Trial) -> float:
-        config = self.config(trial)
-        with _out_of_memory_fails([trial]):
-            result = train(config, self.splits, on_epoch=_reporter(trial))
-        return self.conclude(trial, result)
+    def run_group(self, trials: Sequence[optuna.Trial], done: Done) -> None:
+        """Train every seed of every trial; configurations with one ``run_key`` train as one run.
 
-    def run_together(self, trials: Sequence[optuna.Trial], done: Callable[[optuna.Trial, RunResult], None]) -> None:
-        """Train trials whose configurations share a ``run_key`` as one run (``train_together``).
-
-        ``done`` gets each trial and its result as soon as that trial's epochs are done.
+        ``done`` gets each trial and its ``TrialResult`` as soon as all its seeds are done.
+        Runs that cannot share (other seeds, today) train one after another.
         """
-        configs = [self.config(trial) for trial in trials]
+        started = time.perf_counter()
+        seeds = {t.number: _Seeds(t, self.seeds) for t in trials}
+        members = [(t, k, c) for t in trials for k, c in enumerate(self.configs(t))]
+        runs: dict[TrainConfig, list[tuple[optuna.Trial, int, TrainConfig]]] = {}
+        for member in members:
+            runs.setdefault(run_key(member[2]), []).append(member)
         running = list(trials)
 
-        def leave(i: int, result: RunResult) -> None:
-            running.remove(trials[i])
-            done(trials[i], result)
+        def leave(trial: optuna.Trial, k: int, result: RunResult) -> None:
+            if seeds[trial.number].finish(k, result):
+                running.remove(trial)
+                done(trial, TrialResult(tuple(seeds[trial.number].results), time.perf_counter() - started))
 
         with _out_of_memory_fails(running):
-            train_together(configs, self.splits, [_reporter(trial) for trial in trials], on_done=leave)
+            for index, run in enumerate(runs.values()):
+                progress = functools.partial(
+                    GroupProgress,
+                    trials[0].number,
+                    len(trials),
+                    index + 1,
+                    len(runs),
+                    epochs=max(c.epochs for *_, c in run),
+                )
+                train_together(
+                    [c for _, _, c in run],
+                    self.splits,
+                    self._announce([seeds[t.number].on_epoch(k) for t, k, _ in run], progress),
+                    on_done=lambda i, result, run=run: leave(run[i][0], run[i][1], result),
+                )
 
-    def conclude(self, trial: optuna.Trial, result: RunResult) -> float:
-        """Store the run in the trial; its value, or ``TrialFailed`` / ``optuna.TrialPruned``."""
-        _store(trial, result)
+    def _announce(self, callbacks: list[EpochCallback], progress: Callable[..., GroupProgress]) -> list[EpochCallback]:
+        """``callbacks``, the first of them to see an epoch also telling ``on_progress`` (once per epoch)."""
+        if self.on_progress is None:
+            return callbacks
+        on_progress, images, told = self.on_progress, len(self.splits.train_y), [0]
+
+        def wrap(callback: EpochCallback) -> EpochCallback:
+            def on_epoch(record: EpochRecord) -> bool | None:
+                if record.epoch > told[0]:
+                    told[0] = record.epoch
+                    on_progress(progress(epoch=record.epoch, images_per_second=images / max(record.seconds, 1e-9)))
+                return callback(record)
+
+            return on_epoch
+
+        return [wrap(c) for c in callbacks]
+
+    def conclude(self, trial: optuna.Trial, result: TrialResult) -> float:
+        """Store the trial's runs (``after_run``); its value, or ``TrialFailed`` / ``optuna.TrialPruned``."""
         if self.after_run is not None:
             self.after_run(trial, result)
-        if result.diverged:
-            reason = f"diverged: the loss became NaN or infinite in epoch {len(result.history) + 1}"
+        diverged = result.diverged
+        if diverged is not None:
+            reason = (
+                f"diverged: the loss of seed {diverged.config.seed} became NaN or infinite "
+                f"in epoch {len(diverged.history) + 1}"
+            )
             trial.set_user_attr("fail_reason", reason)
             raise TrialFailed(reason)
         if result.stopped:
-            raise optuna.TrialPruned(f"pruned after epoch {len(result.history)}")
-        return result.val_accuracy
+            raise optuna.TrialPruned(f"pruned after epoch {min(len(r.history) for r in result.runs)}")
+        return result.value
 
 
-def _reporter(trial: optuna.Trial) -> EpochCallback:
-    def report(record: EpochRecord) -> bool:
-        trial.report(record.val_accuracy, record.epoch)
-        return trial.should_prune()
+class _Seeds:
+    """One trial's seeds as they train: the mean of an epoch is reported once every seed reached it.
 
-    return report
+    Once the trial is pruned or one of its seeds diverged, its other seeds stop at their
+    next epoch: the trial's verdict no longer depends on them.
+    """
+
+    def __init__(self, trial: optuna.Trial, seeds: int) -> None:
+        self.trial = trial
+        self.val: list[list[float]] = [[] for _ in range(seeds)]
+        self.results: list[RunResult | None] = [None] * seeds
+        self.stop = False
+
+    def on_epoch(self, k: int) -> EpochCallback:
+        def record(epoch: EpochRecord) -> bool:
+            self.val[k].append(epoch.val_accuracy)
+            if not self.stop and all(len(v) >= epoch.epoch for v in self.val):
+                self.trial.report(float(np.mean([v[epoch.epoch - 1] for v in self.val])), epoch.epoch)
+                self.stop = self.trial.should_prune()
+            return self.stop
+
+        return record
+
+    def finish(self, k: int, result: RunResult) -> bool:
+        """Record seed ``k``'s result; True once every seed is done."""
+        self.results[k] = result
+        self.stop = self.stop or result.diverged
+        return all(r is not None for r in self.results)
 
 
 @contextlib.contextmanager
@@ -111,13 +258,3 @@ def _out_of_memory_fails(trials: Sequence[optuna.Trial]) -> Iterator[None]:
         for trial in trials:
             trial.set_user_attr("fail_reason", f"out of memory: {str(e).splitlines()[0]}")
         raise TrialFailed("out of memory") from e
-
-
-def _store(trial: optuna.Trial, result: RunResult) -> None:
-    trial.set_user_attr("history", [r.to_dict() for r in result.history])
-    trial.set_user_attr("train_seconds", round(result.seconds, 3))
-    trial.set_user_attr("parameter_count", result.parameter_count)
-    trial.set_user_attr("device", result.device)
-    if result.history:
-        trial.set_user_attr("test_accuracy", result.test_accuracy)
-        trial.set_user_attr("val_accuracy", result.val_accuracy)

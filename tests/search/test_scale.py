@@ -179,12 +179,24 @@ def test_interrupted_run_leaves_nothing_running_and_resumes(storage_url: str, sl
     assert proc.returncode == 130, err
     assert "resume with: python -m search oat" in err
     assert "Traceback" not in err
+    # Interrupted points are counted apart from failures, and the resume line says what runs again.
+    assert "interrupted: 0 finished, 2 waiting, 2 interrupted and re-queued, 0 failed" in err
+    assert "2 interrupted points will run again, 2 of 2 trials are left" in err
     counts = states(storage_url, "mnist-oat")
     assert "RUNNING" not in counts and counts.get("FAIL") == 2 and counts.get("WAITING") == 2
+    listed = subprocess.run(
+        [sys.executable, "-m", "search", "list", "--storage", storage_url],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert "0 complete, 2 waiting, 2 interrupted and re-queued, 0 failed" in listed.stdout, listed.stderr
     again = subprocess.run(
         [sys.executable, "-m", "search", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert again.returncode == 0, again.stderr
+    assert "done: 2 finished, 2 interrupted and re-queued, 0 failed" in again.stderr
     assert finished(storage_url, "mnist-oat") == 2
     assert len(set(param_sets(storage_url, "mnist-oat"))) == 2
 

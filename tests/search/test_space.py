@@ -3,7 +3,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
-from search import REGULARIZATION, SEVEN, grid_points, oat_points, search_space
+import pytest
+
+from search import REGULARIZATION, SEVEN, StudySpec, grid_points, oat_points, search_space
+from search.space import ROUND, point_key
 from trainer import TrainConfig
 from trainer.loop import run_key
 
@@ -66,3 +69,33 @@ def test_points_that_can_share_a_run_follow_each_other() -> None:
     assert [p["loss"] for p in oat[:9]].count("cross_entropy") == 1
     assert all(run_key(TrainConfig().replace(**p)) == run_key(TrainConfig()) for p in oat[:9])
     assert run_key(TrainConfig().replace(**oat[9])) != run_key(TrainConfig())
+
+
+def test_max_epochs_caps_the_grid_and_the_distribution() -> None:
+    epochs = {p.name: p for p in search_space(max_epochs=10)}["epochs"]
+    assert epochs.grid == (5, 10)  # 14 and 25 both become 10: one point, not two
+    assert (epochs.distribution.low, epochs.distribution.high) == (1, 10)
+    assert {p.name: p for p in search_space(max_epochs=3)}["epochs"].grid == (3,)
+    assert len(grid_points(search_space(max_epochs=3), seed=1)) == 3**6
+    spec = StudySpec(kind="oat", max_epochs=10)
+    points = spec.points()
+    assert points is not None and points[0]["epochs"] == 10 and len(points) == 14
+    assert StudySpec(kind="tpe", max_epochs=10).distributions["epochs"].high == 10
+
+
+@pytest.mark.parametrize("max_epochs", [0, 26, 2.5])
+def test_bad_max_epochs_is_refused(max_epochs: object) -> None:
+    with pytest.raises(ValueError, match=r"max_epochs must be an integer in 1\.\.25, but got max_epochs="):
+        StudySpec(kind="grid", max_epochs=max_epochs)  # type: ignore[arg-type]
+
+
+def test_grid_starts_long_groups_first_in_each_block() -> None:
+    points = grid_points(SEVEN, seed=1)
+    keys = [point_key(p) for p in points]
+    groups = [list(g) for _, g in itertools.groupby(points, key=point_key)]
+    assert len(groups) == len(set(keys))
+    for start in range(0, len(groups), ROUND):
+        block = groups[start : start + ROUND]
+        batches = [g[0]["batch_size"] for g in block]
+        assert batches == sorted(batches)  # every group holds 25 epochs: the smallest batch is the longest
+        assert set(batches) == {16, 64, 256}  # and each block still samples every batch size

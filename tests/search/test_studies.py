@@ -12,7 +12,7 @@ import optuna
 import pytest
 import torch
 
-from search import app
+from search import app, records
 from search.spec import StudySpec
 from search.storage import artifact_store
 from search.summary import summarize
@@ -86,11 +86,11 @@ def test_shared_runs_store_each_point_as_its_run_alone(make_spec: Callable[..., 
     assert len({tuple(dict(p)[k] for k in fixed) for p in by_point["shared"]}) == 1
 
     def figures(trial: optuna.trial.FrozenTrial) -> list[dict[str, float]]:
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in trial.user_attrs["history"]]
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in records.histories(trial)[0]]
 
     for point, trial in by_point["shared"].items():
         twin = by_point["alone"][point]
-        assert len(trial.user_attrs["history"]) == dict(point)["epochs"]
+        assert len(records.histories(trial)[0]) == dict(point)["epochs"]
         assert figures(trial) == figures(twin)
         assert trial.value == twin.value
         assert trial.intermediate_values == twin.intermediate_values
@@ -134,7 +134,8 @@ def test_trials_store_history_note_and_the_best_model(make_spec: Callable[..., S
     app.run_study(spec, [])
     study = load(spec)
     for t in study.trials:
-        history = t.user_attrs["history"]
+        assert "history" not in t.user_attrs  # a long attr would widen the dashboard's trial page
+        [history] = records.histories(t)
         assert len(history) == t.params["epochs"]
         assert set(history[0]) == {
             "epoch",

@@ -1,0 +1,90 @@
+"""Progress inside runs: workers report each epoch of their running group, the view shows it."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import pytest
+
+from search import app, records
+from search.progress import Event, Progress, format_epoch, format_seconds
+from search.runner import run_workers
+from search.spec import StudySpec
+
+
+def epoch(worker: int = 0, first: int = 0, trials: int = 3, run: int = 1, runs: int = 1, e: int = 1) -> Event:
+    return {
+        "type": "epoch",
+        "worker": worker,
+        "first_trial": first,
+        "trials": trials,
+        "run": run,
+        "runs": runs,
+        "epoch": e,
+        "epochs": 10,
+        "images_per_second": 41_000.4,
+        "fraction": (run - 1 + e / 10) / runs,
+    }
+
+
+def trial(number: int, worker: int = 0, state: str = "COMPLETE") -> Event:
+    return {"type": "trial", "worker": worker, "number": number, "state": state, "value": 0.9, "params": {}}
+
+
+def test_workers_report_each_epoch_of_their_group(make_spec: Callable[..., StudySpec]) -> None:
+    spec = make_spec("oat", trials=3, seeds=2, max_epochs=3)
+    app.prepare(spec)
+    events: list[Event] = []
+    run_workers(spec, events.append)
+    epochs = [e for e in events if e["type"] == "epoch"]
+    # One group of three points (learning rates of the baseline), two seeds run one after another.
+    assert {(e["first_trial"], e["trials"], e["runs"], e["epochs"]) for e in epochs} == {(0, 3, 2, 3)}
+    assert [(e["run"], e["epoch"]) for e in epochs] == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
+    assert [e["fraction"] for e in epochs] == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1])
+    assert all(e["images_per_second"] > 0 for e in epochs)
+    assert [e["type"] for e in events[-3:]] == ["trial"] * 3  # told when all their seeds are done
+
+
+def test_plain_lines_show_the_epoch_and_the_study_eta() -> None:
+    out = io.StringIO()  # not a terminal: plain lines
+    progress = Progress("grid", budget=6, stream=out)
+    assert progress.eta() is None
+    progress(epoch(e=5))
+    assert "worker 0: epoch 5/10 of trials 0-2, 41,000 images/s, study ~" in out.getvalue()
+    progress(epoch(e=6))  # within a few seconds of the last line: not printed
+    assert out.getvalue().count("epoch") == 1
+    eta = progress.eta()
+    assert eta is not None and eta > 0
+    progress(trial(0))
+    progress(trial(1, state="FAIL"))
+    assert "[1/6] trial    0 complete val 0.9000" in out.getvalue()
+    assert progress.running[0].told == 2 and progress.running[0].open_work == pytest.approx(0.6)
+
+
+def test_format_epoch_and_seconds() -> None:
+    assert format_epoch(epoch(trials=1, first=7, run=2, runs=3, e=7)) == (
+        "epoch 7/10 (run 2/3) of trial 7, 41,000 images/s"
+    )
+    assert [format_seconds(s) for s in (4.6, 200, 7500)] == ["5s", "3m20s", "2h05m"]
+
+
+def test_interrupted_points_are_requeued_and_counted_apart_from_failures(
+    make_spec: Callable[..., StudySpec],
+) -> None:
+    """A Ctrl-C in the middle of a group (raised here from the progress callback, as a signal
+    handler raises it between two steps) closes its trials and queues their points again."""
+    spec = make_spec("oat", trials=2, seeds=2, max_epochs=2)
+    study = app.prepare(spec)
+
+    def interrupt(event: Event) -> None:
+        if event["type"] == "epoch":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_workers(spec, interrupt)
+    counts = records.outcomes(study.get_trials())
+    assert counts == records.Outcomes(waiting=2, requeued=2)
+    assert {t.user_attrs["fail_reason"] for t in study.get_trials() if t.state.name == "FAIL"} == {"interrupted"}
+    run_workers(spec, lambda event: None)
+    assert records.outcomes(study.get_trials()).describe() == "2 finished, 2 interrupted and re-queued, 0 failed"
