@@ -128,6 +128,23 @@ def test_batched_products_give_the_same_run_within_rounding(splits, monkeypatch:
         assert list(_figures(a).values()) == pytest.approx(list(_figures(b).values()), rel=1e-4, abs=1e-4)
 
 
+def test_the_batched_path_trains_a_mixed_group_within_rounding(splits, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU's path for a group of several seeds, activations and losses, run here on the CPU."""
+    base = TrainConfig(hidden_layers=2, hidden_units=20, batch_size=30, device="cpu")
+    configs = [base.replace(**{**m, "epochs": 1}) for m in MIXED if not m.get("dropout")]
+    alone = [train(config, splits) for config in configs]
+    original = StackedMLP.__init__
+
+    def batched(self: StackedMLP, *args: object) -> None:
+        original(self, *args)
+        self.batched = True
+
+    monkeypatch.setattr(StackedMLP, "__init__", batched)
+    for shared, single in zip(train_together(configs, splits), alone, strict=True):
+        got, want = _figures(shared.history[0]), _figures(single.history[0])
+        assert list(got.values()) == pytest.approx(list(want.values()), rel=1e-4, abs=1e-4), shared.config
+
+
 def test_nll_and_cross_entropy_share_a_network_bit_for_bit(splits) -> None:
     base = TrainConfig(hidden_units=32, batch_size=50, epochs=2, device="cpu")
     configs = [base, base.replace(loss="cross_entropy"), base.replace(loss="cross_entropy", learning_rate=0.5)]
