@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainer import ACTIVATIONS, LOSSES, TrainConfig, build_model, train
+from trainer import ACTIVATIONS, LOSSES, TrainConfig, build_model, optim, train
 from trainer.loop import group_key, run_key, train_together
 from trainer.model import loss_function
 from trainer.stack import StackedMLP, member_order
@@ -201,6 +201,22 @@ def test_a_mixed_group_gives_each_member_its_run_alone(splits, optimizer: str, l
     base = TrainConfig(hidden_layers=2, hidden_units=20, batch_size=30, epochs=2, optimizer=optimizer, l1=l1)
     scale = 1.0 if optimizer == "adadelta" else 0.01
     configs = [base.replace(**{**m, "learning_rate": m.get("learning_rate", 1.0) * scale}, device="cpu") for m in MIXED]
+    _assert_each_member_is_its_run_alone(configs, splits)
+
+
+@pytest.mark.slow  # torch.compile takes 6-35 s on the 2-core CPU
+def test_with_the_compiled_update_a_group_still_gives_each_member_its_run_alone(
+    splits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(optim, "_use_compiled", False)
+    optim.compile_updates()
+    base = TrainConfig(hidden_layers=2, hidden_units=20, batch_size=30, device="cpu")
+    configs = [base.replace(**{**m, "epochs": min(m.get("epochs", 2), 2)}) for m in MIXED]
+    _assert_each_member_is_its_run_alone(configs, splits)
+    assert train_together(configs[:1], splits) and optim._compiled
+
+
+def _assert_each_member_is_its_run_alone(configs: list[TrainConfig], splits) -> None:
     together = train_together(configs, splits)
     assert [r.config for r in together] == configs
     for config, shared in zip(configs, together, strict=True):
