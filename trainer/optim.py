@@ -98,6 +98,15 @@ class FlatOptimizer:
         self._a = torch.zeros_like(param)  # Adadelta: square_avg; SGD: momentum; Adam: exp_avg
         self._b = torch.zeros_like(param)  # Adadelta: acc_delta; Adam: exp_avg_sq
 
+    def state_dict(self) -> dict[str, object]:
+        """The step count and the running averages (on the CPU), for a checkpoint."""
+        return {"steps": self.steps, "a": self._a.cpu(), "b": self._b.cpu()}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.steps = state["steps"]
+        self._a.copy_(state["a"])
+        self._b.copy_(state["b"])
+
     @torch.no_grad()
     def step(self, lr: torch.Tensor) -> None:
         self.steps += 1
