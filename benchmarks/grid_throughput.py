@@ -1,93 +1,113 @@
-"""Trials per hour over a sample of the reference grid: every point alone against shared runs, side by side.
+"""Trials per hour over a sample of the reference grid: groups against three-network stacks and every point alone.
 
 Usage:
-    python benchmarks/grid_throughput.py --data-dir ../shared/mnist [--device cuda] [--groups 4]
-        [--limit-train N] [--workers N] [--shared-only]
+    python benchmarks/grid_throughput.py --data-dir ../shared/mnist [--device cpu] [--groups 1]
+        [--limit-train N] [--validation N] [--limit-test N] [--seeds-cost 3] [--no-projection]
+        [--threads N] [--json]
 
-The sample is the points of the first ``--groups`` shared runs of the seeded 2,187-point
-reference grid: three learning rates x three epoch counts of one network and batch size,
-with the mse loss (nine points) or with both nll and cross_entropy (eighteen). It runs as a
-grid study twice in fresh SQLite databases: with ``--separate-runs`` (a run per point) and
-as shared runs (one stacked run of three networks each).
-Prints the baseline 14-epoch trial's wall time (on CUDA with its steps launched one by one
-and replayed as CUDA graphs, side by side), both studies' wall time and trials per hour,
-their ratio, the whole grid's projected time, and on CUDA the GPU's utilisation sampled by
-nvidia-smi while the studies ran. ``--shared-only`` leaves out the study of separate runs.
+The sample is the first ``--groups`` groups of the seeded 2,187-point reference grid: the
+81 points (activation x loss x learning rate x epochs) of one depth, width and batch size.
+Each is trained three ways, side by side in one process (``train_together`` directly, no
+Optuna), the ways interleaved group by group:
+
+- groups: the whole group as one run (18 networks: nll and cross_entropy share one);
+- stacks: the points of one activation and loss as one run of three learning rates (the
+  shared runs before groups: six runs per group);
+- alone: every point its own run.
+
+Trials per hour is points / wall time. ``--seeds-cost K`` also trains the sample's groups
+under K seeds (K x 18 networks a run) and prints the cost against one seed. The projection
+times, for each of the grid's 27 groups, a few training steps of the whole group (two
+probes of 4 and 12 steps: the slope is a step, the rest the evaluation and set-up) and
+scales them to 25 epochs of 50,000 training images and 20,000 evaluated ones, for one and
+for five seeds. ``--json`` prints ``{"trials_per_hour": {"groups", "stacks", "alone"},
+"projected_grid_seconds": ..., ...}`` on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import statistics
-import subprocess
-import tempfile
-import threading
+import json
+import sys
 import time
+from collections.abc import Callable, Sequence
 
-import optuna
 import torch
 
-from search import app
 from search.space import SEVEN, grid_points
-from search.spec import StudySpec
 from trainer import Splits, TrainConfig, load_mnist, resolve_device, split, train
-from trainer.loop import run_key
+from trainer.loop import group_key, train_together
+from trainer.seeds import seed_configs
+from trainer.stack import loss_kind
 
-GRID_POINTS = 3**7
-
-
-class Utilisation:
-    """Samples the GPU's utilisation (percent) with nvidia-smi every half second, in a thread."""
-
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        query = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "--id=0"]
-        while not self._stop.wait(0.5):
-            try:
-                self.samples.append(float(subprocess.run(query, capture_output=True, text=True).stdout.split()[0]))
-            except (OSError, ValueError, IndexError):
-                return
-
-    def __enter__(self) -> Utilisation:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def mean(self) -> str:
-        return f"{statistics.mean(self.samples):.0f}%" if self.samples else "n/a"
+FULL_TRAIN, FULL_EVAL, MAX_EPOCHS = 50_000, 20_000, 25
+PROBE_STEPS = (4, 12)
 
 
-def sample_size(groups: int, seed: int) -> int:
-    """How many points the grid's first ``groups`` shared runs hold."""
-    keys = [run_key(TrainConfig().replace(**p)) for p in grid_points(SEVEN, seed)]
-    return sum(len(list(run)) for _, run in itertools.islice(itertools.groupby(keys), groups))
+def grid_groups(device: str, seed: int = 1) -> list[list[TrainConfig]]:
+    """The grid's points as configurations, in the seeded grid order, one list per group."""
+    configs = [TrainConfig(device=device).replace(**point) for point in grid_points(SEVEN, seed)]
+    return [list(group) for _, group in itertools.groupby(configs, key=group_key)]
 
 
-def run_grid(args: argparse.Namespace, share: bool) -> tuple[float, int]:
-    spec = StudySpec(
-        kind="grid",
-        trials=sample_size(args.groups, seed=1),
-        storage=f"sqlite:///{tempfile.mkdtemp()}/studies.db",
-        data_dir=args.data_dir,
-        limit_train=args.limit_train,
-        device=args.device,
-        workers=args.workers,
-        share_runs=share,
-    )
+def stacks_of(group: Sequence[TrainConfig]) -> list[list[TrainConfig]]:
+    """The group split as before groups: one run per activation and loss (nll = cross_entropy)."""
+    runs: dict[tuple[str, str], list[TrainConfig]] = {}
+    for config in group:
+        runs.setdefault((config.activation, loss_kind(config.loss)), []).append(config)
+    return list(runs.values())
+
+
+def timed(run: Callable[..., object], *args: object) -> float:
     started = time.perf_counter()
-    if code := app.run_study(spec, []):
-        raise SystemExit(code)  # interrupted (Ctrl-C) or failed: stop the benchmark
-    wall = time.perf_counter() - started
-    study = optuna.load_study(study_name=spec.name, storage=spec.storage)
-    return wall, sum(t.state.is_finished() for t in study.trials)
+    run(*args)
+    return time.perf_counter() - started
+
+
+def throughput(groups: Sequence[Sequence[TrainConfig]], splits: Splits, seeds_cost: int) -> dict[str, float]:
+    """Wall seconds of each way over the sample, the ways interleaved and rotated group by group."""
+    ways: dict[str, Callable[[Sequence[TrainConfig]], object]] = {
+        "groups": lambda group: train_together(group, splits),
+        "stacks": lambda group: [train_together(run, splits) for run in stacks_of(group)],
+        "alone": lambda group: [train(config, splits) for config in group],
+    }
+    if seeds_cost > 1:
+        ways[f"groups x{seeds_cost} seeds"] = lambda group: train_together(
+            [c for config in group for c in seed_configs(config, seeds_cost)], splits
+        )
+    walls = dict.fromkeys(ways, 0.0)
+    names = list(ways)
+    for i, group in enumerate(groups):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            walls[name] += timed(ways[name], group)
+            print(f"  group {i + 1}: {name} {walls[name]:.1f} s so far", file=sys.stderr)
+    return walls
+
+
+def projection(splits: Splits, device: str, seeds: int) -> float:
+    """Seconds for the whole grid under ``seeds`` seeds on this machine, from probes of every group."""
+    total = 0.0
+    evaluated = len(splits.val_y) + (0 if splits.val_x is splits.test_x else len(splits.test_y))
+    for group in grid_groups(device):
+        members = [c.replace(epochs=1) for c in group for c in seed_configs(c, seeds)]
+        batch = members[0].batch_size
+        short, long = (probe(members, splits, steps * batch) for steps in PROBE_STEPS)
+        step = (long - short) / (PROBE_STEPS[1] - PROBE_STEPS[0])
+        rest = max(short - PROBE_STEPS[0] * step, 0.0)
+        epoch = -(-FULL_TRAIN // batch) * step + rest * FULL_EVAL / evaluated
+        total += MAX_EPOCHS * epoch
+        shape = f"{group[0].hidden_layers}x{group[0].hidden_units} batch {batch}"
+        print(f"  {seeds} seed(s), {shape}: {epoch:.2f} s an epoch", file=sys.stderr)
+    return total
+
+
+def probe(members: list[TrainConfig], splits: Splits, images: int) -> float:
+    """Wall time of one epoch of ``members`` as one group on the first ``images`` training images."""
+    part = Splits(
+        splits.train_x[:images], splits.train_y[:images], splits.val_x, splits.val_y, splits.test_x, splits.test_y
+    )
+    return timed(train_together, members, part)
 
 
 def main() -> None:
@@ -95,57 +115,62 @@ def main() -> None:
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("--data-dir", default=None, help="MNIST folder (default: $MNIST_DATA_DIR, else ./data)")
-    parser.add_argument("--device", default="auto", help="device of the trials")
-    parser.add_argument("--groups", type=int, default=4, help="shared runs (of 9 or 18 points) in the sample")
-    parser.add_argument("--limit-train", type=int, default=None, help="training images per trial (default: all)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes of each study")
-    parser.add_argument("--shared-only", action="store_true", help="run only the study of shared runs")
+    parser.add_argument("--device", default="auto", help="device of the runs")
+    parser.add_argument("--groups", type=int, default=1, help="grid groups (of 81 points) in the sample")
+    parser.add_argument("--limit-train", type=int, default=2000, help="training images of the sample's runs")
+    parser.add_argument("--validation", type=int, default=1000, help="training images held out for validation")
+    parser.add_argument("--limit-test", type=int, default=1000, help="test images")
+    parser.add_argument("--seeds-cost", type=int, default=3, help="also train the sample under K seeds (1: skip)")
+    parser.add_argument("--no-projection", action="store_true", help="skip the whole grid's projection")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")
     args = parser.parse_args()
-    device = resolve_device(args.device)
-    args.device = str(device)
-    splits = split(load_mnist(args.data_dir, device), limit_train=args.limit_train)
-    baselines = {graphs: baseline_seconds(splits, args.device, graphs) for graphs in (False, True)}
-    rows, walls = [], {}
-    for share in (True,) if args.shared_only else (False, True):
-        with Utilisation() if device.type == "cuda" else _Nothing() as use:
-            wall, n = run_grid(args, share)
-        walls[share] = wall
-        rate = n * 3600 / wall
-        name = "shared" if share else "alone"
-        rows.append(f"| {name} | {n} | {wall:.1f} | {rate:.0f} | {GRID_POINTS / rate:.2f} | {use.mean()} |")
-    print(f"device {device}, {torch.get_num_threads()} threads, {args.workers} worker(s), torch {torch.__version__}")
-    if device.type == "cuda":
-        print(f"baseline 14-epoch trial, steps launched one by one: {baselines[False]:.2f} s")
-        print(f"baseline 14-epoch trial, steps replayed as CUDA graphs: {baselines[True]:.2f} s")
-        print(f"CUDA graphs: {baselines[False] / baselines[True]:.2f}x faster")
-    else:
-        print(f"baseline 14-epoch trial: {baselines[True]:.2f} s")
-    print("| runs | trials | wall (s) | trials/hour | whole grid (h) | GPU utilisation |")
-    print("|---|---:|---:|---:|---:|---:|")
-    print("\n".join(rows))
-    if False in walls:
-        print(f"shared runs / alone: {walls[False] / walls[True]:.2f}x the trials per hour")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = str(resolve_device(args.device))
+    data = load_mnist(args.data_dir, device)
+    splits = split(data, args.validation, args.limit_train, args.limit_test)
+    sample = grid_groups(device)[: args.groups]
+    points = sum(len(group) for group in sample)
+    walls = throughput(sample, splits, args.seeds_cost)
+    figures: dict[str, object] = {
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "sample": {"groups": args.groups, "points": points, "train_images": len(splits.train_y)},
+        "wall_seconds": {name: round(wall, 2) for name, wall in walls.items()},
+        "trials_per_hour": {name: round(points * 3600 / walls[name]) for name in ("groups", "stacks", "alone")},
+    }
+    if args.seeds_cost > 1:
+        ratio = walls[f"groups x{args.seeds_cost} seeds"] / walls["groups"]
+        figures["seeds_cost"] = {"seeds": args.seeds_cost, "ratio": round(ratio, 2)}
+    if not args.no_projection:
+        # Probes evaluate 2,000 images, scaled to the 20,000 a grid trial evaluates.
+        full = split(data, validation=1000, limit_test=1000)
+        by_seeds = {seeds: round(projection(full, device, seeds)) for seeds in (1, 5)}
+        figures["projected_grid_seconds"] = by_seeds[1]
+        figures["projected_grid_seconds_by_seeds"] = by_seeds
+    if args.json:
+        json.dump(figures, sys.stdout)
+        print()
+        return
+    report(figures)
 
 
-def baseline_seconds(splits: Splits, device: str, cuda_graphs: bool) -> float:
-    """Wall time of the baseline 14-epoch trial, after a one-epoch warm-up."""
-    train(TrainConfig(epochs=1, device=device), splits, cuda_graphs=cuda_graphs)
-    started = time.perf_counter()
-    train(TrainConfig(device=device), splits, cuda_graphs=cuda_graphs)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - started
-
-
-class _Nothing:
-    def __enter__(self) -> _Nothing:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def mean(self) -> str:
-        return "n/a"
+def report(figures: dict) -> None:
+    rates = figures["trials_per_hour"]
+    print(f"device {figures['device']}, {figures['threads']} threads, torch {torch.__version__}")
+    print(f"sample: {figures['sample']['points']} grid points, {figures['sample']['train_images']} training images")
+    print("| runs | wall (s) | trials/hour |")
+    print("|---|---:|---:|")
+    for name in ("groups", "stacks", "alone"):
+        print(f"| {name} | {figures['wall_seconds'][name]:.1f} | {rates[name]} |")
+    ratios = (rates["groups"] / rates["stacks"], rates["groups"] / rates["alone"])
+    print(f"groups / stacks: {ratios[0]:.2f}x; groups / alone: {ratios[1]:.2f}x")
+    if "seeds_cost" in figures:
+        cost = figures["seeds_cost"]
+        print(f"{cost['seeds']} seeds cost {cost['ratio']:.2f}x one seed")
+    for seeds, seconds in figures.get("projected_grid_seconds_by_seeds", {}).items():
+        print(f"whole grid, {seeds} seed(s), projected: {seconds / 3600:.2f} h")
 
 
 if __name__ == "__main__":

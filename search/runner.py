@@ -90,6 +90,7 @@ def run_worker(spec: StudySpec, worker: int, emit: Emit, interrupts: Interrupts 
         key = lambda point: point_key(point, objective.base)  # noqa: E731
     next_point = (lambda slots: _enqueue_next(study, points, slots, key)) if points is not None else None
     lock = StudyLock(spec.storage, spec.name)
+    report = lambda frozen: emit(trial_event(frozen, worker))  # noqa: E731
     deadline = time.monotonic() + spec.timeout if spec.timeout else None
     while deadline is None or time.monotonic() < deadline:
         with interrupts.held_section():  # a claim is never cut in half
@@ -98,8 +99,9 @@ def run_worker(spec: StudySpec, worker: int, emit: Emit, interrupts: Interrupts 
                 counts = Counts.of(storage, study)
                 verdict = claim(counts, budget, next_point)
                 if verdict is Verdict.RUN:
-                    count = waiting_group(study, key, budget - counts.finished - counts.running) if key else 1
-                    report = lambda frozen: emit(trial_event(frozen, worker))  # noqa: E731
+                    # A sampler's trial, or a point that shares with nothing, is a group of one.
+                    slots = budget - counts.finished - counts.running
+                    count = waiting_group(study, key, slots) if key is not None else 1
                     if not run_group(study, objective, max(count, 1), lock.release, interrupts, report, _requeue):
                         _free_memory()
             finally:

@@ -103,14 +103,15 @@ def oat_points(space: tuple[Parameter, ...], baseline: TrainConfig) -> list[dict
     """The baseline, then each parameter moved alone to each of its other grid values.
 
     The points that can share the baseline's run (other learning rates, epochs, the
-    cross-entropy loss) come first, next to it.
+    cross-entropy loss) come first, next to it; the others follow longest first (batch
+    16 before the rest), so that a second worker does not end the study on it.
     """
     base = {p.name: getattr(baseline, p.name) for p in space}
     points = [base]
     for p in space:
         points += [{**base, p.name: value} for value in p.grid if value != base[p.name]]
     shares = lambda point: point_key(point, baseline) == point_key(base, baseline)  # noqa: E731
-    return sorted(points, key=lambda point: not shares(point))
+    return sorted(points, key=lambda point: (not shares(point), 0 if shares(point) else -_steps([point])))
 
 
 def point_key(point: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:

@@ -13,9 +13,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from trainer.checkpoint import Checkpoint
 from trainer.config import TrainConfig
 from trainer.data import Splits
-from trainer.model import CLASSES, LossFn
+from trainer.model import CLASSES, LossFn, build_model
 from trainer.optim import FlatOptimizer
 from trainer.stack import StackedMLP, loss_kind, member_order
 from trainer.steps import GRAPH_STEPS, EpochSteps, graphs_apply
@@ -139,6 +140,7 @@ def train_together(
     on_epoch: Sequence[EpochCallback | None] | None = None,
     on_done: DoneCallback | None = None,
     cuda_graphs: bool = True,
+    checkpoint: Checkpoint | None = None,
 ) -> list[RunResult]:
     """Train configurations that share a ``group_key`` as one run; return each one's result as if run alone.
 
@@ -149,6 +151,10 @@ def train_together(
     its network diverges or its epochs are done, and ``on_done`` then gets its index and
     result; the run ends when none is left. On CUDA the training steps are replayed as
     CUDA graphs where that is exact (``trainer.steps``), unless ``cuda_graphs`` is False.
+
+    With ``checkpoint``, the run saves its state there after every epoch and, when the file
+    exists, resumes after its last saved epoch (``trainer.checkpoint``); configurations that
+    had left before it are returned again but not passed to ``on_done`` a second time.
     """
     if not configs:
         return []
@@ -192,7 +198,10 @@ def train_together(
         if on_done is not None:
             on_done(i, results[i])
 
-    for epoch in range(1, max(c.epochs for c in configs) + 1):
+    first = 1
+    if checkpoint is not None and (state := checkpoint.load()) is not None:
+        first = _restore(state, configs, stack, optimizer, orders, histories, results) + 1
+    for epoch in range(first, max(c.epochs for c in configs) + 1):
         if all(r is not None for r in results):
             break
         epoch_start = time.perf_counter()
@@ -223,7 +232,73 @@ def train_together(
                 leave(i, stopped=True)
             elif epoch == config.epochs:
                 leave(i)
+        if checkpoint is not None:
+            checkpoint.save(_snapshot(epoch, configs, stack, optimizer, orders, histories, results))
+    if checkpoint is not None:
+        checkpoint.clear()
     return [r for r in results if r is not None]
+
+
+def _snapshot(
+    epoch: int,
+    configs: Sequence[TrainConfig],
+    stack: StackedMLP,
+    optimizer: FlatOptimizer,
+    orders: list[torch.Generator],
+    histories: list[list[EpochRecord]],
+    results: list[RunResult | None],
+) -> dict[str, Any]:
+    """Everything a run needs to go on after ``epoch`` as if never stopped (``trainer.checkpoint``)."""
+    left = {
+        i: {"diverged": r.diverged, "stopped": r.stopped, "seconds": r.seconds, "model": r.model.state_dict()}
+        for i, r in enumerate(results)
+        if r is not None and r.model is not None
+    }
+    return {
+        "configs": [c.to_dict() for c in configs],
+        "epoch": epoch,
+        "param": stack.param.cpu(),
+        "optimizer": optimizer.state_dict(),
+        "orders": [order.get_state() for order in orders],
+        "masks": stack.mask_states(),
+        "histories": [[r.to_dict() for r in history] for history in histories],
+        "left": left,
+    }
+
+
+def _restore(
+    state: dict[str, Any],
+    configs: Sequence[TrainConfig],
+    stack: StackedMLP,
+    optimizer: FlatOptimizer,
+    orders: list[torch.Generator],
+    histories: list[list[EpochRecord]],
+    results: list[RunResult | None],
+) -> int:
+    """Put a ``_snapshot`` back; return its epoch."""
+    if state["configs"] != [c.to_dict() for c in configs]:
+        raise ValueError("the checkpoint was saved by a run of other configurations; remove it or train those")
+    stack.param.copy_(state["param"])
+    optimizer.load_state_dict(state["optimizer"])
+    for order, saved in zip(orders, state["orders"], strict=True):
+        order.set_state(saved)
+    stack.set_mask_states(state["masks"])
+    for history, saved in zip(histories, state["histories"], strict=True):
+        history[:] = [EpochRecord(**record) for record in saved]
+    for i, saved in state["left"].items():
+        model = build_model(configs[i]).to(stack.param.device)
+        model.load_state_dict(saved["model"])
+        results[i] = RunResult(
+            config=configs[i],
+            device=str(stack.param.device),
+            parameter_count=stack.parameter_count,
+            history=tuple(histories[i]),
+            diverged=saved["diverged"],
+            stopped=saved["stopped"],
+            seconds=saved["seconds"],
+            model=model.eval(),
+        )
+    return state["epoch"]
 
 
 def _labels(splits: Splits) -> dict[str, torch.Tensor]:

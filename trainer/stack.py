@@ -205,6 +205,15 @@ class StackedMLP:
                 parts.append(values_t.unsqueeze(1).expand(self.k, t[0].numel()).reshape(-1))
         return torch.cat(parts)
 
+    def mask_states(self) -> list[torch.Tensor | None]:
+        """Each member's dropout generator state (None without dropout), for a checkpoint."""
+        return [None if g is None else g.get_state() for g in self._masks]
+
+    def set_mask_states(self, states: Sequence[torch.Tensor | None]) -> None:
+        for generator, state in zip(self._masks, states, strict=True):
+            if generator is not None:
+                generator.set_state(state)
+
     def _member_inputs(self, x: torch.Tensor):
         """Each member's batch: a list of views on the CPU (no copy), one [K, B, 784] tensor when batched."""
         if x.dim() == 2:

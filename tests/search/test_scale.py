@@ -190,6 +190,7 @@ def test_interrupted_run_leaves_nothing_running_and_resumes(storage_url: str, sl
         env=env,
         capture_output=True,
         text=True,
+        timeout=120,
     )
     assert "0 complete, 2 waiting, 2 interrupted and re-queued, 0 failed" in listed.stdout, listed.stderr
     again = subprocess.run(

@@ -99,3 +99,11 @@ def test_grid_starts_long_groups_first_in_each_block() -> None:
         batches = [g[0]["batch_size"] for g in block]
         assert batches == sorted(batches)  # every group holds 25 epochs: the smallest batch is the longest
         assert set(batches) == {16, 64, 256}  # and each block still samples every batch size
+
+
+def test_oat_runs_the_baseline_group_then_the_longest_points_first() -> None:
+    oat = oat_points(SEVEN, TrainConfig())
+    assert oat[0] == {p.name: getattr(TrainConfig(), p.name) for p in SEVEN}
+    alone = oat[6:]
+    assert alone[0]["batch_size"] == 16 and alone[-1]["batch_size"] == 256
+    assert [p["batch_size"] for p in alone].count(64) == len(alone) - 2

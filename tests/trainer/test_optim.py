@@ -56,3 +56,22 @@ def test_blocks_give_the_one_pass_update_bit_for_bit(name: str, monkeypatch: pyt
             optimizer.step(torch.full_like(param, 0.5))
         results.append(param)
     assert torch.equal(*results)
+
+
+@pytest.fixture
+def compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(optim, "_use_compiled", False)
+    optim.compile_updates()
+
+
+@pytest.mark.slow  # torch.compile takes 6-35 s on the 2-core CPU
+def test_the_compiled_adadelta_matches_torch_optim(compiled: None) -> None:
+    test_matches_torch_optim("adadelta", 0.01)
+    optimizer = FlatOptimizer("adadelta", torch.zeros(10), torch.zeros(10))
+    assert optimizer._update is optim._compiled["adadelta"]
+
+
+def test_compiling_pays_back_only_beyond_a_worker_of_grid_work() -> None:
+    baseline_run = 101_770 * 782 * 14  # parameters x steps of the 14-epoch baseline
+    assert not optim.worth_compiling(baseline_run)
+    assert optim.worth_compiling(18 * 101_770 * 782 * 25 * 10)  # ten grid groups of that shape

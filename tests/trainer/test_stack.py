@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainer import ACTIVATIONS, LOSSES, TrainConfig, build_model, train
+from trainer import ACTIVATIONS, LOSSES, TrainConfig, build_model, optim, train
 from trainer.loop import group_key, run_key, train_together
 from trainer.model import loss_function
 from trainer.stack import StackedMLP, member_order
@@ -128,6 +128,23 @@ def test_batched_products_give_the_same_run_within_rounding(splits, monkeypatch:
         assert list(_figures(a).values()) == pytest.approx(list(_figures(b).values()), rel=1e-4, abs=1e-4)
 
 
+def test_the_batched_path_trains_a_mixed_group_within_rounding(splits, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU's path for a group of several seeds, activations and losses, run here on the CPU."""
+    base = TrainConfig(hidden_layers=2, hidden_units=20, batch_size=30, device="cpu")
+    configs = [base.replace(**{**m, "epochs": 1}) for m in MIXED if not m.get("dropout")]
+    alone = [train(config, splits) for config in configs]
+    original = StackedMLP.__init__
+
+    def batched(self: StackedMLP, *args: object) -> None:
+        original(self, *args)
+        self.batched = True
+
+    monkeypatch.setattr(StackedMLP, "__init__", batched)
+    for shared, single in zip(train_together(configs, splits), alone, strict=True):
+        got, want = _figures(shared.history[0]), _figures(single.history[0])
+        assert list(got.values()) == pytest.approx(list(want.values()), rel=1e-4, abs=1e-4), shared.config
+
+
 def test_nll_and_cross_entropy_share_a_network_bit_for_bit(splits) -> None:
     base = TrainConfig(hidden_units=32, batch_size=50, epochs=2, device="cpu")
     configs = [base, base.replace(loss="cross_entropy"), base.replace(loss="cross_entropy", learning_rate=0.5)]
@@ -184,6 +201,22 @@ def test_a_mixed_group_gives_each_member_its_run_alone(splits, optimizer: str, l
     base = TrainConfig(hidden_layers=2, hidden_units=20, batch_size=30, epochs=2, optimizer=optimizer, l1=l1)
     scale = 1.0 if optimizer == "adadelta" else 0.01
     configs = [base.replace(**{**m, "learning_rate": m.get("learning_rate", 1.0) * scale}, device="cpu") for m in MIXED]
+    _assert_each_member_is_its_run_alone(configs, splits)
+
+
+@pytest.mark.slow  # torch.compile takes 6-35 s on the 2-core CPU
+def test_with_the_compiled_update_a_group_still_gives_each_member_its_run_alone(
+    splits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(optim, "_use_compiled", False)
+    optim.compile_updates()
+    base = TrainConfig(hidden_layers=2, hidden_units=20, batch_size=30, device="cpu")
+    configs = [base.replace(**{**m, "epochs": min(m.get("epochs", 2), 2)}) for m in MIXED]
+    _assert_each_member_is_its_run_alone(configs, splits)
+    assert train_together(configs[:1], splits) and optim._compiled
+
+
+def _assert_each_member_is_its_run_alone(configs: list[TrainConfig], splits) -> None:
     together = train_together(configs, splits)
     assert [r.config for r in together] == configs
     for config, shared in zip(configs, together, strict=True):

@@ -44,6 +44,21 @@ def test_chunks_and_tail_are_the_steps_one_by_one(splits: Splits, optimizer: str
     assert chunked.optimizer.steps == plain.optimizer.steps == 2 * 32
 
 
+def test_chunks_of_a_group_of_seeds_are_the_steps_one_by_one(splits: Splits) -> None:
+    """Each seed its own order: the index buffer holds one batch per seed."""
+    config = TrainConfig(hidden_layers=1, hidden_units=24, batch_size=16, device="cpu")
+    members = [config, config.replace(seed=2, activation="tanh"), config.replace(seed=3, loss="mse")]
+    runs = []
+    for chunk in (0, 12):
+        stack = StackedMLP(members, splits.train_x.device)
+        optimizer = FlatOptimizer(config.optimizer, stack.param, stack.grad)
+        steps = EpochSteps(stack, optimizer, splits, F.one_hot(splits.train_y, 10).float(), config, chunk=chunk)
+        orders = [torch.Generator().manual_seed(seed) for seed in stack.seeds]
+        perm = torch.stack([torch.randperm(len(splits.train_y), generator=order) for order in orders])
+        runs.append((torch.cat(steps.run(perm, stack.per_network([1.0, 0.5, 2.0]))), stack.param))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
 def test_graphs_apply_only_where_a_replay_is_exact() -> None:
     assert graphs_apply(TrainConfig(), CUDA)
     assert graphs_apply(TrainConfig(optimizer="sgd", l1=1e-4, weight_decay=1e-4), CUDA)
