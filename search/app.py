@@ -9,15 +9,15 @@ from pathlib import Path
 
 import optuna
 
+from search.analysis.report import write_report
+from search.analysis.summary import summarize, write_csv
 from search.budget import Counts
 from search.outputs import save_study_outputs
 from search.progress import Progress, format_params
-from search.report import write_report
 from search.runner import StudyError, prepare, run_workers
 from search.space import search_space
 from search.spec import StudySpec
 from search.storage import mask_url, open_storage, quiet_optuna
-from search.summary import summarize, write_csv
 from trainer import load_mnist, resolve_device, split
 
 

@@ -10,8 +10,8 @@ import optuna_dashboard
 import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
-from search.figures import study_figures
-from search.summary import study_note, summarize
+from search.analysis.figures import study_figures
+from search.analysis.summary import study_note, summarize
 from trainer import RunResult
 
 BEST_MODEL_ATTR = "best_model"

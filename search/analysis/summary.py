@@ -9,7 +9,7 @@ from typing import Any, NamedTuple, TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.figures import oat_baseline
+from search.analysis.figures import oat_baseline
 from search.progress import format_params
 from search.shared import SHARED_RUN_ATTR
 

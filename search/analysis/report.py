@@ -10,8 +10,8 @@ import optuna
 import plotly.graph_objects as go
 from optuna import visualization as vis
 
-from search.figures import format_value, study_figures
-from search.summary import StudySummary, summarize
+from search.analysis.figures import format_value, study_figures
+from search.analysis.summary import StudySummary, summarize
 
 STYLE = """
 body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 0 auto; max-width: 1200px;
