@@ -11,9 +11,10 @@ import optuna
 
 from search.analysis.report import write_report
 from search.analysis.summary import summarize, write_csv
+from search.analysis.text import best_line, format_accuracy, format_counts, format_params
 from search.budget import Counts
 from search.outputs import save_study_outputs
-from search.progress import Progress, format_params
+from search.progress import Progress
 from search.runner import StudyError, prepare, run_workers
 from search.space import search_space
 from search.spec import StudySpec
@@ -53,13 +54,7 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
     save_study_outputs(study, [p.name for p in spec.space])
     summary = summarize(study)
     if summary.best is not None:
-        test = summary.best.user_attrs.get("test_accuracy")
-        print(
-            f"best: trial {summary.best.number}, validation accuracy {summary.best.value:.4f}"
-            + (f", test accuracy {test:.4f}" if test is not None else "")
-            + f"  {format_params(summary.best.params)}",
-            file=sys.stderr,
-        )
+        print(f"best: {best_line(summary.best)}  {format_params(summary.best.params)}", file=sys.stderr)
     if interrupted:
         command = "python -m search " + " ".join(shlex.quote(mask_url(a)) for a in argv)
         print(f"interrupted: no trial is left running; resume with: {command}", file=sys.stderr)
@@ -103,11 +98,7 @@ def best(storage_url: str, study_name: str) -> int:
     if summary.best is None:
         raise StudyError(f"study {study_name!r} has no complete trial yet")
     t = summary.best
-    test = t.user_attrs.get("test_accuracy")
-    print(
-        f"trial {t.number}: validation accuracy {t.value:.4f}"
-        + (f", test accuracy {test:.4f}" if test is not None else "")
-    )
+    print(best_line(t))
     for k, v in t.params.items():
         print(f"  {k} = {v}")
     if "model_artifact_id" in t.user_attrs:
@@ -124,9 +115,8 @@ def list_studies(storage_url: str) -> int:
         print(f"no studies in {mask_url(storage_url)}", file=sys.stderr)
     for name in names:
         s = summarize(optuna.load_study(study_name=name, storage=storage))
-        counts = ", ".join(f"{n} {state.lower()}" for state, n in s.states.items() if n) or "no trials"
-        best_text = f"best {s.best.value:.4f}" if s.best is not None else "no best yet"
-        print(f"{s.name}  ({s.kind})  {counts}  {best_text}")
+        best_text = f"best {format_accuracy(s.best.value)}" if s.best is not None else "no best yet"
+        print(f"{s.name}  ({s.kind})  {format_counts(s.states)}  {best_text}")
     return 0
 
 

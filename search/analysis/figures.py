@@ -12,8 +12,11 @@ from typing import Any, NamedTuple
 
 import optuna
 import plotly.graph_objects as go
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 from plotly.subplots import make_subplots
+
+from search.analysis.summary import finished_trials, oat_baseline
+from search.analysis.text import format_value
 
 METRICS = (
     ("train_loss", "train loss"),
@@ -34,22 +37,6 @@ class CurveGroup(NamedTuple):
     epochs: list[int]
     metrics: dict[str, list[float]]
     is_baseline: bool = False
-
-
-def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Complete and pruned trials that recorded at least one epoch."""
-    states = (TrialState.COMPLETE, TrialState.PRUNED)
-    return [t for t in study.get_trials(deepcopy=False, states=states) if t.user_attrs.get("history")]
-
-
-def oat_baseline(study: optuna.Study) -> dict[str, Any] | None:
-    """The baseline point of a one-at-a-time study (its first point), else None."""
-    if study.user_attrs.get("kind") != "oat":
-        return None
-    for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get("point") == 0:
-            return t.system_attrs.get("fixed_params") or t.params
-    return None
 
 
 def learning_curves_info(
@@ -90,13 +77,6 @@ def _group_labels(values: list[Any]) -> dict[Any, tuple[Any, str]]:
         i = 0 if v <= cuts[0] else 1 if v <= cuts[1] else 2
         labels[v] = (i, f"{format_value(bins[i][0])}–{format_value(bins[i][1])}")
     return labels
-
-
-def format_value(value: Any) -> str:
-    """Floats to 3 significant digits, everything else as is."""
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
 
 
 def _mean_curves(trials: list[FrozenTrial]) -> tuple[list[int], dict[str, list[float]]]:

@@ -10,8 +10,9 @@ import optuna
 import plotly.graph_objects as go
 from optuna import visualization as vis
 
-from search.analysis.figures import format_value, study_figures
+from search.analysis.figures import study_figures
 from search.analysis.summary import StudySummary, summarize
+from search.analysis.text import best_line, format_counts, format_value
 
 STYLE = """
 body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 0 auto; max-width: 1200px;
@@ -85,22 +86,19 @@ def write_report(study: optuna.Study, params: list[str], out: Path) -> Path:
 
 
 def _summary_html(s: StudySummary) -> str:
-    counts = ", ".join(f"{n} {state.lower()}" for state, n in s.states.items() if n) or "no trials"
+    counts = format_counts(s.states)
     parts = [
         f"<h1>{html.escape(s.name)}</h1>",
         f'<p class="muted">{html.escape(s.kind)} study · {counts} · {s.train_seconds:.0f} s of training, '
         f"{s.wall_seconds:.0f} s wall time</p>",
     ]
     if s.best is not None:
-        test = s.best.user_attrs.get("test_accuracy")
         rows = "".join(
             f"<tr><th>{html.escape(k)}</th><td>{html.escape(format_value(v))}</td></tr>"
             for k, v in s.best.params.items()
         )
         parts.append(
-            f"<p><b>Best validation accuracy {s.best.value:.4f}</b>"
-            + (f", test accuracy {test:.4f}" if test is not None else "")
-            + f" (trial {s.best.number}).</p><table>{rows}</table>"
+            f"<p><b>Best: {html.escape(best_line(s.best))}.</b></p><table>{rows}</table>"
         )
     if s.effects:
         rows = "".join(

@@ -9,8 +9,8 @@ from typing import Any, NamedTuple, TextIO
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.analysis.figures import oat_baseline
-from search.progress import format_params
+from search import records
+from search.analysis.text import best_line, format_counts, format_value, state_counts
 from search.shared import SHARED_RUN_ATTR
 
 
@@ -37,9 +37,7 @@ class StudySummary(NamedTuple):
 
 def summarize(study: optuna.Study) -> StudySummary:
     trials = study.get_trials(deepcopy=False)
-    states = {s.name: 0 for s in TrialState}
-    for t in trials:
-        states[t.state.name] += 1
+    states = state_counts(trials)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.value) if complete else None  # type: ignore[arg-type, return-value]
     starts = [t.datetime_start for t in trials if t.datetime_start]
@@ -68,6 +66,22 @@ def _importances(study: optuna.Study, complete: list[FrozenTrial]) -> dict[str, 
         return {}  # e.g. every trial has the same parameters
 
 
+def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Complete and pruned trials that recorded at least one epoch."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
+    return [t for t in study.get_trials(deepcopy=False, states=states) if records.histories(t)]
+
+
+def oat_baseline(study: optuna.Study) -> dict[str, Any] | None:
+    """The baseline point of a one-at-a-time study (its first point), else None."""
+    if study.user_attrs.get("kind") != "oat":
+        return None
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("point") == 0:
+            return t.system_attrs.get("fixed_params") or t.params
+    return None
+
+
 def oat_effects(study: optuna.Study, complete: list[FrozenTrial]) -> list[Effect]:
     """Each parameter's other values against the baseline run, parameter by parameter in the
     space's order, each parameter's values in the order they were enqueued."""
@@ -82,25 +96,21 @@ def oat_effects(study: optuna.Study, complete: list[FrozenTrial]) -> list[Effect
         changed = [k for k, v in t.params.items() if baseline.get(k) != v]
         if len(changed) == 1:
             k = changed[0]
-            effects.append(Effect(k, t.params[k], t.value, t.user_attrs.get("test_accuracy"), t.value - base.value))  # type: ignore[operator, arg-type]
+            effects.append(Effect(k, t.params[k], t.value, records.test_accuracy(t), t.value - base.value))  # type: ignore[operator, arg-type]
     names = list(baseline)
     return sorted(effects, key=lambda e: names.index(e.param))
 
 
 def study_note(s: StudySummary) -> str:
     """The study's markdown note for optuna-dashboard."""
-    counts = ", ".join(f"{n} {state.lower()}" for state, n in s.states.items() if n)
-    lines = [f"## {s.name} ({s.kind})", "", f"Trials: {counts or 'none'}.", ""]
+    lines = [f"## {s.name} ({s.kind})", "", f"Trials: {format_counts(s.states)}.", ""]
     if s.best is not None:
-        test = s.best.user_attrs.get("test_accuracy")
         lines += [
-            f"**Best validation accuracy {s.best.value:.4f}**"
-            + (f", test accuracy {test:.4f}" if test is not None else "")
-            + f" (trial {s.best.number}).",
+            f"**Best: {best_line(s.best)}.**",
             "",
             "| parameter | best value |",
             "|---|---|",
-            *[f"| {k} | {format_params({k: v}).split('=', 1)[1]} |" for k, v in s.best.params.items()],
+            *[f"| {k} | {format_value(v)} |" for k, v in s.best.params.items()],
             "",
         ]
     if s.effects:
@@ -144,9 +154,9 @@ def write_csv(study: optuna.Study, out: TextIO) -> int:
                 t.number,
                 t.state.name,
                 t.value,
-                t.user_attrs.get("test_accuracy"),
+                records.test_accuracy(t),
                 t.user_attrs.get("train_seconds"),
-                len(t.user_attrs.get("history", [])),
+                records.epochs_run(t),
                 t.user_attrs.get("parameter_count"),
                 *[t.params.get(k) for k in params],
                 t.user_attrs.get("fail_reason", ""),
