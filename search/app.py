@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
@@ -9,6 +10,9 @@ from pathlib import Path
 
 import optuna
 
+from search.analysis.effects import gather_effects
+from search.analysis.effects_text import to_json, to_text
+from search.analysis.effects_text import write_csv as write_effects_csv
 from search.analysis.report import write_report
 from search.analysis.summary import summarize, write_csv
 from search.analysis.text import best_line, format_accuracy, format_counts, format_params
@@ -90,6 +94,22 @@ def report(storage_url: str, study_name: str, out: str | None) -> int:
     params = _space_params(study)
     path = write_report(study, params, Path(out or f"reports/{study_name}.html"))
     print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def effects(storage_url: str, study_name: str, fmt: str, seed: int) -> int:
+    """Print which choices matter in the study, with intervals, as a table, JSON or CSV."""
+    study = load(storage_url, study_name)
+    try:
+        found = gather_effects(study, seed)
+    except ValueError as e:
+        raise StudyError(str(e)) from e
+    if fmt == "json":
+        print(json.dumps(to_json(found), indent=2))
+    elif fmt == "csv":
+        write_effects_csv(found, sys.stdout)
+    else:
+        print(to_text(found))
     return 0
 
 
