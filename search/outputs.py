@@ -11,7 +11,7 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from search.analysis.figures import study_figures
-from search.analysis.summary import study_note, summarize
+from search.analysis.note import history_markdown, study_note
 from trainer import RunResult
 
 BEST_MODEL_ATTR = "best_model"
@@ -24,14 +24,8 @@ def trial_note(result: RunResult) -> str:
         + (" — **diverged**" if result.diverged else "")
         + (" — pruned" if result.stopped else ""),
         "",
-        "| epoch | train loss | train acc | val loss | val acc | test loss | test acc | seconds |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        history_markdown([[r.to_dict() for r in result.history]]),
     ]
-    for r in result.history:
-        lines.append(
-            f"| {r.epoch} | {r.train_loss:.4f} | {r.train_accuracy:.4f} | {r.val_loss:.4f} | {r.val_accuracy:.4f} "
-            f"| {r.test_loss:.4f} | {r.test_accuracy:.4f} | {r.seconds:.2f} |"
-        )
     return "\n".join(lines)
 
 
@@ -60,4 +54,4 @@ def save_study_outputs(study: optuna.Study, params: list[str]) -> None:
     """Save (replacing earlier versions) the study's figures and note for optuna-dashboard."""
     for graph_id, figure in study_figures(study, params).items():
         optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=graph_id)
-    optuna_dashboard.save_note(study, study_note(summarize(study)))
+    optuna_dashboard.save_note(study, study_note(study))

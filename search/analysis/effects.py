@@ -109,11 +109,9 @@ def gather_effects(study: optuna.Study, seed: int = 0) -> Effects:
     Raises:
         ValueError: the study has no complete trial.
     """
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    complete, diverged = _finished(study)
     if not complete:
         raise ValueError(f"study {study.study_name!r} has no complete trial yet")
-    diverged = [t for t in trials if t.state == TrialState.FAIL and _diverged(t)]
     kind = str(study.user_attrs.get("kind", "?"))
     table = _table(complete, diverged)
     seeds = max(len(records.seed_values(t)) for t in complete)
@@ -143,6 +141,26 @@ def gather_effects(study: optuna.Study, seed: int = 0) -> Effects:
         failures=failures(table, complete + diverged),
         notes=notes,
     )
+
+
+def _finished(study: optuna.Study) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
+    """The complete trials, and the failed ones that diverged (interrupted or out-of-memory ones say nothing)."""
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    return complete, [t for t in trials if t.state == TrialState.FAIL and _diverged(t)]
+
+
+def trial_levels(study: optuna.Study) -> dict[tuple[str, str], list[float]]:
+    """Each (parameter, level label)'s complete trial values, on the same levels as ``gather_effects``."""
+    complete, diverged = _finished(study)
+    if not complete:
+        return {}
+    table = _table(complete, diverged)
+    return {
+        (p, label): table.values[table.codes[p] == level].tolist()
+        for p in table.params
+        for level, label in enumerate(table.levels[p].labels)
+    }
 
 
 def _diverged(trial: FrozenTrial) -> bool:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from search.analysis.effects import CHANCE, CONFIDENCE, Effects
 
+IMPORTANCE_NAMES = {"PedAnovaImportanceEvaluator": "PED-ANOVA", "FanovaImportanceEvaluator": "fANOVA"}
 CSV_FIELDS = (
     "section",
     "parameter",
@@ -107,66 +108,91 @@ def _interval(low: float | None, high: float | None, sign: bool = False) -> str:
     return "-" if low is None or high is None else f"[{_num(low, sign=sign)}, {_num(high, sign=sign)}]"
 
 
-def _grid(header: list[str], rows: list[list[str]]) -> list[str]:
-    """Columns padded to their widest cell; the first two (names) left-aligned, the rest (numbers) right-aligned."""
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+class Table(NamedTuple):
+    """One titled table of the effects, its cells already written as text."""
 
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return [line(header), line(["-" * w for w in widths]), *[line(r) for r in rows]]
+    title: str
+    header: list[str]
+    rows: list[list[str]]
 
 
-def to_text(e: Effects) -> str:
-    """The effects as plain-text tables for a terminal."""
+def tables(e: Effects) -> list[Table]:
+    """The effects as titled tables, in reading order; the text and markdown forms both draw these."""
     pct = f"{CONFIDENCE:.0%}"
     out = [
-        f"{e.study} ({e.kind}): {e.trials} complete trials, up to {e.seeds} seed(s) each; "
-        f"validation accuracy; {pct} bootstrap intervals over trials",
-        "",
-        "Main effects",
-    ]
-    out += _grid(
-        ["parameter", "value", "n", "median", f"median {pct}", "mean", f"mean {pct}", "best"],
-        [
-            [r.parameter, r.value, str(r.n), _num(r.median), _interval(r.median_low, r.median_high), _num(r.mean),
-             _interval(r.ci_low, r.ci_high), _num(r.best)]
-            for r in e.main_effects
-        ],
-    )  # fmt: skip
+        Table(
+            f"Main effects: validation accuracy per value, {pct} bootstrap intervals over trials",
+            ["parameter", "value", "n", "median", f"median {pct}", "mean", f"mean {pct}", "best"],
+            [
+                [r.parameter, r.value, str(r.n), _num(r.median), _interval(r.median_low, r.median_high),
+                 _num(r.mean), _interval(r.ci_low, r.ci_high), _num(r.best)]
+                for r in e.main_effects
+            ],
+        )
+    ]  # fmt: skip
     if e.oat:
-        out += ["", f"One at a time: change from the baseline, {pct} t interval over the seeds"]
-        out += _grid(
+        out.insert(0, Table(
+            f"One at a time: change from the baseline, {pct} t interval over the seeds",
             ["parameter", "value", "seeds", "change", pct, "verdict"],
             [
                 [c.parameter, c.value, f"{c.seeds}{' paired' if c.paired else ''}", _num(c.change, sign=True),
                  _interval(c.ci_low, c.ci_high, sign=True), c.verdict or "no interval (one seed)"]
                 for c in e.oat
             ],
-        )  # fmt: skip
+        ))  # fmt: skip
     for i in e.interactions:
         a, b = i.parameters
-        out += ["", f"Interaction {a} x {b}: {i.share:.1%} of the variance beyond both main effects (medians)"]
-        out += _grid(
-            [f"{a} \\ {b}", *i.columns], [[r, *[_num(m) for m in ms]] for r, ms in zip(i.rows, i.medians, strict=True)]
-        )
+        out.append(Table(
+            f"Interaction {a} x {b}: {i.share:.1%} of the variance beyond both main effects (medians)",
+            [f"{a} \\ {b}", *i.columns],
+            [[r, *[_num(m) for m in ms]] for r, ms in zip(i.rows, i.medians, strict=True)],
+        ))  # fmt: skip
     if e.importance or e.exact_anova:
-        names = list(e.importance) + (["exact grid ANOVA"] if e.exact_anova else [])
-        columns = [*e.importance.values(), *([e.exact_anova] if e.exact_anova else [])]
-        terms = list(dict.fromkeys(k for c in columns for k in c))
-        out += ["", "Importance (shares of 1)"]
-        out += _grid(["term", *names], [[t, *[_num(c.get(t), 3) if t in c else "" for c in columns]] for t in terms])
+        columns = {**{IMPORTANCE_NAMES.get(k, k): v for k, v in e.importance.items()}}
+        if e.exact_anova:
+            columns["exact grid ANOVA"] = e.exact_anova
+        terms = list(dict.fromkeys(k for c in columns.values() for k in c))
+        out.append(Table(
+            "Importance (shares of 1)",
+            ["term", *columns],
+            [[t, *[_num(c[t], 3) if t in c else "" for c in columns.values()]] for t in terms],
+        ))  # fmt: skip
     failing = [f for f in e.failures if f.at_chance or f.diverged]
-    out += ["", f"At chance (validation accuracy below {CHANCE}) and diverged"]
-    if failing:
-        out += _grid(
-            ["parameter", "value", "n", "at chance", "diverged"],
-            [[f.parameter, f.value, str(f.n), str(f.at_chance), str(f.diverged)] for f in failing],
-        )
-    else:
-        out.append("none")
+    out.append(Table(
+        f"At chance (validation accuracy below {CHANCE}) and diverged",
+        ["parameter", "value", "n", "at chance", "diverged"],
+        [[f.parameter, f.value, str(f.n), str(f.at_chance), str(f.diverged)] for f in failing],
+    ))  # fmt: skip
+    return out
+
+
+def _padded(t: Table) -> list[str]:
+    """Columns padded to their widest cell; the first two (names) left-aligned, the rest (numbers) right-aligned."""
+    widths = [max(len(c) for c in col) for col in zip(t.header, *t.rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return [line(t.header), line(["-" * w for w in widths]), *[line(r) for r in t.rows]]
+
+
+def markdown(t: Table, names: int = 2) -> list[str]:
+    """A table in markdown for optuna-dashboard's notes: the first ``names`` columns left-aligned, numbers right."""
+    align = ["---" if i < names else "---:" for i in range(len(t.header))]
+    return [f"| {' | '.join(r)} |" for r in (t.header, align, *t.rows)]
+
+
+def headline(e: Effects) -> str:
+    return f"{e.study} ({e.kind}): {e.trials} complete trials, up to {e.seeds} seed(s) each"
+
+
+def to_text(e: Effects) -> str:
+    """The effects as plain-text tables for a terminal."""
+    out = [headline(e)]
+    for t in tables(e):
+        out += ["", t.title, *(_padded(t) if t.rows else ["none"])]
     if e.notes:
         out += ["", *[f"note: {n}" for n in e.notes]]
     return "\n".join(out)

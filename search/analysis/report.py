@@ -10,6 +10,8 @@ import optuna
 import plotly.graph_objects as go
 from optuna import visualization as vis
 
+from search.analysis.effects import Effects, gather_effects
+from search.analysis.effects_text import Table, headline, tables
 from search.analysis.figures import study_figures
 from search.analysis.summary import StudySummary, summarize
 from search.analysis.text import best_line, format_counts, format_value
@@ -25,11 +27,14 @@ th { background: #f5f5f5; text-align: left; } td.num { text-align: right; font-v
 
 
 def optuna_figures(study: optuna.Study) -> dict[str, go.Figure]:
-    """Optuna's own plots that need no extra packages, skipping those the study cannot support yet."""
+    """Optuna's own plots that need no extra packages, skipping those the study cannot support yet.
+
+    Its importance plot is left out: the effects section shows PED-ANOVA and fANOVA side
+    by side (and leaves them out on one-at-a-time studies, where they mislead).
+    """
     figures = {}
     makers = {
         "Optimization history": vis.plot_optimization_history,
-        "Parameter importances": vis.plot_param_importances,
         "Parallel coordinates": vis.plot_parallel_coordinate,
     }
     for title, make in makers.items():
@@ -45,37 +50,68 @@ def optuna_figures(study: optuna.Study) -> dict[str, go.Figure]:
     return figures
 
 
+class _Page:
+    """The report's body, inlining plotly.js with the first figure only."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.figures = 0
+
+    def add(self, fig: go.Figure, graph_id: str) -> None:
+        div = fig.to_html(
+            full_html=False,
+            include_plotlyjs="inline" if self.figures == 0 else False,
+            div_id=graph_id,
+            config={"responsive": True, "displaylogo": False},
+        )
+        self.parts.append(f'<div class="figure" data-graph="{html.escape(graph_id)}">{div}</div>')
+        self.figures += 1
+
+    def add_all(self, figures: dict[str, go.Figure], prefix: str, but: str | None = None) -> list[str]:
+        """Add the figures whose id starts with ``prefix`` (and not with ``but``); returns their ids."""
+        keys = [k for k in figures if k.startswith(prefix) and not (but and k.startswith(but))]
+        for key in keys:
+            self.add(figures[key], key.lower().replace(" ", "-"))
+        return keys
+
+    def section(self, title: str, figures: dict[str, go.Figure], prefix: str, but: str | None = None) -> None:
+        """A titled section of the matching figures, left out when none match."""
+        mark = len(self.parts)
+        if self.add_all(figures, prefix, but):
+            self.parts.insert(mark, f"<h2>{html.escape(title)}</h2>")
+
+
 def render_report(study: optuna.Study, params: list[str]) -> str:
     """The report's HTML; plotly.js is inlined once so that the page works offline."""
-    summary = summarize(study)
-    sections: list[tuple[str, list[go.Figure]]] = []
-    ours = study_figures(study, params)
-    curves = [fig for key, fig in ours.items() if key.startswith("curves-")]
-    if curves:
-        sections.append(("Learning curves by parameter value", curves))
-    theirs = optuna_figures(study)
-    for title, fig in theirs.items():
-        sections.append((title, [fig]))
-    if "time-vs-batch-size" in ours:
-        sections.append(("Training time against batch size", [ours["time-vs-batch-size"]]))
-    body = [_summary_html(summary)]
-    first = True
-    for title, figures in sections:
-        body.append(f"<h2>{html.escape(title)}</h2>")
-        for fig in figures:
-            div = fig.to_html(
-                full_html=False,
-                include_plotlyjs="inline" if first else False,
-                config={"responsive": True, "displaylogo": False},
-            )
-            body.append(f'<div class="figure">{div}</div>')
-            first = False
-    if first:
-        body.append('<p class="muted">No finished trial yet: nothing to plot.</p>')
+    try:
+        effects: Effects | None = gather_effects(study)
+    except ValueError:
+        effects = None  # no complete trial yet
+    ours = study_figures(study, params, effects, test_view=True)
+    page = _Page()
+    page.parts.append(_summary_html(summarize(study)))
+    if effects is not None:
+        command = f"python -m search effects --study-name {study.study_name}"
+        page.parts.append(
+            f'<h2 id="effects">Which choices matter</h2><p class="muted">{html.escape(headline(effects))}; '
+            f"the same tables: <code>{html.escape(command)}</code></p>"
+        )
+        page.add_all(ours, "effects-")
+        page.parts.append(_effects_html(effects))
+    page.section("Learning curves by parameter value", ours, "curves-", but="curves-test-")
+    if any(k.startswith("curves-test-") for k in ours):
+        page.parts.append("<details><summary>Test-set curves (a lighter view; the objective is validation)</summary>")
+        page.add_all(ours, "curves-test-")
+        page.parts.append("</details>")
+    for title, fig in optuna_figures(study).items():
+        page.section(title, {title: fig}, title)
+    page.section("Training time against batch size", ours, "time-vs-batch-size")
+    if page.figures == 0:
+        page.parts.append('<p class="muted">No finished trial yet: nothing to plot.</p>')
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(study.study_name)} — MNIST search report</title><style>{STYLE}</style></head>"
-        f"<body>{''.join(body)}</body></html>\n"
+        f"<body>{''.join(page.parts)}</body></html>\n"
     )
 
 
@@ -85,29 +121,33 @@ def write_report(study: optuna.Study, params: list[str], out: Path) -> Path:
     return out
 
 
+def _table_html(t: Table) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in t.header)
+    body = "".join(
+        "<tr>" + "".join(
+            f'<td class="{"num" if i >= 2 else ""}">{html.escape(c)}</td>' for i, c in enumerate(row)
+        ) + "</tr>"
+        for row in t.rows
+    )  # fmt: skip
+    return f"<h3>{html.escape(t.title)}</h3><table><tr>{head}</tr>{body}</table>"
+
+
+def _effects_html(e: Effects) -> str:
+    parts = [_table_html(t) if t.rows else f"<h3>{html.escape(t.title)}</h3><p>none</p>" for t in tables(e)]
+    parts += [f'<p class="muted">Note: {html.escape(n)}.</p>' for n in e.notes]
+    return "".join(parts)
+
+
 def _summary_html(s: StudySummary) -> str:
-    counts = format_counts(s.states)
     parts = [
         f"<h1>{html.escape(s.name)}</h1>",
-        f'<p class="muted">{html.escape(s.kind)} study · {counts} · {s.train_seconds:.0f} s of training, '
-        f"{s.wall_seconds:.0f} s wall time</p>",
+        f'<p class="muted">{html.escape(s.kind)} study · {format_counts(s.states)} · {s.train_seconds:.0f} s of '
+        f"training, {s.wall_seconds:.0f} s wall time</p>",
     ]
     if s.best is not None:
         rows = "".join(
             f"<tr><th>{html.escape(k)}</th><td>{html.escape(format_value(v))}</td></tr>"
             for k, v in s.best.params.items()
         )
-        parts.append(
-            f"<p><b>Best: {html.escape(best_line(s.best))}.</b></p><table>{rows}</table>"
-        )
-    if s.effects:
-        rows = "".join(
-            f"<tr><td>{html.escape(e.param)}</td><td>{html.escape(str(e.value))}</td>"
-            f'<td class="num">{e.val_accuracy:.4f}</td><td class="num">{e.delta:+.4f}</td></tr>'
-            for e in s.effects
-        )
-        parts.append(
-            "<h2>Each parameter's effect, moved alone from the baseline</h2><table><tr><th>parameter</th>"
-            f"<th>value</th><th>validation accuracy</th><th>change</th></tr>{rows}</table>"
-        )
+        parts.append(f"<p><b>Best: {html.escape(best_line(s.best))}.</b></p><table>{rows}</table>")
     return "".join(parts)
