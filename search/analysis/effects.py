@@ -36,6 +36,7 @@ CONFIDENCE = 0.95
 RESAMPLES = 2000
 CHANCE = 0.2  # validation accuracy below this is no better than guessing among ten digits
 TOP_PAIRS = 3
+MIN_SHARE = 0.01  # a pair explaining less of the variance than this is not reported as an interaction
 CLEAR, NOISE = "clear", "within noise"
 
 
@@ -285,7 +286,12 @@ def _between_squares(codes: np.ndarray, y: np.ndarray) -> float:
 
 
 def interactions(table: _Table, top: int = TOP_PAIRS) -> list[Interaction]:
-    """The ``top`` pairs whose cells explain most variance beyond their main effects, with medians per cell."""
+    """The ``top`` pairs whose cells explain most variance beyond their main effects (at least 1%), with medians.
+
+    The share is the two-way ANOVA's interaction sum of squares (the cells' between sum
+    of squares less both main effects') over the total; unbalanced designs can make it
+    slightly negative, which counts as none.
+    """
     y = table.values
     total = float(((y - y.mean()) ** 2).sum())
     if total == 0 or len(table.params) < 2:
@@ -295,7 +301,7 @@ def interactions(table: _Table, top: int = TOP_PAIRS) -> list[Interaction]:
     for a, b in itertools.combinations(table.params, 2):
         cells = _between_squares(np.column_stack([table.codes[a], table.codes[b]]), y)
         share = max(0.0, (cells - main[a] - main[b]) / total)
-        if share > 0:
+        if share >= MIN_SHARE:
             found.append(
                 Interaction((a, b), share, table.levels[a].labels, table.levels[b].labels, _median_cells(table, a, b))
             )
