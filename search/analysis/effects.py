@@ -37,6 +37,7 @@ RESAMPLES = 2000
 CHANCE = 0.2  # validation accuracy below this is no better than guessing among ten digits
 TOP_PAIRS = 3
 MIN_SHARE = 0.01  # a pair explaining less of the variance than this is not reported as an interaction
+MIN_PER_CELL = 2  # fewer trials per filled cell on average, and the cells would only fit the noise
 CLEAR, NOISE = "clear", "within noise"
 
 
@@ -290,7 +291,8 @@ def interactions(table: _Table, top: int = TOP_PAIRS) -> list[Interaction]:
 
     The share is the two-way ANOVA's interaction sum of squares (the cells' between sum
     of squares less both main effects') over the total; unbalanced designs can make it
-    slightly negative, which counts as none.
+    slightly negative, which counts as none. Pairs with fewer than two trials per filled
+    cell on average are skipped: their cells would explain the noise.
     """
     y = table.values
     total = float(((y - y.mean()) ** 2).sum())
@@ -299,7 +301,10 @@ def interactions(table: _Table, top: int = TOP_PAIRS) -> list[Interaction]:
     main = {p: _between_squares(table.codes[p][:, None], y) for p in table.params}
     found = []
     for a, b in itertools.combinations(table.params, 2):
-        cells = _between_squares(np.column_stack([table.codes[a], table.codes[b]]), y)
+        pairs = np.column_stack([table.codes[a], table.codes[b]])
+        if len(y) < MIN_PER_CELL * len(np.unique(pairs, axis=0)):
+            continue
+        cells = _between_squares(pairs, y)
         share = max(0.0, (cells - main[a] - main[b]) / total)
         if share >= MIN_SHARE:
             found.append(

@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 from search.analysis.effects import CONFIDENCE, Effects, Interaction, MainEffect, OatChange, trial_levels
 from search.analysis.effects_text import IMPORTANCE_NAMES
 
-POINT_COLOR = "rgba(31, 119, 180, 0.35)"
+POINT_COLOR = "rgba(31, 119, 180, 0.55)"
 MEAN_COLOR = "#d62728"
 VERDICT_COLORS = {"clear": "#d62728", "within noise": "#7f7f7f", None: "#1f77b4"}
 TEMPLATE = "plotly_white"

@@ -214,3 +214,10 @@ def test_effects_bad_input_is_one_line(
     assert code != 0 and out == ""
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert expected in err
+
+
+def test_no_interaction_is_read_from_cells_of_one_trial() -> None:
+    s = study("tpe")
+    for i, (layers, activation) in enumerate([(1, "relu"), (3, "tanh"), (5, "sigmoid"), (1, "tanh"), (3, "sigmoid")]):
+        add(s, {"layers": layers, "activation": activation}, [0.5 + 0.1 * i])
+    assert gather_effects(s).interactions == []
