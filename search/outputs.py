@@ -10,6 +10,7 @@ import optuna_dashboard
 import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
+from search.analysis.effects import study_effects
 from search.analysis.figures import study_figures
 from search.analysis.note import history_markdown, study_note
 from trainer import RunResult
@@ -52,6 +53,7 @@ def record_trial(trial: optuna.Trial, result: RunResult, store: FileSystemArtifa
 
 def save_study_outputs(study: optuna.Study, params: list[str]) -> None:
     """Save (replacing earlier versions) the study's figures and note for optuna-dashboard."""
-    for graph_id, figure in study_figures(study, params).items():
+    effects = study_effects(study)  # gathered once: fANOVA takes seconds on a whole grid
+    for graph_id, figure in study_figures(study, params, effects).items():
         optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=graph_id)
-    optuna_dashboard.save_note(study, study_note(study))
+    optuna_dashboard.save_note(study, study_note(study, effects))

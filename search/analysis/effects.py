@@ -145,6 +145,14 @@ def gather_effects(study: optuna.Study, seed: int = 0) -> Effects:
     )
 
 
+def study_effects(study: optuna.Study, seed: int = 0) -> Effects | None:
+    """``gather_effects``, or None while the study has no complete trial."""
+    try:
+        return gather_effects(study, seed)
+    except ValueError:
+        return None
+
+
 def _finished(study: optuna.Study) -> tuple[list[FrozenTrial], list[FrozenTrial]]:
     """The complete trials, and the failed ones that diverged (interrupted or out-of-memory ones say nothing)."""
     trials = study.get_trials(deepcopy=False)

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial
 from plotly.subplots import make_subplots
 
 from search import records
-from search.analysis.effects import Effects, gather_effects
+from search.analysis.effects import Effects, study_effects
 from search.analysis.effects_figures import effects_figures
 from search.analysis.levels import levels
 from search.analysis.summary import finished_trials, oat_baseline
@@ -187,14 +187,10 @@ def study_figures(
 ) -> dict[str, go.Figure]:
     """The figures saved to a study and shown in its report, by graph id: effects, curves, timing.
 
-    ``effects`` are gathered when not given (and left out before any trial completes);
+    ``effects`` are gathered when not given (none before a trial completes);
     ``test_view`` adds the lighter test-set curves (``curves-test-PARAM``).
     """
-    if effects is None:
-        try:
-            effects = gather_effects(study)
-        except ValueError:
-            effects = None
+    effects = effects or study_effects(study)
     figures = effects_figures(study, effects) if effects is not None else {}
     trials = finished_trials(study)
     baseline = oat_baseline(study)

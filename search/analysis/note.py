@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from search.analysis.effects import Effects, gather_effects
+from search.analysis.effects import Effects, study_effects
 from search.analysis.effects_text import Table, headline, markdown, tables
 from search.analysis.summary import StudySummary, summarize
 from search.analysis.text import best_line, format_counts, format_value
@@ -22,14 +22,12 @@ HISTORY_COLUMNS = (
 )
 
 
-def study_note(study: optuna.Study) -> str:
-    """The study's note: trial counts, the best trial, which choices matter (with intervals), and time."""
-    s = summarize(study)
-    try:
-        effects: Effects | None = gather_effects(study)
-    except ValueError:
-        effects = None  # no complete trial yet
-    return note_markdown(s, effects)
+def study_note(study: optuna.Study, effects: Effects | None = None) -> str:
+    """The study's note: trial counts, the best trial, which choices matter (with intervals), and time.
+
+    ``effects`` are gathered when not given (none before a trial completes).
+    """
+    return note_markdown(summarize(study), effects or study_effects(study))
 
 
 def note_markdown(s: StudySummary, effects: Effects | None) -> str:

@@ -10,7 +10,7 @@ import optuna
 import plotly.graph_objects as go
 from optuna import visualization as vis
 
-from search.analysis.effects import Effects, gather_effects
+from search.analysis.effects import Effects, study_effects
 from search.analysis.effects_text import Table, headline, tables
 from search.analysis.figures import study_figures
 from search.analysis.summary import StudySummary, summarize
@@ -83,10 +83,7 @@ class _Page:
 
 def render_report(study: optuna.Study, params: list[str]) -> str:
     """The report's HTML; plotly.js is inlined once so that the page works offline."""
-    try:
-        effects: Effects | None = gather_effects(study)
-    except ValueError:
-        effects = None  # no complete trial yet
+    effects = study_effects(study)
     ours = study_figures(study, params, effects, test_view=True)
     page = _Page()
     page.parts.append(_summary_html(summarize(study)))
