@@ -31,6 +31,7 @@ from scipy import stats
 from search import records
 from search.analysis.levels import Levels, levels
 from search.analysis.summary import oat_baseline
+from search.space import search_space
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -126,7 +127,7 @@ def gather_effects(study: optuna.Study, seed: int = 0) -> Effects:
         )
     if oat and seeds < 2:
         notes.append("one seed per point: a change has no interval and no verdict (run the study with --seeds K)")
-    exact, why = exact_anova(table) if kind == "grid" else ({}, "")
+    exact, why = exact_anova(table, _grid_size(study, table.params)) if kind == "grid" else ({}, "")
     if why:
         notes.append(why)
     return Effects(
@@ -143,6 +144,12 @@ def gather_effects(study: optuna.Study, seed: int = 0) -> Effects:
         failures=failures(table, complete + diverged),
         notes=notes,
     )
+
+
+def _grid_size(study: optuna.Study, params: list[str]) -> int | None:
+    """How many points the study's grid holds, from the project's space (None for another space)."""
+    space = search_space(bool(study.user_attrs.get("regularization", False)))
+    return int(np.prod([len(p.grid) for p in space])) if [p.name for p in space] == params else None
 
 
 def study_effects(study: optuna.Study, seed: int = 0) -> Effects | None:
@@ -332,22 +339,23 @@ def _median_cells(table: _Table, a: str, b: str) -> list[list[float | None]]:
     return out
 
 
-def exact_anova(table: _Table) -> tuple[dict[str, float], str]:
+def exact_anova(table: _Table, points: int | None = None) -> tuple[dict[str, float], str]:
     """The functional ANOVA of a complete grid: each main effect's and pair's share of the variance, and the rest.
 
     On a full factorial grid with every point weighted alike, the decomposition is
     exact: the shares of all terms add up to 1, and "rest" holds the terms of three and
-    more parameters. Returns the shares, or nothing and the reason the grid is not complete.
+    more parameters. ``points`` is the grid's size when known (a value no trial finished
+    is then missing too). Returns the shares, or nothing and the reason the grid is not complete.
     """
     shape = tuple(len(table.levels[p].labels) for p in table.params)
-    grid = np.full(shape, np.nan)
+    size = max(points or 0, int(np.prod(shape)))
     index = tuple(table.codes[p] for p in table.params)
     sums, counts = np.zeros(shape), np.zeros(shape)
     np.add.at(sums, index, table.values)
     np.add.at(counts, index, 1)
-    missing = int((counts == 0).sum())
+    missing = int((counts == 0).sum()) + size - counts.size
     if missing or any(lv.binned for lv in table.levels.values()):
-        return {}, f"the grid is not complete ({missing} of {grid.size} points have no complete trial): no exact ANOVA"
+        return {}, f"the grid is not complete ({missing} of {size} points have no complete trial): no exact ANOVA"
     grid = sums / counts
     variance = float(grid.var())
     if variance == 0:

@@ -9,7 +9,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search.__main__ import main
-from search.analysis.effects import CLEAR, NOISE, gather_effects
+from search.analysis.effects import CLEAR, NOISE, _table, exact_anova, gather_effects
 from search.analysis.effects_text import csv_rows, to_json, to_text
 from search.analysis.levels import levels
 from search.analysis.text import format_value
@@ -87,6 +87,15 @@ def test_an_incomplete_grid_gives_no_exact_anova_and_says_why() -> None:
     e = gather_effects(smaller)
     assert e.exact_anova == {}
     assert any("not complete (1 of 18 points" in n for n in e.notes)
+
+
+def test_a_grid_value_no_trial_finished_makes_the_grid_incomplete() -> None:
+    s = grid_study(additive)
+    complete = [t for t in s.get_trials() if t.params["rate"] == 0.1]  # every rate=1.0 point failed
+    table = _table(complete)
+    assert exact_anova(table)[0]  # complete on the values it saw
+    shares, why = exact_anova(table, points=18)
+    assert shares == {} and "9 of 18 points" in why
 
 
 def oat_study(seeds: int, noise: float = 0.002) -> tuple:
