@@ -114,6 +114,7 @@ class Table(NamedTuple):
     title: str
     header: list[str]
     rows: list[list[str]]
+    section: str = ""  # "main" for the main effects
 
 
 def tables(e: Effects) -> list[Table]:
@@ -128,6 +129,7 @@ def tables(e: Effects) -> list[Table]:
                  _num(r.mean), _interval(r.ci_low, r.ci_high), _num(r.best)]
                 for r in e.main_effects
             ],
+            "main",
         )
     ]  # fmt: skip
     if e.oat:
