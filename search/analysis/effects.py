@@ -43,6 +43,8 @@ CLEAR, NOISE = "clear", "within noise"
 
 
 class MainEffect(NamedTuple):
+    """One parameter level's trials: count, median and mean with 95% bootstrap intervals, and best."""
+
     parameter: str
     value: str
     n: int
@@ -56,6 +58,8 @@ class MainEffect(NamedTuple):
 
 
 class OatChange(NamedTuple):
+    """One value moved alone from the baseline: its change, 95% interval and verdict."""
+
     parameter: str
     value: str
     seeds: int
@@ -67,6 +71,8 @@ class OatChange(NamedTuple):
 
 
 class Interaction(NamedTuple):
+    """A parameter pair's share of the variance beyond its main effects, and its table of medians."""
+
     parameters: tuple[str, str]
     share: float  # of the total variance, beyond the two main effects
     rows: list[str]  # levels of the first parameter
@@ -75,6 +81,8 @@ class Interaction(NamedTuple):
 
 
 class Failures(NamedTuple):
+    """One parameter level's trials at chance and diverged runs."""
+
     parameter: str
     value: str
     n: int  # complete and diverged trials at this level
@@ -83,6 +91,8 @@ class Failures(NamedTuple):
 
 
 class Effects(NamedTuple):
+    """Everything ``python -m search effects`` reports on one study."""
+
     study: str
     kind: str
     trials: int  # complete trials used

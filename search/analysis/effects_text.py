@@ -93,6 +93,7 @@ def csv_rows(e: Effects) -> list[dict[str, Any]]:
 
 
 def write_csv(e: Effects, out: TextIO) -> None:
+    """Write ``csv_rows`` with a header to ``out``."""
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, restval="")
     writer.writeheader()
     writer.writerows(csv_rows(e))
@@ -187,6 +188,7 @@ def markdown(t: Table, names: int = 2) -> list[str]:
 
 
 def headline(e: Effects) -> str:
+    """``study (kind): N complete trials, up to K seed(s) each``."""
     return f"{e.study} ({e.kind}): {e.trials} complete trials, up to {e.seeds} seed(s) each"
 
 

@@ -137,6 +137,8 @@ def learning_curves_figure(
 
 
 class TimingPoint(NamedTuple):
+    """One trial's training time per network-epoch."""
+
     batch_size: int
     seconds_per_network_epoch: float
     trial: int

@@ -29,6 +29,7 @@ class Levels(NamedTuple):
 
     @property
     def binning(self) -> str:
+        """How the levels were made, in words."""
         return BINNING if self.binned else "each value"
 
     def codes(self, values: Sequence[Any]) -> np.ndarray:

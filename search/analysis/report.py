@@ -58,6 +58,7 @@ class _Page:
         self.figures = 0
 
     def add(self, fig: go.Figure, graph_id: str) -> None:
+        """Add one figure, its container marked ``data-graph=graph_id`` (the browser test finds it by that)."""
         div = fig.to_html(
             full_html=False,
             include_plotlyjs="inline" if self.figures == 0 else False,
@@ -113,6 +114,7 @@ def render_report(study: optuna.Study, params: list[str]) -> str:
 
 
 def write_report(study: optuna.Study, params: list[str], out: Path) -> Path:
+    """Write the report to ``out`` (its folder made when missing); returns ``out``."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_report(study, params), encoding="utf-8")
     return out
