@@ -11,8 +11,10 @@ import optuna
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from search.analysis.effects import CONFIDENCE, Effects, Interaction, MainEffect, OatChange, trial_levels
+from search.analysis.anova import Interaction
+from search.analysis.effects import CONFIDENCE, Effects, MainEffect, OatChange
 from search.analysis.effects_text import IMPORTANCE_NAMES
+from search.analysis.table import trial_levels
 
 POINT_COLOR = "rgba(31, 119, 180, 0.55)"
 MEAN_COLOR = "#d62728"

@@ -9,9 +9,11 @@ import pytest
 from optuna.trial import TrialState
 
 from search.__main__ import main
-from search.analysis.effects import CLEAR, NOISE, _table, exact_anova, gather_effects
+from search.analysis.anova import exact_anova
+from search.analysis.effects import CLEAR, NOISE, gather_effects
 from search.analysis.effects_text import csv_rows, to_json, to_text
 from search.analysis.levels import levels
+from search.analysis.table import trial_table
 from search.analysis.text import format_value
 from tests.search.analysis.conftest import GRID, add, grid_study, study
 
@@ -92,7 +94,7 @@ def test_an_incomplete_grid_gives_no_exact_anova_and_says_why() -> None:
 def test_a_grid_value_no_trial_finished_makes_the_grid_incomplete() -> None:
     s = grid_study(additive)
     complete = [t for t in s.get_trials() if t.params["rate"] == 0.1]  # every rate=1.0 point failed
-    table = _table(complete)
+    table = trial_table(complete)
     assert exact_anova(table)[0]  # complete on the values it saw
     shares, why = exact_anova(table, points=18)
     assert shares == {} and "9 of 18 points" in why
