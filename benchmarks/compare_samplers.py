@@ -19,7 +19,8 @@ import optuna
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from search import app
+from search import app, records
+from search.analysis.text import format_accuracy
 from search.spec import StudySpec
 
 SAMPLERS = ("grid", "random", "tpe")
@@ -44,7 +45,7 @@ def best_so_far(study: optuna.Study, sampler: str) -> Curve:
         if t.state.name == "COMPLETE" and t.value is not None and t.value > best:
             best, best_trial = t.value, t
         rows.append((i, (t.datetime_complete - start).total_seconds(), best, t.value))
-    test = best_trial.user_attrs.get("test_accuracy") if best_trial else None
+    test = records.test_accuracy(best_trial) if best_trial else None
     cols = list(zip(*rows, strict=True))
     return Curve(sampler, list(cols[0]), list(cols[1]), list(cols[2]), test, rows[-1][1], list(cols[3]))
 
@@ -124,8 +125,10 @@ def main() -> None:
     print("| sampler | best validation accuracy | its test accuracy | trials | wall time (s) |")
     print("|---|---:|---:|---:|---:|")
     for c in curves:
-        test = f"{c.best_test:.4f}" if c.best_test is not None else "-"
-        print(f"| {c.sampler} | {c.best[-1]:.4f} | {test} | {c.trials[-1]} | {c.wall:.0f} |")
+        print(
+            f"| {c.sampler} | {format_accuracy(c.best[-1])} | {format_accuracy(c.best_test)} | {c.trials[-1]} "
+            f"| {c.wall:.0f} |"
+        )
 
 
 if __name__ == "__main__":

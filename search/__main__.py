@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(sub)
     sub.add_argument("--study-name", required=True, help="the study to report on")
     sub.add_argument("--out", default=None, help="output file (default: reports/STUDY.html)")
+    text = "which choices matter in a study: main effects, oat changes, interactions, importance, with 95% intervals"
+    sub = commands.add_parser("effects", help=text.replace("%", "%%"), description=text)
+    _add_storage(sub)
+    sub.add_argument("--study-name", required=True, help="the study")
+    sub.add_argument("--format", choices=("table", "json", "csv"), default="table", help="what to print")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
     sub = commands.add_parser("best", help="print a study's best trial")
     _add_storage(sub)
     sub.add_argument("--study-name", required=True, help="the study")
@@ -143,6 +149,8 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     if args.command == "report":
         return app.report(args.storage, args.study_name, args.out)
+    if args.command == "effects":
+        return app.effects(args.storage, args.study_name, args.format, args.seed)
     if args.command == "best":
         return app.best(args.storage, args.study_name)
     if args.command == "list":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
@@ -10,15 +11,19 @@ from pathlib import Path
 import optuna
 
 from search import records
+from search.analysis.effects import gather_effects
+from search.analysis.effects_text import to_json, to_text
+from search.analysis.effects_text import write_csv as write_effects_csv
+from search.analysis.report import write_report
+from search.analysis.summary import summarize, write_csv
+from search.analysis.text import best_line, format_accuracy, format_params
 from search.budget import Counts
 from search.outputs import save_study_outputs
-from search.progress import Progress, format_params
-from search.report import write_report
+from search.progress import Progress
 from search.runner import StudyError, prepare, run_workers
 from search.space import search_space
 from search.spec import StudySpec
 from search.storage import mask_url, open_storage, quiet_optuna
-from search.summary import summarize, write_csv
 from trainer import load_mnist, resolve_device, split
 
 
@@ -54,13 +59,7 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
     save_study_outputs(study, [p.name for p in spec.space])
     summary = summarize(study)
     if summary.best is not None:
-        test = summary.best.user_attrs.get("test_accuracy")
-        print(
-            f"best: trial {summary.best.number}, validation accuracy {summary.best.value:.4f}"
-            + (f", test accuracy {test:.4f}" if test is not None else "")
-            + f"  {format_params(summary.best.params)}",
-            file=sys.stderr,
-        )
+        print(f"best: {best_line(summary.best)}  {format_params(summary.best.params)}", file=sys.stderr)
     done = records.outcomes(study.get_trials(deepcopy=False))
     if interrupted:
         command = "python -m search " + " ".join(shlex.quote(mask_url(a)) for a in argv)
@@ -110,16 +109,28 @@ def report(storage_url: str, study_name: str, out: str | None) -> int:
     return 0
 
 
+def effects(storage_url: str, study_name: str, fmt: str, seed: int) -> int:
+    """Print which choices matter in the study, with intervals, as a table, JSON or CSV."""
+    study = load(storage_url, study_name)
+    try:
+        found = gather_effects(study, seed)
+    except ValueError as e:
+        raise StudyError(str(e)) from e
+    if fmt == "json":
+        print(json.dumps(to_json(found), indent=2))
+    elif fmt == "csv":
+        write_effects_csv(found, sys.stdout)
+    else:
+        print(to_text(found))
+    return 0
+
+
 def best(storage_url: str, study_name: str) -> int:
     summary = summarize(load(storage_url, study_name))
     if summary.best is None:
         raise StudyError(f"study {study_name!r} has no complete trial yet")
     t = summary.best
-    test = t.user_attrs.get("test_accuracy")
-    print(
-        f"trial {t.number}: validation accuracy {t.value:.4f}"
-        + (f", test accuracy {test:.4f}" if test is not None else "")
-    )
+    print(best_line(t))
     for k, v in t.params.items():
         print(f"  {k} = {v}")
     if "model_artifact_id" in t.user_attrs:
@@ -139,7 +150,7 @@ def list_studies(storage_url: str) -> int:
         s = summarize(study)
         trials = study.get_trials(deepcopy=False)
         counts = records.outcomes(trials).describe(by_state=True) if trials else "no trials"
-        best_text = f"best {s.best.value:.4f}" if s.best is not None else "no best yet"
+        best_text = f"best {format_accuracy(s.best.value)}" if s.best is not None else "no best yet"
         print(f"{s.name}  ({s.kind})  {counts}  {best_text}")
     return 0
 

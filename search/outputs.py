@@ -11,8 +11,9 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from search import records
-from search.figures import study_figures
-from search.summary import study_note, summarize
+from search.analysis.effects import study_effects
+from search.analysis.figures import study_figures
+from search.analysis.note import history_markdown, study_note
 from trainer.objective import TrialResult
 
 BEST_MODEL_ATTR = "best_model"
@@ -31,14 +32,8 @@ def trial_note(result: TrialResult) -> str:
     lines = [
         header,
         "",
-        "| epoch | train loss | train acc | val loss | val acc | test loss | test acc | seconds |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        history_markdown([mean]),
     ]
-    for r in mean:
-        lines.append(
-            f"| {r['epoch']} | {r['train_loss']:.4f} | {r['train_accuracy']:.4f} | {r['val_loss']:.4f} "
-            f"| {r['val_accuracy']:.4f} | {r['test_loss']:.4f} | {r['test_accuracy']:.4f} | {r['seconds']:.2f} |"
-        )
     if seeds > 1:
         lines += ["", "The mean over the seeds. Each seed's last epoch:", ""]
         lines += ["| seed | epochs | val acc | test acc |", "|---:|---:|---:|---:|"]
@@ -72,6 +67,7 @@ def record_trial(trial: optuna.Trial, result: TrialResult, store: FileSystemArti
 
 def save_study_outputs(study: optuna.Study, params: list[str]) -> None:
     """Save (replacing earlier versions) the study's figures and note for optuna-dashboard."""
-    for graph_id, figure in study_figures(study, params).items():
+    effects = study_effects(study)  # gathered once: fANOVA takes seconds on a whole grid
+    for graph_id, figure in study_figures(study, params, effects).items():
         optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=graph_id)
-    optuna_dashboard.save_note(study, study_note(summarize(study)))
+    optuna_dashboard.save_note(study, study_note(study, effects))

@@ -1,6 +1,6 @@
 """The dashboard and the report as a person sees them, in headless Chromium.
 
-Screenshots go to ``screenshots/`` (git-ignored) for a person to look at.
+Screenshots go to a temporary folder (``$SCREENSHOTS`` to choose it) for a person to look at.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +35,7 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS = REPO / "screenshots"
+SHOTS = Path(os.environ.get("SCREENSHOTS") or tempfile.mkdtemp(prefix="mnist-hpo-screenshots-"))
 
 if CHROMIUM is None:
     pytest.skip("chromium is not installed (.ci/run installs Debian's chromium package)", allow_module_level=True)
@@ -133,7 +134,8 @@ def test_study_page_shows_objective_history_curves_and_figures(page: object, das
     assert "History" in body and "Intermediate values" in body  # the history chart and the learning curves
     for name in ("hidden_layers", "hidden_units", "activation", "loss", "learning_rate", "epochs", "batch_size"):
         assert f"Learning curves by {name}" in body
-    assert "Training time per epoch by batch size" in body
+    assert "Training time per network-epoch by batch size" in body
+    assert "Change from the baseline, one parameter moved at a time" in body  # the oat effects
     # Every plot on the page drew something: an SVG with at least one trace.
     plots = page.locator(".js-plotly-plot")  # type: ignore[attr-defined]
     assert plots.count() >= 10
@@ -142,8 +144,10 @@ def test_study_page_shows_objective_history_curves_and_figures(page: object, das
     assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 7 * 3  # type: ignore[attr-defined]
     shoot(page, "dashboard-oat-history")
     page.goto(f"{dashboard}/dashboard/studies/{sid}/note")  # type: ignore[attr-defined]
-    page.get_by_text("One parameter at a time").first.wait_for()  # type: ignore[attr-defined]
-    assert "Best validation accuracy" in page.inner_text("body")  # type: ignore[attr-defined]
+    page.get_by_text("One at a time: change from the baseline").first.wait_for()  # type: ignore[attr-defined]
+    note = page.inner_text("body")  # type: ignore[attr-defined]
+    assert re.search(r"Best: trial \d+: validation accuracy \d\.\d{4}\b", note)
+    assert "fANOVA" not in note  # the oat changes replace importances on oat studies
     shoot(page, "dashboard-oat-note")
     assert not page.errors  # type: ignore[attr-defined]
 
@@ -187,7 +191,15 @@ def test_report_renders_every_figure_without_console_errors(page: object, studie
             container = containers.nth(i)
             assert container.locator(".main-svg").count() > 0, f"figure {i} of {name} is empty"
             assert container.evaluate("el => el.data && el.data.length") > 0
+        body = page.inner_text("body")  # type: ignore[attr-defined]
+        assert "Which choices matter" in body
+        effects = page.locator('[data-graph^="effects-"] .plotly-graph-div')  # type: ignore[attr-defined]
         if name == "mnist-oat":
-            assert "effect, moved alone" in page.inner_text("body")  # type: ignore[attr-defined]
+            assert page.locator('[data-graph="effects-oat"] .main-svg').count() > 0  # type: ignore[attr-defined]
+            assert "Change from the baseline" in body
+        else:
+            assert page.locator('[data-graph="effects-values"] .main-svg').count() > 0  # type: ignore[attr-defined]
+            assert "Validation accuracy per value" in body and "PED-ANOVA" in body
+        assert effects.count() >= 1
         shoot(page, f"report-{name}")
     assert not page.errors, page.errors  # type: ignore[attr-defined]

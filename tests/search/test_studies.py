@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from search import app, records
+from search.analysis.summary import summarize
 from search.spec import StudySpec
 from search.storage import artifact_store
-from search.summary import summarize
 from tests.search.conftest import param_sets, states
 
 NAMES = ["hidden_layers", "hidden_units", "activation", "loss", "learning_rate", "epochs", "batch_size"]

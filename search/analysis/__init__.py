@@ -1,0 +1,1 @@
+"""What a study says: its summary (data), figures and report (display)."""

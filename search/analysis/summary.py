@@ -1,0 +1,103 @@
+"""What a study holds, gathered cheaply for the study note, the report and ``best``/``list``/``export``."""
+
+from __future__ import annotations
+
+import csv
+from typing import Any, NamedTuple, TextIO
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search import records
+from search.analysis.text import state_counts
+from search.shared import SHARED_RUN_ATTR
+
+
+class StudySummary(NamedTuple):
+    """A study's trial counts by state, best trial and time (which choices matter: ``effects``)."""
+
+    name: str
+    kind: str
+    states: dict[str, int]
+    best: FrozenTrial | None
+    train_seconds: float
+    wall_seconds: float
+
+
+def summarize(study: optuna.Study) -> StudySummary:
+    """Counts by state, the best complete trial, training and wall time: cheap, for every command."""
+    trials = study.get_trials(deepcopy=False)
+    states = state_counts(trials)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = max(complete, key=lambda t: t.value) if complete else None  # type: ignore[arg-type, return-value]
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    wall = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
+    return StudySummary(
+        name=study.study_name,
+        kind=str(study.user_attrs.get("kind", "?")),
+        states=states,
+        best=best,
+        train_seconds=_training_seconds(trials),
+        wall_seconds=wall,
+    )
+
+
+def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Complete and pruned trials that recorded at least one epoch."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
+    return [t for t in study.get_trials(deepcopy=False, states=states) if records.histories(t)]
+
+
+def oat_baseline(study: optuna.Study) -> dict[str, Any] | None:
+    """The baseline point of a one-at-a-time study (its first point), else None."""
+    if study.user_attrs.get("kind") != "oat":
+        return None
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("point") == 0:
+            return t.system_attrs.get("fixed_params") or t.params
+    return None
+
+
+def write_csv(study: optuna.Study, out: TextIO) -> int:
+    """One row per trial: number, state, value, parameters, test accuracy, seconds, epochs. Returns the rows."""
+    trials = study.get_trials(deepcopy=False)
+    params = sorted({k for t in trials for k in t.params})
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "number",
+            "state",
+            "val_accuracy",
+            "test_accuracy",
+            "train_seconds",
+            "epochs_run",
+            "parameter_count",
+            *params,
+            "fail_reason",
+        ]
+    )
+    for t in trials:
+        writer.writerow(
+            [
+                t.number,
+                t.state.name,
+                t.value,
+                records.test_accuracy(t),
+                t.user_attrs.get("train_seconds"),
+                records.epochs_run(t),
+                t.user_attrs.get("parameter_count"),
+                *[t.params.get(k) for k in params],
+                t.user_attrs.get("fail_reason", ""),
+            ]
+        )
+    return len(trials)
+
+
+def _training_seconds(trials: list[FrozenTrial]) -> float:
+    """The trials' training time, a shared run's counted once (its longest trial spans it)."""
+    runs: dict[object, float] = {}
+    for t in trials:
+        run = t.user_attrs.get(SHARED_RUN_ATTR, ("alone", t.number))
+        runs[run] = max(runs.get(run, 0.0), t.user_attrs.get("train_seconds", 0.0))
+    return sum(runs.values())
