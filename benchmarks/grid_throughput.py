@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/grid_throughput.py --data-dir ../shared/mnist [--device cpu] [--groups 1]
         [--limit-train N] [--validation N] [--limit-test N] [--seeds-cost 3] [--no-projection]
-        [--threads N] [--json]
+        [--threads N] [--compile] [--json]
 
 The sample is the first ``--groups`` groups of the seeded 2,187-point reference grid: the
 81 points (activation x loss x learning rate x epochs) of one depth, width and batch size.
@@ -37,7 +37,7 @@ import torch
 from torch.nn import functional as F
 
 from search.space import SEVEN, grid_points
-from trainer import Splits, TrainConfig, load_mnist, resolve_device, split, train
+from trainer import Splits, TrainConfig, load_mnist, optim, resolve_device, split, train
 from trainer.loop import EVAL_BATCH, group_key, member_key, train_together
 from trainer.model import CLASSES
 from trainer.optim import FlatOptimizer
@@ -147,13 +147,17 @@ def main() -> None:
     parser.add_argument("--no-projection", action="store_true", help="skip the whole grid's projection")
     parser.add_argument("--projection-only", action="store_true", help="skip the sample, only project")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    parser.add_argument("--compile", action="store_true", help="compiled Adadelta updates (compiled before timing)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = str(resolve_device(args.device))
     data = load_mnist(args.data_dir, device)
-    figures: dict[str, object] = {"device": device, "threads": torch.get_num_threads()}
+    figures: dict[str, object] = {"device": device, "threads": torch.get_num_threads(), "compiled": args.compile}
+    if args.compile:
+        optim.compile_updates()
+        train(TrainConfig(epochs=1, device=device), split(data, limit_train=256, limit_test=10))  # compile now
     if not args.projection_only:
         figures.update(sample_figures(args, split(data, args.validation, args.limit_train, args.limit_test)))
     if not args.no_projection:
