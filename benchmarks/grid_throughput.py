@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/grid_throughput.py --data-dir ../shared/mnist [--device cpu] [--groups 1]
         [--limit-train N] [--validation N] [--limit-test N] [--seeds-cost 3] [--no-projection]
-        [--threads N] [--json]
+        [--threads N] [--compile] [--json]
 
 The sample is the first ``--groups`` groups of the seeded 2,187-point reference grid: the
 81 points (activation x loss x learning rate x epochs) of one depth, width and batch size.
@@ -17,10 +17,10 @@ Optuna), the ways interleaved group by group:
 
 Trials per hour is points / wall time. ``--seeds-cost K`` also trains the sample's groups
 under K seeds (K x 18 networks a run) and prints the cost against one seed. The projection
-times, for each of the grid's 27 groups, a few training steps of the whole group (two
-probes of 4 and 12 steps: the slope is a step, the rest the evaluation and set-up) and
-scales them to 25 epochs of 50,000 training images and 20,000 evaluated ones, for one and
-for five seeds. ``--json`` prints ``{"trials_per_hour": {"groups", "stacks", "alone"},
+times, for each of the grid's 27 groups, 12 training steps of the whole group and one
+evaluation of 2,000 images, and scales them to 25 epochs of 50,000 training images and
+20,000 evaluated ones, for one and for five seeds (``--projection-only`` skips the sample).
+``--json`` prints ``{"trials_per_hour": {"groups", "stacks", "alone"},
 "projected_grid_seconds": ..., ...}`` on stdout.
 """
 
@@ -34,15 +34,19 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
+from torch.nn import functional as F
 
 from search.space import SEVEN, grid_points
-from trainer import Splits, TrainConfig, load_mnist, resolve_device, split, train
-from trainer.loop import group_key, train_together
+from trainer import Splits, TrainConfig, load_mnist, optim, resolve_device, split, train
+from trainer.loop import EVAL_BATCH, group_key, member_key, train_together
+from trainer.model import CLASSES
+from trainer.optim import FlatOptimizer
 from trainer.seeds import seed_configs
-from trainer.stack import loss_kind
+from trainer.stack import StackedMLP, loss_kind, member_order
+from trainer.steps import EpochSteps
 
 FULL_TRAIN, FULL_EVAL, MAX_EPOCHS = 50_000, 20_000, 25
-PROBE_STEPS = (4, 12)
+PROBE_STEPS = 12
 
 
 def grid_groups(device: str, seed: int = 1) -> list[list[TrainConfig]]:
@@ -86,28 +90,47 @@ def throughput(groups: Sequence[Sequence[TrainConfig]], splits: Splits, seeds_co
 
 
 def projection(splits: Splits, device: str, seeds: int) -> float:
-    """Seconds for the whole grid under ``seeds`` seeds on this machine, from probes of every group."""
+    """Seconds for the whole grid under ``seeds`` seeds on this machine, from a few steps of every group."""
     total = 0.0
-    evaluated = len(splits.val_y) + (0 if splits.val_x is splits.test_x else len(splits.test_y))
     for group in grid_groups(device):
-        members = [c.replace(epochs=1) for c in group for c in seed_configs(c, seeds)]
-        batch = members[0].batch_size
-        short, long = (probe(members, splits, steps * batch) for steps in PROBE_STEPS)
-        step = (long - short) / (PROBE_STEPS[1] - PROBE_STEPS[0])
-        rest = max(short - PROBE_STEPS[0] * step, 0.0)
-        epoch = -(-FULL_TRAIN // batch) * step + rest * FULL_EVAL / evaluated
+        members = list(dict.fromkeys(member_key(c) for config in group for c in seed_configs(config, seeds)))
+        members = [members[i] for i in member_order(members)]
+        epoch = epoch_seconds(members, splits)
         total += MAX_EPOCHS * epoch
-        shape = f"{group[0].hidden_layers}x{group[0].hidden_units} batch {batch}"
-        print(f"  {seeds} seed(s), {shape}: {epoch:.2f} s an epoch", file=sys.stderr)
+        shape = f"{group[0].hidden_layers}x{group[0].hidden_units} batch {group[0].batch_size}"
+        print(f"  {seeds} seed(s), {shape}: {len(members)} networks, {epoch:.2f} s an epoch", file=sys.stderr)
     return total
 
 
-def probe(members: list[TrainConfig], splits: Splits, images: int) -> float:
-    """Wall time of one epoch of ``members`` as one group on the first ``images`` training images."""
-    part = Splits(
-        splits.train_x[:images], splits.train_y[:images], splits.val_x, splits.val_y, splits.test_x, splits.test_y
-    )
-    return timed(train_together, members, part)
+def epoch_seconds(members: list[TrainConfig], splits: Splits) -> float:
+    """A full epoch of ``members`` as one group, from ``PROBE_STEPS`` timed steps and one timed evaluation."""
+    stack = StackedMLP(members, splits.train_x.device)
+    optimizer = FlatOptimizer(members[0].optimizer, stack.param, stack.grad)
+    runner = EpochSteps(stack, optimizer, splits, F.one_hot(splits.train_y, CLASSES).float(), members[0])
+    batch = members[0].batch_size
+    perm = torch.stack([torch.randperm(len(splits.train_y)) for _ in stack.seeds]).to(splits.train_x.device)
+    lr = stack.per_network([m.learning_rate for m in members])
+    runner.run(perm[:, : 2 * batch], lr)  # warm-up
+    step = timed(runner.run, perm[:, : PROBE_STEPS * batch], lr) / PROBE_STEPS
+    val_onehot = F.one_hot(splits.val_y, CLASSES).float()
+    evaluation = timed(stack.evaluate, splits.val_x, splits.val_y, val_onehot, EVAL_BATCH)
+    return -(-FULL_TRAIN // batch) * step + evaluation * FULL_EVAL / len(splits.val_y)
+
+
+def sample_figures(args: argparse.Namespace, splits: Splits) -> dict[str, object]:
+    """Wall times and trials per hour of the three ways (and K seeds) over the sample."""
+    sample = grid_groups(str(splits.train_x.device))[: args.groups]
+    points = sum(len(group) for group in sample)
+    walls = throughput(sample, splits, args.seeds_cost)
+    figures: dict[str, object] = {
+        "sample": {"groups": args.groups, "points": points, "train_images": len(splits.train_y)},
+        "wall_seconds": {name: round(wall, 2) for name, wall in walls.items()},
+        "trials_per_hour": {name: round(points * 3600 / walls[name]) for name in ("groups", "stacks", "alone")},
+    }
+    if args.seeds_cost > 1:
+        ratio = walls[f"groups x{args.seeds_cost} seeds"] / walls["groups"]
+        figures["seeds_cost"] = {"seeds": args.seeds_cost, "ratio": round(ratio, 2)}
+    return figures
 
 
 def main() -> None:
@@ -122,30 +145,24 @@ def main() -> None:
     parser.add_argument("--limit-test", type=int, default=1000, help="test images")
     parser.add_argument("--seeds-cost", type=int, default=3, help="also train the sample under K seeds (1: skip)")
     parser.add_argument("--no-projection", action="store_true", help="skip the whole grid's projection")
+    parser.add_argument("--projection-only", action="store_true", help="skip the sample, only project")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    parser.add_argument("--compile", action="store_true", help="compiled Adadelta updates (compiled before timing)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = str(resolve_device(args.device))
     data = load_mnist(args.data_dir, device)
-    splits = split(data, args.validation, args.limit_train, args.limit_test)
-    sample = grid_groups(device)[: args.groups]
-    points = sum(len(group) for group in sample)
-    walls = throughput(sample, splits, args.seeds_cost)
-    figures: dict[str, object] = {
-        "device": device,
-        "threads": torch.get_num_threads(),
-        "sample": {"groups": args.groups, "points": points, "train_images": len(splits.train_y)},
-        "wall_seconds": {name: round(wall, 2) for name, wall in walls.items()},
-        "trials_per_hour": {name: round(points * 3600 / walls[name]) for name in ("groups", "stacks", "alone")},
-    }
-    if args.seeds_cost > 1:
-        ratio = walls[f"groups x{args.seeds_cost} seeds"] / walls["groups"]
-        figures["seeds_cost"] = {"seeds": args.seeds_cost, "ratio": round(ratio, 2)}
+    figures: dict[str, object] = {"device": device, "threads": torch.get_num_threads(), "compiled": args.compile}
+    if args.compile:
+        optim.compile_updates()
+        train(TrainConfig(epochs=1, device=device), split(data, limit_train=256, limit_test=10))  # compile now
+    if not args.projection_only:
+        figures.update(sample_figures(args, split(data, args.validation, args.limit_train, args.limit_test)))
     if not args.no_projection:
-        # Probes evaluate 2,000 images, scaled to the 20,000 a grid trial evaluates.
-        full = split(data, validation=1000, limit_test=1000)
+        # 2,000 images evaluated, scaled to the 20,000 a grid trial evaluates.
+        full = split(data, validation=2000)
         by_seeds = {seeds: round(projection(full, device, seeds)) for seeds in (1, 5)}
         figures["projected_grid_seconds"] = by_seeds[1]
         figures["projected_grid_seconds_by_seeds"] = by_seeds
@@ -157,18 +174,18 @@ def main() -> None:
 
 
 def report(figures: dict) -> None:
-    rates = figures["trials_per_hour"]
     print(f"device {figures['device']}, {figures['threads']} threads, torch {torch.__version__}")
-    print(f"sample: {figures['sample']['points']} grid points, {figures['sample']['train_images']} training images")
-    print("| runs | wall (s) | trials/hour |")
-    print("|---|---:|---:|")
-    for name in ("groups", "stacks", "alone"):
-        print(f"| {name} | {figures['wall_seconds'][name]:.1f} | {rates[name]} |")
-    ratios = (rates["groups"] / rates["stacks"], rates["groups"] / rates["alone"])
-    print(f"groups / stacks: {ratios[0]:.2f}x; groups / alone: {ratios[1]:.2f}x")
+    if "trials_per_hour" in figures:
+        rates, sample = figures["trials_per_hour"], figures["sample"]
+        print(f"sample: {sample['points']} grid points, {sample['train_images']} training images")
+        print("| runs | wall (s) | trials/hour |")
+        print("|---|---:|---:|")
+        for name in ("groups", "stacks", "alone"):
+            print(f"| {name} | {figures['wall_seconds'][name]:.1f} | {rates[name]} |")
+        ratios = (rates["groups"] / rates["stacks"], rates["groups"] / rates["alone"])
+        print(f"groups / stacks: {ratios[0]:.2f}x; groups / alone: {ratios[1]:.2f}x")
     if "seeds_cost" in figures:
-        cost = figures["seeds_cost"]
-        print(f"{cost['seeds']} seeds cost {cost['ratio']:.2f}x one seed")
+        print(f"{figures['seeds_cost']['seeds']} seeds cost {figures['seeds_cost']['ratio']:.2f}x one seed")
     for seeds, seconds in figures.get("projected_grid_seconds_by_seeds", {}).items():
         print(f"whole grid, {seeds} seed(s), projected: {seconds / 3600:.2f} h")
 

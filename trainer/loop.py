@@ -198,9 +198,10 @@ def train_together(
         if on_done is not None:
             on_done(i, results[i])
 
+    run = _Run(configs, stack, optimizer, orders, histories, results)
     first = 1
     if checkpoint is not None and (state := checkpoint.load()) is not None:
-        first = _restore(state, configs, stack, optimizer, orders, histories, results) + 1
+        first = _restore(state, run) + 1
     for epoch in range(first, max(c.epochs for c in configs) + 1):
         if all(r is not None for r in results):
             break
@@ -233,22 +234,27 @@ def train_together(
             elif epoch == config.epochs:
                 leave(i)
         if checkpoint is not None:
-            checkpoint.save(_snapshot(epoch, configs, stack, optimizer, orders, histories, results))
+            checkpoint.save(_snapshot(epoch, run))
     if checkpoint is not None:
         checkpoint.clear()
     return [r for r in results if r is not None]
 
 
-def _snapshot(
-    epoch: int,
-    configs: Sequence[TrainConfig],
-    stack: StackedMLP,
-    optimizer: FlatOptimizer,
-    orders: list[torch.Generator],
-    histories: list[list[EpochRecord]],
-    results: list[RunResult | None],
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Run:
+    """What a group's run holds between epochs: what a checkpoint saves and restores."""
+
+    configs: Sequence[TrainConfig]
+    stack: StackedMLP
+    optimizer: FlatOptimizer
+    orders: list[torch.Generator]
+    histories: list[list[EpochRecord]]
+    results: list[RunResult | None]
+
+
+def _snapshot(epoch: int, run: _Run) -> dict[str, Any]:
     """Everything a run needs to go on after ``epoch`` as if never stopped (``trainer.checkpoint``)."""
+    configs, stack, results = run.configs, run.stack, run.results
     left = {
         i: {"diverged": r.diverged, "stopped": r.stopped, "seconds": r.seconds, "model": r.model.state_dict()}
         for i, r in enumerate(results)
@@ -258,29 +264,22 @@ def _snapshot(
         "configs": [c.to_dict() for c in configs],
         "epoch": epoch,
         "param": stack.param.cpu(),
-        "optimizer": optimizer.state_dict(),
-        "orders": [order.get_state() for order in orders],
+        "optimizer": run.optimizer.state_dict(),
+        "orders": [order.get_state() for order in run.orders],
         "masks": stack.mask_states(),
-        "histories": [[r.to_dict() for r in history] for history in histories],
+        "histories": [[r.to_dict() for r in history] for history in run.histories],
         "left": left,
     }
 
 
-def _restore(
-    state: dict[str, Any],
-    configs: Sequence[TrainConfig],
-    stack: StackedMLP,
-    optimizer: FlatOptimizer,
-    orders: list[torch.Generator],
-    histories: list[list[EpochRecord]],
-    results: list[RunResult | None],
-) -> int:
+def _restore(state: dict[str, Any], run: _Run) -> int:
     """Put a ``_snapshot`` back; return its epoch."""
+    configs, stack, histories = run.configs, run.stack, run.histories
     if state["configs"] != [c.to_dict() for c in configs]:
         raise ValueError("the checkpoint was saved by a run of other configurations; remove it or train those")
     stack.param.copy_(state["param"])
-    optimizer.load_state_dict(state["optimizer"])
-    for order, saved in zip(orders, state["orders"], strict=True):
+    run.optimizer.load_state_dict(state["optimizer"])
+    for order, saved in zip(run.orders, state["orders"], strict=True):
         order.set_state(saved)
     stack.set_mask_states(state["masks"])
     for history, saved in zip(histories, state["histories"], strict=True):
@@ -288,7 +287,7 @@ def _restore(
     for i, saved in state["left"].items():
         model = build_model(configs[i]).to(stack.param.device)
         model.load_state_dict(saved["model"])
-        results[i] = RunResult(
+        run.results[i] = RunResult(
             config=configs[i],
             device=str(stack.param.device),
             parameter_count=stack.parameter_count,

@@ -17,11 +17,12 @@ SGD_MOMENTUM = 0.9
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults
 # Elements per block of the CPU update: its ~8 arrays of a block stay in the caches. On the
 # 2-core EPYC, Adadelta over 1.8M parameters took 24 ms a step in one pass and 8-9 ms in
-# blocks of 32-64k (README, "Accuracy and speed").
+# blocks of 32-64k when first measured, 1.0-1.2x less later with the shared cache busier
+# (README, "Accuracy and speed"; benchmarks/optimizer_update.py).
 CPU_BLOCK = 65_536
 # torch.compile of the Adadelta update (one loop over memory instead of ten passes), measured
-# on the 2-core EPYC: 6-35 s to compile (warm or cold inductor cache, machine load), then
-# 2.6 ms a step over 1.8M parameters against 8.4 ms in eager blocks, some 3 ns saved per
+# on the 2-core EPYC: 4-35 s to compile (warm or cold inductor cache, machine load), then
+# 2.6-3.5 ms a step over 1.8M parameters against 8.4-27 ms eager, some 3-13 ns saved per
 # parameter and step: it pays back after about 1e10 parameter-steps of a worker's work.
 COMPILE_PAYBACK_ELEMENT_STEPS = 1e10
 

@@ -248,10 +248,10 @@ class StackedMLP:
     def _each(self, segments: list[tuple[str, int, int]], exact: Callable[[str], bool], fn, *tensors: torch.Tensor):
         """``fn(name, *slices)`` over each segment of members, or over each member where ``exact(name)`` fails.
 
-        One segment covering the group returns ``fn``'s result itself; otherwise the pieces
-        are written into a new tensor shaped like the first input.
+        One segment covering the group (or one member) returns ``fn``'s result itself;
+        otherwise the pieces are written into a new tensor shaped like the first input.
         """
-        if len(segments) == 1 and (self.batched or exact(segments[0][0])):
+        if len(segments) == 1 and (self.batched or self.k == 1 or exact(segments[0][0])):
             return fn(segments[0][0], *tensors)
         out = torch.empty_like(tensors[0])
         for name, start, stop in segments:
