@@ -55,7 +55,9 @@ def test_oat_with_three_seeds_ends_with_fifteen_seeded_trials(make_spec: Callabl
     assert len(trials) == 15 and states(spec.storage, spec.name) == {"COMPLETE": 15}
     for t in trials:
         check_seeded(t, [1, 2, 3])
-        assert len(set(records.seed_values(t))) > 1
+        # Three different networks: on 100 validation images two seeds can tie in accuracy, not in loss.
+        assert len({h[-1]["val_loss"] for h in records.histories(t)}) == 3
+    assert any(len(set(records.seed_values(t))) > 1 for t in trials)
 
 
 def test_sampler_trials_train_under_their_seeds(make_spec: Callable[..., StudySpec]) -> None:
