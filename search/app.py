@@ -146,12 +146,9 @@ def list_studies(storage_url: str) -> int:
     if not names:
         print(f"no studies in {mask_url(storage_url)}", file=sys.stderr)
     for name in names:
-        study = optuna.load_study(study_name=name, storage=storage)
-        s = summarize(study)
-        trials = study.get_trials(deepcopy=False)
-        counts = records.outcomes(trials).describe(by_state=True) if trials else "no trials"
+        s = summarize(optuna.load_study(study_name=name, storage=storage))
         best_text = f"best {format_accuracy(s.best.value)}" if s.best is not None else "no best yet"
-        print(f"{s.name}  ({s.kind})  {counts}  {best_text}")
+        print(f"{s.name}  ({s.kind})  {s.outcomes.describe(by_state=True)}  {best_text}")
     return 0
 
 

@@ -18,7 +18,7 @@ Trials stored before seeds existed kept one ``history`` user attr; they read as 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 import numpy as np
@@ -127,6 +127,8 @@ class Outcomes:
 
         ``by_state`` splits the finished into ``complete`` and ``pruned``.
         """
+        if not any(astuple(self)):
+            return "no trials"
         if by_state:
             parts = [f"{self.complete} complete"] + ([f"{self.pruned} pruned"] if self.pruned else [])
         else:

@@ -7,7 +7,7 @@ import optuna
 from search.analysis.effects import Effects, study_effects
 from search.analysis.effects_text import Table, headline, markdown, tables
 from search.analysis.summary import StudySummary, summarize
-from search.analysis.text import best_line, format_counts, format_value
+from search.analysis.text import best_line, format_value
 from search.records import History
 
 HISTORY_COLUMNS = (
@@ -32,7 +32,7 @@ def study_note(study: optuna.Study, effects: Effects | None = None) -> str:
 
 def note_markdown(s: StudySummary, effects: Effects | None) -> str:
     """The note's markdown from a summary and the study's effects (None before any trial completes)."""
-    lines = [f"## {s.name} ({s.kind})", "", f"Trials: {format_counts(s.states)}.", ""]
+    lines = [f"## {s.name} ({s.kind})", "", f"Trials: {s.outcomes.describe(by_state=True)}.", ""]
     if s.best is not None:
         lines += [f"**Best: {best_line(s.best)}.**", ""]
         lines += markdown(

@@ -14,7 +14,7 @@ from search.analysis.effects import Effects, study_effects
 from search.analysis.effects_text import Table, headline, tables
 from search.analysis.figures import study_figures
 from search.analysis.summary import StudySummary, summarize
-from search.analysis.text import best_line, format_counts, format_value
+from search.analysis.text import best_line, format_value
 
 STYLE = """
 body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 0 auto; max-width: 1200px;
@@ -140,7 +140,8 @@ def _effects_html(e: Effects) -> str:
 def _summary_html(s: StudySummary) -> str:
     parts = [
         f"<h1>{html.escape(s.name)}</h1>",
-        f'<p class="muted">{html.escape(s.kind)} study · {format_counts(s.states)} · {s.train_seconds:.0f} s of '
+        f'<p class="muted">{html.escape(s.kind)} study · {s.outcomes.describe(by_state=True)} · '
+        f"{s.train_seconds:.0f} s of "
         f"training, {s.wall_seconds:.0f} s wall time</p>",
     ]
     if s.best is not None:

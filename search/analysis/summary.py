@@ -9,7 +9,6 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import records
-from search.analysis.text import state_counts
 from search.shared import SHARED_RUN_ATTR
 
 
@@ -18,7 +17,7 @@ class StudySummary(NamedTuple):
 
     name: str
     kind: str
-    states: dict[str, int]
+    outcomes: records.Outcomes
     best: FrozenTrial | None
     train_seconds: float
     wall_seconds: float
@@ -27,7 +26,6 @@ class StudySummary(NamedTuple):
 def summarize(study: optuna.Study) -> StudySummary:
     """Counts by state, the best complete trial, training and wall time: cheap, for every command."""
     trials = study.get_trials(deepcopy=False)
-    states = state_counts(trials)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.value) if complete else None  # type: ignore[arg-type, return-value]
     starts = [t.datetime_start for t in trials if t.datetime_start]
@@ -36,7 +34,7 @@ def summarize(study: optuna.Study) -> StudySummary:
     return StudySummary(
         name=study.study_name,
         kind=str(study.user_attrs.get("kind", "?")),
-        states=states,
+        outcomes=records.outcomes(trials),
         best=best,
         train_seconds=_training_seconds(trials),
         wall_seconds=wall,

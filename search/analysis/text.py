@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from search import records
 
@@ -27,19 +26,6 @@ def format_accuracy(value: float | None) -> str:
 def format_params(params: dict[str, Any]) -> str:
     """``name=value`` pairs on one line."""
     return " ".join(f"{k}={format_value(v)}" for k, v in params.items())
-
-
-def state_counts(trials: Iterable[FrozenTrial]) -> dict[str, int]:
-    """How many trials are in each state, every state named (zeros included), in Optuna's order."""
-    counts = {s.name: 0 for s in TrialState}
-    for t in trials:
-        counts[t.state.name] += 1
-    return counts
-
-
-def format_counts(counts: dict[str, int]) -> str:
-    """``12 complete, 3 pruned`` (states with no trial left out), or ``no trials``."""
-    return ", ".join(f"{n} {state.lower()}" for state, n in counts.items() if n) or "no trials"
 
 
 def best_line(trial: FrozenTrial) -> str:

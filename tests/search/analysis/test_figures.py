@@ -102,7 +102,7 @@ def test_study_note_before_any_complete_trial() -> None:
     s = study("tpe")
     add(s, {"layers": 1}, state=TrialState.FAIL, fail_reason="interrupted")
     note = study_note(s)
-    assert "1 fail" in note and "Which choices matter" not in note
+    assert "1 interrupted, 0 failed" in note and "Which choices matter" not in note
 
 
 def test_history_is_a_readable_table_per_seed() -> None:

@@ -6,7 +6,7 @@ from optuna.trial import TrialState
 
 from search.analysis.report import render_report
 from search.analysis.summary import summarize
-from search.analysis.text import best_line, format_accuracy, format_counts, format_params, state_counts
+from search.analysis.text import best_line, format_accuracy, format_params
 from tests.search.analysis.conftest import add, grid_study, study
 from tests.search.analysis.test_effects import additive
 
@@ -23,10 +23,8 @@ def test_params_and_counts() -> None:
     s = study("tpe")
     add(s, {"layers": 1}, [0.9])
     add(s, {"layers": 1}, state=TrialState.FAIL)
-    counts = state_counts(s.get_trials())
-    assert counts["COMPLETE"] == 1 and counts["FAIL"] == 1 and counts["PRUNED"] == 0
-    assert format_counts(counts) == "1 complete, 1 fail"
-    assert format_counts(state_counts([])) == "no trials"
+    assert summarize(s).outcomes.describe(by_state=True) == "1 complete, 1 failed"
+    assert summarize(study("tpe")).outcomes.describe(by_state=True) == "no trials"
 
 
 def test_best_line_rounds_and_names_the_test_accuracy_when_stored() -> None:
