@@ -8,33 +8,117 @@ import os
 import re
 import sqlite3
 import time
+import urllib.parse
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import optuna
 import sqlalchemy
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from sqlalchemy.engine import make_url
 
 DEFAULT_STORAGE = "sqlite:///studies.db"
+MASK = "***"
 SQLITE_BUSY_SECONDS = 60
 CONNECT_TIMEOUT_SECONDS = 5
 MAX_RETRIES = 3  # a trial whose worker died is re-run at most this many times
+
+
+INTERRUPTED = "interrupted"  # fail_reason (or its prefix) of a trial closed without its point's fault
 
 
 class StorageError(Exception):
     """The storage cannot be used; the message names it (password masked) and says why."""
 
 
+class _Storage(RDBStorage):
+    """Optuna's RDBStorage that remembers which trials this process opened and has not closed.
+
+    When the storage fails mid-run (disk full, database dropped), Optuna's own clean-up fails
+    with it and loses track of the trial; ``close_open_trials`` then closes them from here.
+    """
+
+    def create_new_trial(self, study_id: int, template_trial: optuna.trial.FrozenTrial | None = None) -> int:
+        trial_id = super().create_new_trial(study_id, template_trial)
+        if template_trial is None or template_trial.state == optuna.trial.TrialState.RUNNING:
+            OPEN_TRIALS[trial_id] = self
+        return trial_id
+
+    def set_trial_state_values(
+        self, trial_id: int, state: optuna.trial.TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        changed = super().set_trial_state_values(trial_id, state, values)
+        if changed and state == optuna.trial.TrialState.RUNNING:  # a waiting trial this process took
+            OPEN_TRIALS[trial_id] = self
+        elif state.is_finished():
+            OPEN_TRIALS.pop(trial_id, None)
+        return changed
+
+
+OPEN_TRIALS: dict[int, RDBStorage] = {}
+
+
+def close_open_trials(cause: str) -> str:
+    """Close as FAIL every trial this process left RUNNING; says in words what became of them.
+
+    The ``fail_reason`` marks them interrupted: the storage failed, not the point, so a grid
+    point closed here runs again. A trial the failing storage will not let close is left to
+    the heartbeat of the next run.
+    """
+    closed, left = 0, 0
+    for trial_id, storage in list(OPEN_TRIALS.items()):
+        try:
+            storage.set_trial_user_attr(trial_id, "fail_reason", f"{INTERRUPTED}: storage error: {cause}")
+            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+            closed += 1
+        except Exception:  # noqa: BLE001 - the storage is failing: any error means the write did not happen
+            left += 1
+        OPEN_TRIALS.pop(trial_id, None)
+    parts = [f"{closed} running trial(s) closed as failed"] if closed else []
+    if left:
+        parts.append(f"{left} left RUNNING for the next run's heartbeat check to fail and re-run")
+    return "; ".join(parts) or "no trial was running"
+
+
+def storage_failure(error: BaseException) -> str | None:
+    """The first line of the storage error behind ``error`` (also when Optuna's clean-up raised another), or None."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    # The database's own error names the cause; Optuna's StorageInternalError only wraps it.
+    for kinds in ((sqlalchemy.exc.SQLAlchemyError, sqlite3.Error), (optuna.exceptions.StorageInternalError,)):
+        found = next((e for e in chain if isinstance(e, kinds)), None)
+        if found is not None:
+            return _first_line(found)
+    return None
+
+
 def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``url`` with its password, and a ``password=`` query parameter, replaced by ``***``.
+
+    SQLAlchemy's own parser reads the URL the way the driver will, so a password holding
+    ``/``, ``#`` or ``?`` is masked whole.
+    """
+    try:
+        parsed = make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        # Not a URL SQLAlchemy can read: hide everything between the scheme and an "@".
+        return re.sub(r"(://).*@", r"\1***@", url)
+    if "password" in parsed.query:
+        parsed = parsed.update_query_dict({"password": MASK})
+    return parsed.render_as_string(hide_password=True).replace("password=%2A%2A%2A", f"password={MASK}")
+
+
+def mask_arg(arg: str) -> str:
+    """A command-line word with any storage URL in it masked, also in the ``--storage=URL`` form."""
+    if arg.startswith("-") and "=" in arg:
+        flag, value = arg.split("=", 1)
+        return f"{flag}={mask_url(value)}"
+    return mask_url(arg) if "://" in arg else arg
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -51,6 +135,27 @@ def check_url(url: str) -> None:
     if not re.match(r"^(sqlite:///.+|postgresql(\+\w+)?://.+)$", url):
         raise StorageError(
             f"unknown storage URL {mask_url(url)!r}: use sqlite:///FILE.db or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB"
+        )
+    _check_driver(url)
+
+
+def _check_driver(url: str) -> None:
+    """Refuse a driver that is absent or asynchronous (Optuna's storage is synchronous) in one line."""
+    if url.startswith(("sqlite:", "postgresql://")):
+        return  # sqlite3 and psycopg (3), which postgresql:// is mapped to, come with the project
+    parsed = make_url(url)
+    works = "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (psycopg 3, installed with the project)"
+    try:
+        dialect = parsed.get_dialect()
+        dialect.import_dbapi()
+    except ImportError as e:
+        raise StorageError(
+            f"storage {mask_url(url)}: its driver {e.name or parsed.get_driver_name()!r} is not installed; use {works}"
+        ) from None
+    if getattr(dialect, "is_async", False):
+        raise StorageError(
+            f"storage {mask_url(url)}: {parsed.get_driver_name()} is an asynchronous driver, which Optuna's storage "
+            f"cannot use; use {works}"
         )
 
 
@@ -90,6 +195,56 @@ def _open(url: str, heartbeat: int | None) -> RDBStorage:
     return storage
 
 
+def open_reader(url: str = DEFAULT_STORAGE) -> RDBStorage | None:
+    """Open the storage at ``url`` to read it only; None when there is nothing to read.
+
+    Nothing is created or written: a missing SQLite file stays missing (no lock file either),
+    a database without Optuna's tables gets none, SQLite is opened read-only (a read-only file
+    or folder works), and PostgreSQL sessions are read-only transactions (a role that may only
+    SELECT works).
+    """
+    check_url(url)
+    db = sqlite_path(url)
+    if db is not None:
+        if not db.is_file():
+            return None
+        engine_url, engine_kwargs = url, {"creator": _sqlite_reader(db, url)}
+    else:
+        engine_url, engine_kwargs = _engine(url)
+        engine_kwargs["connect_args"]["options"] = "-c default_transaction_read_only=on"
+    try:
+        if not _has_tables(engine_url, engine_kwargs):
+            return None
+        return RDBStorage(engine_url, engine_kwargs=engine_kwargs, skip_table_creation=True)
+    except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error) as e:
+        raise StorageError(f"cannot read storage {mask_url(url)}: {_first_line(e)}") from e
+    except RuntimeError as e:  # the schema-version check
+        raise StorageError(f"storage {mask_url(url)}: {' '.join(str(e).split())}") from e
+
+
+def _sqlite_reader(db: Path, url: str) -> Callable[[], sqlite3.Connection]:
+    """A connection factory opening ``db`` read-only (``mode=ro``).
+
+    In a folder this process may not write, SQLite cannot make a WAL database's shared-memory
+    index beside it; there the file is opened as ``immutable`` (no locks, no index), which is
+    right for an archive or a copy, the reason such a folder is read-only.
+    """
+    path = urllib.parse.quote(str(db.resolve()))
+
+    def connect(mode: str) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=SQLITE_BUSY_SECONDS, check_same_thread=False)
+
+    mode = "mode=ro"
+    try:
+        with contextlib.closing(connect(mode)) as conn:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        mode = "mode=ro&immutable=1"
+    except sqlite3.DatabaseError as e:
+        raise StorageError(f"storage {url} is not a usable SQLite database ({e})") from e
+    return lambda: connect(mode)
+
+
 @contextlib.contextmanager
 def file_lock(db: Path) -> Iterator[None]:
     """An exclusive lock on ``DB.lock`` beside a SQLite file, shared by every process that opens it.
@@ -114,7 +269,7 @@ def _open_rdb(engine_url: str, engine_kwargs: dict, retry: dict) -> RDBStorage:
     for attempt in range(3):
         existing = _has_tables(engine_url, engine_kwargs)
         try:
-            return RDBStorage(engine_url, engine_kwargs=engine_kwargs, skip_table_creation=existing, **retry)
+            return _Storage(engine_url, engine_kwargs=engine_kwargs, skip_table_creation=existing, **retry)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             # Two workers creating the tables of a new PostgreSQL database at once: one wins, the other
             # finds the tables there when it tries again.
@@ -132,13 +287,20 @@ def _has_tables(engine_url: str, engine_kwargs: dict) -> bool:
         engine.dispose()
 
 
-def artifact_store(url: str, directory: str | None = None) -> FileSystemArtifactStore:
-    """The file-system artifact store: ``directory``, else beside a SQLite file, else ./artifacts."""
-    if directory is None:
-        db = sqlite_path(url)
-        directory = str(db.with_name(f"{db.stem}-artifacts")) if db else "artifacts"
-    os.makedirs(directory, exist_ok=True)
-    return FileSystemArtifactStore(directory)
+def artifact_dir(url: str, directory: str | None = None) -> Path:
+    """Where artifacts live: ``directory``, else beside a SQLite file, else ./artifacts."""
+    if directory is not None:
+        return Path(directory)
+    db = sqlite_path(url)
+    return db.with_name(f"{db.stem}-artifacts") if db else Path("artifacts")
+
+
+def artifact_store(url: str, directory: str | None = None, create: bool = True) -> FileSystemArtifactStore:
+    """The file-system artifact store (see ``artifact_dir``); ``create=False`` for readers, who make nothing."""
+    folder = artifact_dir(url, directory)
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(folder)
 
 
 def _engine(url: str) -> tuple[str, dict]:

@@ -24,9 +24,13 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def make_spec(mnist_dir: Path, sqlite_url: str) -> Callable[..., StudySpec]:
+def make_spec(mnist_dir: Path, sqlite_url: str, tmp_path: Path) -> Callable[..., StudySpec]:
+    # Artifacts go to the test's folder whatever the storage (PostgreSQL's default is ./artifacts).
+    artifacts = str(tmp_path / "artifacts")
+
     def make(kind: str, **changes: object) -> StudySpec:
-        values = {"kind": kind, "storage": sqlite_url, "data_dir": str(mnist_dir), **FAST, **changes}
+        values = {"kind": kind, "storage": sqlite_url, "data_dir": str(mnist_dir), "artifacts": artifacts, **FAST}
+        values.update(changes)
         return StudySpec(**values)  # type: ignore[arg-type]
 
     return make
