@@ -347,5 +347,6 @@ def _worker_main(spec: StudySpec, worker: int, events: multiprocessing.Queue) ->
         message = text[0] if text else type(e).__name__
         if cause is not None:
             message = f"storage {mask_url(spec.storage)} failed: {cause}; {close_open_trials(cause)}"
+        interrupts.stopping = True  # the parent stops every worker on this error: this one is already ending
         events.put({"type": "error", "message": f"worker {worker}: {message}"})
         raise SystemExit(1) from None

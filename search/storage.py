@@ -7,6 +7,7 @@ import fcntl
 import os
 import re
 import sqlite3
+import threading
 import time
 import urllib.parse
 import warnings
@@ -40,11 +41,15 @@ class _Storage(RDBStorage):
     with it and loses track of the trial; ``close_open_trials`` then closes them from here.
     """
 
-    def create_new_trial(self, study_id: int, template_trial: optuna.trial.FrozenTrial | None = None) -> int:
-        trial_id = super().create_new_trial(study_id, template_trial)
-        if template_trial is None or template_trial.state == optuna.trial.TrialState.RUNNING:
-            OPEN_TRIALS[trial_id] = self
-        return trial_id
+    # Optuna's _CachedStorage (which every Study wraps its storage in) creates trials through this
+    # private method, not the public create_new_trial, so it is the one place that sees them all.
+    def _create_new_trial(
+        self, study_id: int, template_trial: optuna.trial.FrozenTrial | None = None
+    ) -> optuna.trial.FrozenTrial:
+        frozen = super()._create_new_trial(study_id, template_trial)
+        if frozen.state == optuna.trial.TrialState.RUNNING:
+            OPEN_TRIALS[frozen._trial_id] = self
+        return frozen
 
     def set_trial_state_values(
         self, trial_id: int, state: optuna.trial.TrialState, values: Sequence[float] | None = None
@@ -76,10 +81,31 @@ def close_open_trials(cause: str) -> str:
         except Exception:  # noqa: BLE001 - the storage is failing: any error means the write did not happen
             left += 1
         OPEN_TRIALS.pop(trial_id, None)
-    parts = [f"{closed} running trial(s) closed as failed"] if closed else []
+    parts = [f"{closed} running trial(s) closed as failed, to run again"] if closed else []
     if left:
-        parts.append(f"{left} left RUNNING for the next run's heartbeat check to fail and re-run")
+        parts.append(
+            f"{left} running trial(s) left RUNNING, as the storage refused to close them: the next run fails "
+            "them once silent for twice --heartbeat and runs them again"
+        )
     return "; ".join(parts) or "no trial was running"
+
+
+def quiet_storage_threads() -> None:
+    """Storage errors in background threads (Optuna's heartbeats, ours) print no traceback.
+
+    The failing storage fails the main thread's next write too, which then says it in one
+    line; a thread's traceback would bury that line. Other errors are printed as usual.
+    """
+    previous = threading.excepthook
+    if getattr(previous, "_quiet_storage", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is None or storage_failure(args.exc_value) is None:
+            previous(args)
+
+    hook._quiet_storage = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def storage_failure(error: BaseException) -> str | None:
@@ -168,6 +194,7 @@ def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int | None = None) -> RD
     whose worker stops beating for twice that is failed and its parameters re-run.
     """
     check_url(url)
+    quiet_storage_threads()
     db = sqlite_path(url)
     # Workers opening a new SQLite file at once would race to switch it to WAL and to create
     # its tables ("database is locked", "table ... already exists"): they take turns instead.
