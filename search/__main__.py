@@ -15,7 +15,7 @@ with quiet_interrupts():  # the imports below take seconds (torch, Optuna, plotl
     from search import app
     from search.runner import StudyError
     from search.spec import DEFAULT_TRIALS, PRUNERS, StudySpec
-    from search.storage import DEFAULT_STORAGE, StorageError, mask_url
+    from search.storage import DEFAULT_STORAGE, StorageError, mask_url, storage_failure
     from trainer.cli import Parser, add_data_args, fail, positive_int, run_cli
 
 MAX_SEED = 2**31 - 1  # seeds plus worker offsets and training-seed counts stay below numpy's 2**32 and torch's 2**64
@@ -215,8 +215,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         except (StorageError, StudyError) as e:
             fail(str(e), 1)
         except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
-            text = str(getattr(e, "orig", None) or e).strip().splitlines()
-            line = text[0] if text else type(e).__name__
+            line = storage_failure(e) or type(e).__name__
             if _is_read_only(line):
                 fail(
                     f"storage {mask_url(args.storage)} is read-only for this user ({line}); writing commands need "

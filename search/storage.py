@@ -227,15 +227,16 @@ def open_reader(url: str = DEFAULT_STORAGE) -> RDBStorage | None:
 
     Nothing is created or written: a missing SQLite file stays missing (no lock file either),
     a database without Optuna's tables gets none, SQLite is opened read-only (a read-only file
-    or folder works), and PostgreSQL sessions are read-only transactions (a role that may only
-    SELECT works).
+    or folder works, see ``_sqlite_reader``), and PostgreSQL sessions are read-only
+    transactions (a role that may only SELECT works).
     """
     check_url(url)
     db = sqlite_path(url)
     if db is not None:
         if not db.is_file():
             return None
-        engine_url, engine_kwargs = url, {"creator": _sqlite_reader(db, url)}
+        # A connection per session, so that each one sees whether a writer has the file open now.
+        engine_url, engine_kwargs = url, {"creator": _sqlite_reader(db), "poolclass": sqlalchemy.pool.NullPool}
     else:
         engine_url, engine_kwargs = _engine(url)
         engine_kwargs["connect_args"]["options"] = "-c default_transaction_read_only=on"
@@ -249,27 +250,41 @@ def open_reader(url: str = DEFAULT_STORAGE) -> RDBStorage | None:
         raise StorageError(f"storage {mask_url(url)}: {' '.join(str(e).split())}") from e
 
 
-def _sqlite_reader(db: Path, url: str) -> Callable[[], sqlite3.Connection]:
-    """A connection factory opening ``db`` read-only (``mode=ro``).
+def _sqlite_reader(db: Path) -> Callable[[], sqlite3.Connection]:
+    """A connection factory that opens ``db`` read-only and makes no file beside it.
 
-    In a folder this process may not write, SQLite cannot make a WAL database's shared-memory
-    index beside it; there the file is opened as ``immutable`` (no locks, no index), which is
-    right for an archive or a copy, the reason such a folder is read-only.
+    A database in the old rollback-journal mode is read with ``mode=ro``, which takes
+    SQLite's locks and makes no file. On a WAL database (the mode this project sets), while
+    a writer has it open its ``-wal`` file exists and ``mode=ro`` reads the committed state
+    through it; with no ``-wal`` no one has it open and the file holds everything committed:
+    it is opened ``immutable`` (no locks, no files; ``mode=ro`` would make ``-wal`` and
+    ``-shm`` files that a reader cannot remove). A writer that opens it meanwhile writes to
+    its own new ``-wal`` and reaches the file only at a checkpoint. In a folder this process
+    may not write, ``mode=ro`` cannot make the ``-shm`` index and ``immutable`` is the way in
+    too: such a database is an archive.
     """
     path = urllib.parse.quote(str(db.resolve()))
+    # Byte 18 of the header is 2 in WAL mode. Read before any connection of this process
+    # exists: closing a descriptor of the file would drop the locks such a connection holds.
+    with open(db, "rb") as f:
+        wal = f.read(20)[18:19] == b"\x02"
 
-    def connect(mode: str) -> sqlite3.Connection:
+    def open_mode(mode: str) -> sqlite3.Connection:
         return sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=SQLITE_BUSY_SECONDS, check_same_thread=False)
 
-    mode = "mode=ro"
-    try:
-        with contextlib.closing(connect(mode)) as conn:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.OperationalError:
-        mode = "mode=ro&immutable=1"
-    except sqlite3.DatabaseError as e:
-        raise StorageError(f"storage {url} is not a usable SQLite database ({e})") from e
-    return lambda: connect(mode)
+    def connect() -> sqlite3.Connection:
+        if not wal:
+            return open_mode("mode=ro")
+        if Path(f"{db}-wal").exists():
+            conn = open_mode("mode=ro")
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.OperationalError:
+                conn.close()
+        return open_mode("mode=ro&immutable=1")
+
+    return connect
 
 
 @contextlib.contextmanager
@@ -307,7 +322,7 @@ def _open_rdb(engine_url: str, engine_kwargs: dict, retry: dict) -> RDBStorage:
 
 
 def _has_tables(engine_url: str, engine_kwargs: dict) -> bool:
-    engine = sqlalchemy.create_engine(engine_url, poolclass=sqlalchemy.pool.NullPool, **engine_kwargs)
+    engine = sqlalchemy.create_engine(engine_url, **{"poolclass": sqlalchemy.pool.NullPool, **engine_kwargs})
     try:
         return sqlalchemy.inspect(engine).has_table("alembic_version")
     finally:

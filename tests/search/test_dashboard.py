@@ -19,6 +19,7 @@ import pytest
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from search.dashboard import content_disposition
+from search.storage import open_storage
 from tests.conftest import REPO
 from tests.search.conftest import run_search
 from tests.search.test_cli import one_line_error
@@ -186,3 +187,23 @@ def test_ctrl_c_while_the_dashboard_starts_is_quiet(tmp_path: Path, delay: float
     err = stop(proc)
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert proc.returncode in (0, 130), err
+
+
+def test_read_only_dashboard_follows_a_study_being_written(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    storage = open_storage(url)  # WAL mode, as every worker opens it
+    optuna.create_study(study_name="first", storage=storage)
+    storage.engine.dispose()
+    proc, port = start_dashboard(tmp_path)
+    try:
+        server = Dashboard(proc, port)
+        status, _, body = server.get("/api/studies")
+        assert status == 200 and b"first" in body and b"second" not in body
+        writer = open_storage(url)
+        optuna.create_study(study_name="second", storage=writer)  # while the writer holds the database open
+        status, _, body = server.get("/api/studies")
+        assert status == 200 and b"second" in body
+        writer.engine.dispose()
+    finally:
+        err = stop(proc)
+    assert "Traceback" not in err, err
