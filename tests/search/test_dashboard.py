@@ -50,8 +50,8 @@ class Dashboard:
             conn.close()
 
 
-def start_dashboard(cwd: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
-    """``python -m search dashboard --port 0 ARGS``; returns it once its banner names the port."""
+def start_dashboard(cwd: Path, *args: str) -> tuple[subprocess.Popen[str], int, str]:
+    """``python -m search dashboard --port 0 ARGS``; returns it, its port and its banner once that is printed."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "search", "dashboard", "--port", "0", *args],
         cwd=cwd,
@@ -66,7 +66,7 @@ def start_dashboard(cwd: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
         line = proc.stderr.readline()
         match = re.search(r"http://[^:]+:(\d+)/", line)
         if match:
-            return proc, int(match.group(1))
+            return proc, int(match.group(1)), line
         if not line and proc.poll() is not None:
             break
     proc.kill()
@@ -96,7 +96,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dashbo
     meta = json.loads(study._storage.get_trial_system_attrs(trial._trial_id)[key])
     study._storage.set_trial_system_attr(trial._trial_id, key, json.dumps({**meta, "filename": STORED_NAME}))
     study.tell(trial, 1.0)
-    proc, port = start_dashboard(folder)
+    proc, port, _ = start_dashboard(folder)
     ids = {"study": study._study_id, "trial": trial._trial_id, "artifact": artifact_id}
     try:
         yield Dashboard(proc, port), ids
@@ -194,7 +194,7 @@ def test_read_only_dashboard_follows_a_study_being_written(tmp_path: Path) -> No
     storage = open_storage(url)  # WAL mode, as every worker opens it
     optuna.create_study(study_name="first", storage=storage)
     storage.engine.dispose()
-    proc, port = start_dashboard(tmp_path)
+    proc, port, _ = start_dashboard(tmp_path)
     try:
         server = Dashboard(proc, port)
         status, _, body = server.get("/api/studies")

@@ -35,7 +35,7 @@ def read_everything(storage: str, cwd: Path, out: Path) -> None:
         assert "Traceback" not in proc.stderr
     assert "mnist-random" in run_search("list", "--storage", storage, cwd=cwd).stdout
     assert (out / "t.csv").read_text().count("\n") == 3 and (out / "r.html").stat().st_size > 0
-    proc, port = start_dashboard(cwd, "--storage", storage)
+    proc, port, _ = start_dashboard(cwd, "--storage", storage)
     try:
         status, _, body = Dashboard(proc, port).get("/api/studies")
         assert status == 200 and b"mnist-random" in body
