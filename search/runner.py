@@ -23,6 +23,7 @@ from search.shared import Key, point_key, run_shared, waiting_run
 from search.spec import StudySpec
 from search.storage import (
     INTERRUPTED,
+    MAX_RETRIES,
     artifact_store,
     close_open_trials,
     mask_url,
@@ -167,9 +168,11 @@ def _enqueue_next(study: optuna.Study, points: list[dict[str, Any]], slots: int,
 def _points_handed_out(study: optuna.Study, grace_seconds: float) -> tuple[list[int], int]:
     """The points owed again, and the first point never handed out.
 
-    A point is owed when every trial of it was interrupted, the last over ``grace_seconds``
-    ago: a worker re-queues its interrupted point right after closing the trial (two writes),
-    and one that has not within the grace died between them.
+    A point is owed when every trial of it failed without the point's fault, the last over
+    ``grace_seconds`` ago: closed as interrupted (``fail_reason``), or failed silently for a
+    dead worker (no ``fail_reason``; at most ``MAX_RETRIES`` times, Optuna's retry limit).
+    Both are re-queued by a second write right after the first (our requeue, Optuna's retry
+    callback), and a worker that has not made it within the grace died between the two.
     """
     cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace_seconds)  # Optuna stores naive local time
     seen: dict[int, list[optuna.trial.FrozenTrial]] = {}
@@ -178,12 +181,11 @@ def _points_handed_out(study: optuna.Study, grace_seconds: float) -> tuple[list[
             seen.setdefault(int(trial.user_attrs["point"]), []).append(trial)
 
     def owed(trials: list[optuna.trial.FrozenTrial]) -> bool:
-        return all(
-            t.state == TrialState.FAIL
-            and str(t.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED)
-            and t.datetime_complete is not None
-            and t.datetime_complete < cutoff
-            for t in trials
+        reasons = [str(t.user_attrs.get("fail_reason", "")) for t in trials]
+        return (
+            all(t.state == TrialState.FAIL and t.datetime_complete and t.datetime_complete < cutoff for t in trials)
+            and all(not r or r.startswith(INTERRUPTED) for r in reasons)
+            and reasons.count("") <= MAX_RETRIES
         )
 
     return sorted(point for point, trials in seen.items() if owed(trials)), max(seen, default=-1) + 1

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -13,12 +14,15 @@ import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import optuna
 import sqlalchemy
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.engine import make_url
+
+from search import atomic
 
 DEFAULT_STORAGE = "sqlite:///studies.db"
 MASK = "***"
@@ -337,12 +341,25 @@ def artifact_dir(url: str, directory: str | None = None) -> Path:
     return db.with_name(f"{db.stem}-artifacts") if db else Path("artifacts")
 
 
+class _AtomicArtifactStore(FileSystemArtifactStore):
+    """Optuna's file-system artifact store, writing each file whole or not at all.
+
+    Optuna's own ``write`` copies into the final path, so a kill mid-copy left a truncated
+    model file behind the artifact's metadata.
+    """
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        # _get_filepath is Optuna's check that the id stays inside the store; there is no public one.
+        with atomic.replacing(self._get_filepath(artifact_id), "wb") as f:
+            shutil.copyfileobj(content_body, f)
+
+
 def artifact_store(url: str, directory: str | None = None, create: bool = True) -> FileSystemArtifactStore:
     """The file-system artifact store (see ``artifact_dir``); ``create=False`` for readers, who make nothing."""
     folder = artifact_dir(url, directory)
     if create:
         folder.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(folder)
+    return _AtomicArtifactStore(folder)
 
 
 def _engine(url: str) -> tuple[str, dict]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import pytest
 
 from search import atomic
+from search.storage import artifact_store
 
 
 def test_write_text_replaces_and_leaves_no_temporary_file(tmp_path: Path) -> None:
@@ -33,3 +35,23 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+class _Breaking(io.BytesIO):
+    """A body that fails after its first chunk, as a copy cut short would."""
+
+    def read(self, size: int = -1) -> bytes:
+        if self.tell() > 0:
+            raise OSError("cut short")
+        return super().read(4)
+
+
+def test_artifact_store_writes_a_model_file_whole_or_not_at_all(tmp_path: Path) -> None:
+    store = artifact_store("sqlite:///unused.db", str(tmp_path))
+    store.write("a", io.BytesIO(b"weights"))
+    with pytest.raises(OSError, match="cut short"):
+        store.write("a", _Breaking(b"new weights"))
+    with pytest.raises(OSError, match="cut short"):
+        store.write("b", _Breaking(b"new weights"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+    assert (tmp_path / "a").read_bytes() == b"weights"

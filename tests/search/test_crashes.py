@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 
 from search.runner import _points_handed_out
-from search.storage import INTERRUPTED
+from search.storage import INTERRUPTED, MAX_RETRIES
 from tests.conftest import REPO
 from tests.search.conftest import fast_flags, param_sets, run_search, states
 
@@ -115,16 +115,31 @@ def test_report_and_export_killed_mid_write_leave_the_old_file_whole(tmp_path: P
 
 def test_a_point_whose_requeue_was_cut_short_is_handed_out_again(tmp_path: Path) -> None:
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'studies.db'}", direction="maximize")
-    for point in range(4):
+    for point in range(6):
         study.enqueue_trial({"x": point}, user_attrs={"point": point})
-    for number, (state, reason) in enumerate(
-        [("COMPLETE", None), ("FAIL", INTERRUPTED), ("FAIL", "diverged"), ("FAIL", INTERRUPTED)]
-    ):
+    outcomes = [
+        ("COMPLETE", None),  # done
+        ("FAIL", INTERRUPTED),  # interrupted, its requeue cut short: owed
+        ("FAIL", "diverged"),  # a real failure: done
+        ("FAIL", INTERRUPTED),  # interrupted and re-queued below: not owed
+        ("FAIL", ""),  # failed silently (its worker died), the retry callback cut short: owed
+        ("RUNNING", None),  # running: not owed
+    ]
+    for number, (state, reason) in enumerate(outcomes):
         trial = study.ask()
         if reason:
             trial.set_user_attr("fail_reason", reason)
-        study.tell(trial, 1.0 if state == "COMPLETE" else None, state=optuna.trial.TrialState[state])
+        if state != "RUNNING":
+            study.tell(trial, 1.0 if state == "COMPLETE" else None, state=optuna.trial.TrialState[state])
         assert trial.number == number
-    study.enqueue_trial({"x": 3}, user_attrs={"point": 3})  # point 3 was re-queued, point 1 was not
-    assert _points_handed_out(study, grace_seconds=0) == ([1], 4)
-    assert _points_handed_out(study, grace_seconds=3600) == ([], 4)  # its worker may still be re-queueing it
+    study.enqueue_trial({"x": 3}, user_attrs={"point": 3})
+    assert _points_handed_out(study, grace_seconds=0) == ([1, 4], 6)
+    assert _points_handed_out(study, grace_seconds=3600) == ([], 6)  # their workers may still be re-queueing
+
+
+def test_a_point_failed_silently_more_than_the_retry_limit_is_not_owed(tmp_path: Path) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'studies.db'}", direction="maximize")
+    for _ in range(MAX_RETRIES + 1):
+        study.enqueue_trial({"x": 0}, user_attrs={"point": 0})
+        study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    assert _points_handed_out(study, grace_seconds=0) == ([], 1)
