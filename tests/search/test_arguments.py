@@ -14,7 +14,7 @@ from search.__main__ import MAX_SEED, READERS, STUDIES, build_parser
 from tests.search.conftest import fast_flags, run_search, start_search
 from tests.search.test_cli import one_line_error
 from tests.search.test_dashboard import start_dashboard, stop
-from tests.search.test_failures import finished, pg_db  # noqa: F401 - a fixture
+from tests.search.test_failures import finished
 
 SECRET = "s3cr"
 
@@ -86,8 +86,10 @@ def test_best_prints_the_model_file(tmp_path: Path, mnist_dir: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_passwords_in_every_form_are_never_printed(pg_db: tuple[str, str], tmp_path: Path, mnist_dir: Path) -> None:  # noqa: F811
-    name, _ = pg_db
+def test_passwords_in_every_form_are_never_printed(
+    own_pg_database: tuple[str, str], tmp_path: Path, mnist_dir: Path
+) -> None:
+    name, _ = own_pg_database
     # The server trusts local connections, so any password works: what matters is where it is printed.
     in_userinfo = f"postgresql://postgres:{SECRET}/t#x?y@127.0.0.1:5432/{name}"
     in_query = f"postgresql://postgres@127.0.0.1:5432/{name}?password={SECRET}et"

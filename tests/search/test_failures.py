@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.search.conftest import fast_flags, run_search, start_search, states
-from tests.search.test_scale import PG_ADMIN, _pg_answers
+from tests.search.test_scale import PG_ADMIN
 
 
 def finished(storage: str, name: str) -> int:
@@ -72,32 +71,13 @@ def test_disk_full_on_sqlite_is_one_line_and_the_study_resumes(
     assert states(storage, "mnist-random").get("RUNNING", 0) == 0
 
 
-@pytest.fixture
-def pg_db() -> Iterator[tuple[str, str]]:
-    """A fresh PostgreSQL database of this test's own (name, URL), dropped afterwards."""
-    reason = _pg_answers()
-    if reason:
-        pytest.skip(reason)
-    import psycopg
-
-    name = f"mnist_hpo_harden_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name, f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.mark.postgres
 def test_postgresql_gone_mid_run_is_one_line_and_the_study_resumes(
-    pg_db: tuple[str, str], tmp_path: Path, mnist_dir: Path
+    own_pg_database: tuple[str, str], tmp_path: Path, mnist_dir: Path
 ) -> None:
     import psycopg
 
-    name, url = pg_db
+    name, url = own_pg_database
     flags = ["--storage", url, "--heartbeat", "1", "--workers", "2", *fast_flags(mnist_dir)]
     proc = start_search("random", "--trials", "500", *flags, cwd=tmp_path)
     deadline = time.monotonic() + 300

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,6 @@ import pytest
 from tests.search.conftest import fast_flags, run_search
 from tests.search.test_cli import one_line_error
 from tests.search.test_dashboard import Dashboard, start_dashboard, stop
-from tests.search.test_scale import PG_ADMIN, _pg_answers
 
 READERS = [
     ["list"],
@@ -77,31 +75,11 @@ def test_immutable_sqlite_is_read_and_refused_for_writing(immutable: Path, tmp_p
     assert sorted(p.name for p in immutable.iterdir()) == before
 
 
-@pytest.fixture
-def pg_database() -> Iterator[tuple[str, str]]:
-    """A fresh database of this test's own, and a role that may only read it; both dropped afterwards."""
-    reason = _pg_answers()
-    if reason:
-        pytest.skip(reason)
-    import psycopg
-
-    name = f"mnist_hpo_harden_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-        conn.execute(f'CREATE ROLE "{name}_ro" LOGIN')
-    try:
-        yield name, f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'DROP ROLE IF EXISTS "{name}_ro"')
-
-
 @pytest.mark.postgres
-def test_postgresql_without_tables_gets_none_from_readers(pg_database: tuple[str, str], tmp_path: Path) -> None:
+def test_postgresql_without_tables_gets_none_from_readers(own_pg_database: tuple[str, str], tmp_path: Path) -> None:
     import psycopg
 
-    _, url = pg_database
+    _, url = own_pg_database
     proc = run_search("list", "--storage", url, cwd=tmp_path)
     assert proc.returncode == 0 and "no studies" in proc.stderr, proc.stderr
     one_line_error(run_search("best", "--study-name", "x", "--storage", url, cwd=tmp_path), "no study named 'x'")
@@ -113,11 +91,11 @@ def test_postgresql_without_tables_gets_none_from_readers(pg_database: tuple[str
 
 @pytest.mark.postgres
 def test_select_only_postgresql_role_reads_and_is_refused_for_writing(
-    pg_database: tuple[str, str], tmp_path: Path, mnist_dir: Path
+    own_pg_database: tuple[str, str], tmp_path: Path, mnist_dir: Path
 ) -> None:
     import psycopg
 
-    name, url = pg_database
+    name, url = own_pg_database
     flags = [*fast_flags(mnist_dir), "--artifacts", str(tmp_path / "artifacts")]
     assert run_search("random", "--trials", "2", "--storage", url, *flags, cwd=tmp_path).returncode == 0
     with psycopg.connect(url, autocommit=True) as conn:
