@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -122,7 +124,9 @@ def load(storage_url: str, study_name: str) -> optuna.Study:
 
 def report(storage_url: str, study_name: str, out: str | None) -> int:
     study = load(storage_url, study_name)
-    path = atomic.write_text(out or f"reports/{study_name}.html", render_report(study, _space_params(study)))
+    path = out or f"reports/{study_name}.html"
+    with _writing(path):
+        atomic.write_text(path, render_report(study, _space_params(study)))
     print(f"wrote {path}", file=sys.stderr)
     return 0
 
@@ -163,10 +167,19 @@ def list_studies(storage_url: str) -> int:
 
 def export(storage_url: str, study_name: str, out: str) -> int:
     study = load(storage_url, study_name)
-    with atomic.replacing(out, "w", newline="") as f:
+    with _writing(out), atomic.replacing(out, "w", newline="") as f:
         rows = write_csv(study, f)
     print(f"wrote {rows} trials to {out}", file=sys.stderr)
     return 0
+
+
+@contextlib.contextmanager
+def _writing(path: str) -> Iterator[None]:
+    """A file that cannot be written is a user's error: one line naming it (the old file is left as it was)."""
+    try:
+        yield
+    except OSError as e:
+        raise StudyError(f"cannot write {path}: {e.strerror or e}") from e
 
 
 def _space_params(study: optuna.Study) -> list[str]:

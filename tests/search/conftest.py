@@ -26,12 +26,11 @@ def sqlite_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def make_spec(mnist_dir: Path, sqlite_url: str, tmp_path: Path) -> Callable[..., StudySpec]:
-    # Artifacts go to the test's folder whatever the storage (PostgreSQL's default is ./artifacts).
-    artifacts = str(tmp_path / "artifacts")
-
     def make(kind: str, **changes: object) -> StudySpec:
-        values = {"kind": kind, "storage": sqlite_url, "data_dir": str(mnist_dir), "artifacts": artifacts, **FAST}
-        values.update(changes)
+        values = {"kind": kind, "storage": sqlite_url, "data_dir": str(mnist_dir), **FAST, **changes}
+        if not str(values["storage"]).startswith("sqlite"):
+            # Beside a SQLite file they land in the test's folder already; elsewhere the default is ./artifacts.
+            values.setdefault("artifacts", str(tmp_path / "artifacts"))
         return StudySpec(**values)  # type: ignore[arg-type]
 
     return make

@@ -19,6 +19,7 @@ from search.runner import _points_handed_out
 from search.storage import INTERRUPTED, MAX_RETRIES
 from tests.conftest import REPO
 from tests.search.conftest import fast_flags, param_sets, run_search, states
+from tests.search.test_cli import one_line_error
 
 # Wraps ``optuna.Study.<METHOD>`` so that the child dies by SIGKILL right after its Nth call returns.
 KILL_AFTER_CALL = """
@@ -111,6 +112,9 @@ def test_report_and_export_killed_mid_write_leave_the_old_file_whole(tmp_path: P
         before = (tmp_path / out).read_bytes()
         run_killed(KILL_MID_WRITE, args, tmp_path, TARGET=out)
         assert (tmp_path / out).read_bytes() == before, command
+    (tmp_path / "a-file").write_text("")
+    proc = run_search("export", "--study-name", "mnist-random", "--out", "a-file/t.csv", cwd=tmp_path)
+    one_line_error(proc, "cannot write a-file/t.csv")
 
 
 def test_a_point_whose_requeue_was_cut_short_is_handed_out_again(tmp_path: Path) -> None:
