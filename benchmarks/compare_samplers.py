@@ -19,7 +19,7 @@ import optuna
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from search import app, records
+from search import app, atomic, records
 from search.analysis.text import format_accuracy
 from search.spec import StudySpec
 
@@ -119,8 +119,9 @@ def main() -> None:
         f"{args.limit_train} training images, no pruning"
     )
     fig = figure(curves, title)
-    fig.write_html(out / "compare_samplers.html", include_plotlyjs="inline")
-    fig.write_image(out / "compare_samplers.png", scale=1)
+    # Written whole or not at all: a kill mid-write leaves the previous figures, not truncated ones.
+    atomic.write_text(out / "compare_samplers.html", fig.to_html(include_plotlyjs="inline"))
+    atomic.write_bytes(out / "compare_samplers.png", fig.to_image(format="png", scale=1))
     print(f"studies in {db}; figures in {out}/compare_samplers.html and .png\n")
     print("| sampler | best validation accuracy | its test accuracy | trials | wall time (s) |")
     print("|---|---:|---:|---:|---:|")

@@ -6,14 +6,66 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import optuna
-import sqlalchemy
+from search._startup import quiet_interrupts
 
-from search import app
-from search.runner import StudyError
-from search.spec import DEFAULT_TRIALS, MAX_SEEDS, PRUNERS, StudySpec
-from search.storage import DEFAULT_STORAGE, StorageError
-from trainer.cli import Parser, add_data_args, fail, positive_int, run_cli
+with quiet_interrupts():  # the imports below take seconds (torch, Optuna, plotly)
+    import optuna
+    import sqlalchemy
+
+    from search import app
+    from search.runner import StudyError
+    from search.spec import DEFAULT_TRIALS, MAX_SEEDS, PRUNERS, StudySpec
+    from search.storage import DEFAULT_STORAGE, StorageError, mask_url, storage_failure
+    from trainer.cli import Parser, add_data_args, fail, positive_int, run_cli
+
+MAX_SEED = 2**31 - 1  # seeds plus worker offsets and training-seed counts stay below numpy's 2**32 and torch's 2**64
+READERS = {
+    "dashboard": "serve optuna-dashboard on the studies (read-only unless --allow-writes)",
+    "report": "write one self-contained HTML report of a study",
+    "best": "print a study's best trial and where its model file is",
+    "list": "list the studies with their trial counts by state",
+    "export": "write a study's trials as CSV",
+}
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds ``(default: X)`` only where the help does not state its default already, and not for None or False."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "(default" in text or action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
+def seed_int(text: str) -> int:
+    """A seed in 0..2**31-1: worker offsets and further training seeds added to it stay valid everywhere."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..{MAX_SEED}, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..{MAX_SEED}, got {text!r}")
+    return value
+
+
+def port_int(text: str) -> int:
+    """A TCP port, 0..65535 (0 picks a free one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number in 0..65535, got {text!r}")
+    return value
+
+
+def study_name(text: str) -> str:
+    """A study name: not empty and not only blanks."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"must be a non-empty name, got {text!r}")
+    return text
+
 
 STUDIES = {
     "grid": "the full reference grid, 3^7 = 2,187 points, each run once",
@@ -24,42 +76,64 @@ STUDIES = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m search", description="Hyperparameter search for MNIST networks on Optuna.")
+    parser = Parser(
+        prog="python -m search",
+        description="Hyperparameter search for MNIST networks on Optuna.",
+        formatter_class=HelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
+
+    def add(name: str, text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
+
     for kind, text in STUDIES.items():
-        sub = commands.add_parser(kind, help=text, description=text)
+        sub = add(kind, text)
         _add_study_args(sub, kind)
         add_data_args(sub)
-    sub = commands.add_parser("dashboard", help="serve optuna-dashboard on the studies")
+    sub = add("dashboard", READERS["dashboard"])
     _add_storage(sub)
     sub.add_argument(
         "--host", default="127.0.0.1", help="address to bind; anything but loopback is reachable by others"
     )
-    sub.add_argument("--port", type=int, default=8080, help="port to listen on (0 picks a free one)")
+    sub.add_argument("--port", type=port_int, default=8080, help="port to listen on, 0..65535 (0 picks a free one)")
     sub.add_argument(
-        "--artifacts", default=None, help="artifact folder (default: beside the SQLite file, else ./artifacts)"
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another Host name to serve besides 127.0.0.1, localhost and --host (repeatable)",
     )
+    _add_artifacts(sub)
     sub.add_argument("--allow-writes", action="store_true", help="let the dashboard change studies (it has no login)")
-    sub = commands.add_parser("report", help="write one self-contained HTML report of a study")
+    sub = add("report", READERS["report"])
     _add_storage(sub)
-    sub.add_argument("--study-name", required=True, help="the study to report on")
+    sub.add_argument("--study-name", type=study_name, required=True, help="the study to report on")
     sub.add_argument("--out", default=None, help="output file (default: reports/STUDY.html)")
     text = "which choices matter in a study: main effects, oat changes, interactions, importance, with 95% intervals"
-    sub = commands.add_parser("effects", help=text.replace("%", "%%"), description=text)
+    sub = commands.add_parser(
+        "effects", help=text.replace("%", "%%"), description=text, formatter_class=HelpFormatter
+    )
     _add_storage(sub)
-    sub.add_argument("--study-name", required=True, help="the study")
+    sub.add_argument("--study-name", type=study_name, required=True, help="the study")
     sub.add_argument("--format", choices=("table", "json", "csv"), default="table", help="what to print")
-    sub.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
-    sub = commands.add_parser("best", help="print a study's best trial")
+    sub.add_argument("--seed", type=seed_int, default=0, help="seed of the bootstrap resampling")
+    sub = add("best", READERS["best"])
     _add_storage(sub)
-    sub.add_argument("--study-name", required=True, help="the study")
-    sub = commands.add_parser("list", help="list the studies with their trial counts by state")
+    sub.add_argument("--study-name", type=study_name, required=True, help="the study")
+    _add_artifacts(sub)
+    sub = add("list", READERS["list"])
     _add_storage(sub)
-    sub = commands.add_parser("export", help="write a study's trials as CSV")
+    sub = add("export", READERS["export"])
     _add_storage(sub)
-    sub.add_argument("--study-name", required=True, help="the study")
+    sub.add_argument("--study-name", type=study_name, required=True, help="the study")
     sub.add_argument("--out", required=True, help="CSV file to write")
     return parser
+
+
+def _add_artifacts(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
+        "--artifacts", default=None, help="artifact folder (default: beside the SQLite file, else ./artifacts)"
+    )
 
 
 def _add_storage(parser: argparse.ArgumentParser) -> None:
@@ -77,9 +151,11 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
         help=f"the study's total of finished trials; a re-run runs only the rest (default: {default_trials})",
     )
     group.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
-    group.add_argument("--study-name", default=None, help=f"study name (default: mnist-{kind})")
+    group.add_argument("--study-name", type=study_name, default=None, help=f"study name (default: mnist-{kind})")
     _add_storage(group)
-    group.add_argument("--seed", type=int, default=1, help="seed of the sampler, the grid's order and training")
+    group.add_argument(
+        "--seed", type=seed_int, default=1, help=f"seed of the sampler, the grid's order and training, 0..{MAX_SEED}"
+    )
     group.add_argument(
         "--seeds",
         metavar="K",
@@ -104,15 +180,13 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
         default=60,
         help="seconds between heartbeats; a trial silent for twice that is failed and re-run",
     )
-    group.add_argument(
-        "--artifacts", default=None, help="artifact folder (default: beside the SQLite file, else ./artifacts)"
-    )
+    _add_artifacts(group)
     if kind in ("grid", "oat"):
         group.add_argument(
             "--separate-runs",
             action="store_true",
-            help="train every point alone (by default points that differ only in epochs and learning rate "
-            "share one run: the same numbers in less time)",
+            help="train every point alone (by default the points of one shape and batch size, all activations, "
+            "losses, learning rates, epochs and seeds, share one grouped run: the same numbers in less time)",
         )
 
 
@@ -145,14 +219,14 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command in STUDIES:
         return app.run_study(spec_from_args(args), argv)
     if args.command == "dashboard":
-        app.serve_dashboard(args.storage, args.host, args.port, args.artifacts, args.allow_writes)
+        app.serve_dashboard(args.storage, args.host, args.port, args.artifacts, args.allow_writes, args.allow_host)
         return 0
     if args.command == "report":
         return app.report(args.storage, args.study_name, args.out)
     if args.command == "effects":
         return app.effects(args.storage, args.study_name, args.format, args.seed)
     if args.command == "best":
-        return app.best(args.storage, args.study_name)
+        return app.best(args.storage, args.study_name, args.artifacts)
     if args.command == "list":
         return app.list_studies(args.storage)
     return app.export(args.storage, args.study_name, args.out)
@@ -168,10 +242,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         except (StorageError, StudyError) as e:
             fail(str(e), 1)
         except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
-            text = str(getattr(e, "orig", None) or e).strip().splitlines()
-            fail(f"storage error: {text[0] if text else type(e).__name__}", 1)
+            line = storage_failure(e) or type(e).__name__
+            if _is_read_only(line):
+                fail(
+                    f"storage {mask_url(args.storage)} is read-only for this user ({line}); writing commands need "
+                    "write access, reading ones (list, best, export, report, dashboard) work",
+                    1,
+                )
+            fail(f"storage error: {line}", 1)
 
     raise SystemExit(run_cli(guarded))
+
+
+def _is_read_only(line: str) -> bool:
+    """A refused write: PostgreSQL's "permission denied" or "read-only transaction", SQLite's "readonly database"."""
+    return any(text in line for text in ("permission denied", "read-only transaction", "readonly database"))
 
 
 if __name__ == "__main__":

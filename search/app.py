@@ -2,28 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 
-from search import records
+from search import atomic, records
 from search.analysis.effects import gather_effects
 from search.analysis.effects_text import to_json, to_text
 from search.analysis.effects_text import write_csv as write_effects_csv
-from search.analysis.report import write_report
+from search.analysis.report import render_report
 from search.analysis.summary import summarize, write_csv
 from search.analysis.text import best_line, format_accuracy, format_params
-from search.budget import Counts
+from search.budget import Counts, available_memory, plan_workers
 from search.outputs import save_study_outputs
 from search.progress import Progress
 from search.runner import StudyError, prepare, run_workers
 from search.space import search_space
 from search.spec import StudySpec
-from search.storage import mask_url, open_storage, quiet_optuna
+from search.storage import (
+    artifact_dir,
+    close_open_trials,
+    mask_arg,
+    mask_url,
+    open_reader,
+    open_storage,
+    quiet_optuna,
+    storage_failure,
+)
 from trainer import load_mnist, resolve_device, split
 
 
@@ -42,6 +53,10 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
     study = prepare(spec)
     storage = open_storage(spec.storage)
     counts = Counts.of(storage, study)
+    workers, note = plan_workers(spec.workers, spec.budget - counts.finished, available_memory())
+    if note:
+        print(note, file=sys.stderr)
+    spec = spec.replace(workers=workers)
     best = summarize(study).best if counts.finished else None
     print(
         f"study {spec.name!r} ({spec.kind}, pruner {spec.pruner_name}) in {mask_url(spec.storage)}: "
@@ -54,6 +69,18 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
         run_workers(spec, progress)
     except KeyboardInterrupt:
         interrupted = True
+    except StudyError as e:  # a worker process failed; it closed its own trials and said how
+        progress.close()
+        print(f"error: {e}\nresume with: {resume_command(argv)}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        cause = storage_failure(e)
+        if cause is None:
+            raise
+        progress.close()
+        print(f"error: storage {mask_url(spec.storage)} failed: {cause}; {close_open_trials(cause)}", file=sys.stderr)
+        print(f"resume with: {resume_command(argv)}", file=sys.stderr)
+        return 1
     finally:
         progress.close()
     save_study_outputs(study, [p.name for p in spec.space])
@@ -62,9 +89,9 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
         print(f"best: {best_line(summary.best)}  {format_params(summary.best.params)}", file=sys.stderr)
     done = records.outcomes(study.get_trials(deepcopy=False))
     if interrupted:
-        command = "python -m search " + " ".join(shlex.quote(mask_url(a)) for a in argv)
         print(
-            f"interrupted: {done.describe()}; no trial is left running; {_left(spec, done)}; resume with: {command}",
+            f"interrupted: {done.describe()}; no trial is left running; {_left(spec, done)}; "
+            f"resume with: {resume_command(argv)}",
             file=sys.stderr,
         )
         return 130
@@ -84,6 +111,11 @@ def _left(spec: StudySpec, done: records.Outcomes) -> str:
     return f"{done.waiting} interrupted point{'s' if done.waiting != 1 else ''} will run again, {left}"
 
 
+def resume_command(argv: list[str]) -> str:
+    """The command that resumes this run, every storage URL in it masked (``--storage URL`` and ``--storage=URL``)."""
+    return "python -m search " + " ".join(shlex.quote(mask_arg(a)) for a in argv)
+
+
 def mps_running() -> bool:
     """Whether NVIDIA's Multi-Process Service control daemon is up (its pipe exists)."""
     pipes = Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps"))
@@ -91,9 +123,9 @@ def mps_running() -> bool:
 
 
 def load(storage_url: str, study_name: str) -> optuna.Study:
-    """Load a study by name, or fail with the names that exist."""
-    storage = open_storage(storage_url)
-    names = optuna.get_all_study_names(storage)
+    """Load a study by name to read it (nothing is created or written), or fail with the names that exist."""
+    storage = open_reader(storage_url)
+    names = optuna.get_all_study_names(storage) if storage is not None else []
     if study_name not in names:
         raise StudyError(
             f"no study named {study_name!r} in {mask_url(storage_url)}; studies there: " + (", ".join(names) or "none")
@@ -103,8 +135,9 @@ def load(storage_url: str, study_name: str) -> optuna.Study:
 
 def report(storage_url: str, study_name: str, out: str | None) -> int:
     study = load(storage_url, study_name)
-    params = _space_params(study)
-    path = write_report(study, params, Path(out or f"reports/{study_name}.html"))
+    path = out or f"reports/{study_name}.html"
+    with _writing(path):
+        atomic.write_text(path, render_report(study, _space_params(study)))
     print(f"wrote {path}", file=sys.stderr)
     return 0
 
@@ -125,7 +158,7 @@ def effects(storage_url: str, study_name: str, fmt: str, seed: int) -> int:
     return 0
 
 
-def best(storage_url: str, study_name: str) -> int:
+def best(storage_url: str, study_name: str, artifacts: str | None = None) -> int:
     summary = summarize(load(storage_url, study_name))
     if summary.best is None:
         raise StudyError(f"study {study_name!r} has no complete trial yet")
@@ -134,15 +167,17 @@ def best(storage_url: str, study_name: str) -> int:
     for k, v in t.params.items():
         print(f"  {k} = {v}")
     if "model_artifact_id" in t.user_attrs:
+        artifact_id = t.user_attrs["model_artifact_id"]
         print(
-            f"  model artifact: {t.user_attrs['model_artifact_id']} (a state dict; torch.load(..., weights_only=True))"
+            f"  model artifact: {artifact_id}, file {artifact_dir(storage_url, artifacts) / artifact_id} "
+            "(a state dict; torch.load(path, weights_only=True))"
         )
     return 0
 
 
 def list_studies(storage_url: str) -> int:
-    storage = open_storage(storage_url)
-    names = optuna.get_all_study_names(storage)
+    storage = open_reader(storage_url)
+    names = optuna.get_all_study_names(storage) if storage is not None else []
     if not names:
         print(f"no studies in {mask_url(storage_url)}", file=sys.stderr)
     for name in names:
@@ -154,21 +189,31 @@ def list_studies(storage_url: str) -> int:
 
 def export(storage_url: str, study_name: str, out: str) -> int:
     study = load(storage_url, study_name)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
+    with _writing(out), atomic.replacing(out, "w", newline="") as f:
         rows = write_csv(study, f)
     print(f"wrote {rows} trials to {out}", file=sys.stderr)
     return 0
+
+
+@contextlib.contextmanager
+def _writing(path: str) -> Iterator[None]:
+    """A file that cannot be written is a user's error: one line naming it (the old file is left as it was)."""
+    try:
+        yield
+    except OSError as e:
+        raise StudyError(f"cannot write {path}: {e.strerror or e}") from e
 
 
 def _space_params(study: optuna.Study) -> list[str]:
     return [p.name for p in search_space(bool(study.user_attrs.get("regularization", False)))]
 
 
-def serve_dashboard(storage_url: str, host: str, port: int, artifacts: str | None, allow_writes: bool) -> None:
-    from search.dashboard import serve
+def serve_dashboard(
+    storage_url: str, host: str, port: int, artifacts: str | None, allow_writes: bool, allowed_hosts: list[str]
+) -> None:
+    try:  # importing optuna-dashboard takes a while: a Ctrl-C then is a stop like any other
+        from search.dashboard import serve
 
-    try:
-        serve(storage_url, host, port, artifacts, allow_writes)
+        serve(storage_url, host, port, artifacts, allow_writes, allowed_hosts)
     except KeyboardInterrupt:
         print("dashboard stopped", file=sys.stderr)

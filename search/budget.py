@@ -143,3 +143,38 @@ def fail_silent_trials(storage: RDBStorage, study: optuna.Study, grace_seconds: 
                 callback(study, copy.deepcopy(storage.get_trial(trial_id)))
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # another worker got there first
+
+
+# Eight workers held 7.5 GB on a one-trial budget (torch, MNIST on the device, Optuna): about 1 GB each.
+WORKER_MEMORY_BYTES = 1 << 30
+
+
+def plan_workers(asked: int, remaining: int, available_bytes: int | None) -> tuple[int, str | None]:
+    """How many workers to start, and a one-line note when that differs from ``asked`` or memory is short.
+
+    Never more workers than trials remain (at least one, to end the study cleanly); a warning,
+    not a cap, when the workers' expected memory (``WORKER_MEMORY_BYTES`` each) exceeds
+    ``available_bytes``, since the estimate is rough.
+    """
+    workers = max(1, min(asked, remaining))
+    notes = []
+    if workers < asked:
+        notes.append(f"{asked} workers asked, {remaining} trial(s) left: starting {workers}")
+    if available_bytes is not None and workers * WORKER_MEMORY_BYTES > available_bytes:
+        notes.append(
+            f"{workers} workers need about {workers * WORKER_MEMORY_BYTES / 1e9:.1f} GB, "
+            f"{available_bytes / 1e9:.1f} GB is available: pass fewer --workers if memory runs out"
+        )
+    return workers, ("note: " + "; ".join(notes)) if notes else None
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo in bytes (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None

@@ -4,56 +4,123 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
+import socket
 import sys
+import urllib.parse
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna_dashboard
+from optuna.storages import BaseStorage
 
-from search.storage import artifact_store, mask_url, open_storage
+# optuna-dashboard's public API has no look-up of an artifact's stored metadata; its routes use these.
+from optuna_dashboard.artifact._backend import get_study_artifact_meta, get_trial_artifact_meta
+
+from search.storage import StorageError, artifact_store, mask_url, open_reader, open_storage
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
 
 class ReadOnlyGuard:
-    """WSGI middleware: refuses every write unless ``allow_writes``; artifacts download as attachments.
+    """WSGI middleware around optuna-dashboard: what reaches it, and what its answers may carry.
 
-    optuna-dashboard has no authentication: anyone who reaches the port can tell,
-    delete, annotate and upload. An uploaded HTML artifact would be served as a page.
+    optuna-dashboard has no authentication: anyone who reaches the port can tell, delete,
+    annotate and upload, so writes are refused unless ``allow_writes``. Only the ``Host``
+    names in ``hosts`` are served, so that a web page on another name cannot read the
+    studies through DNS rebinding, and no answer carries a wildcard CORS header. Artifacts
+    download as attachments named from their stored metadata (never from the request), so
+    an uploaded HTML file is never shown as a page and no header can be injected.
     """
 
-    def __init__(self, app: WSGIApp, allow_writes: bool = False) -> None:
-        self.app, self.allow_writes = app, allow_writes
+    def __init__(
+        self,
+        app: WSGIApp,
+        allow_writes: bool = False,
+        hosts: Iterable[str] = LOOPBACK_NAMES,
+        storage: BaseStorage | None = None,
+    ) -> None:
+        self.app, self.allow_writes, self.storage = app, allow_writes, storage
+        self.hosts = {h.lower().strip("[]") for h in hosts}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         method, path = environ.get("REQUEST_METHOD", "GET").upper(), environ.get("PATH_INFO", "")
+        if _host_name(environ.get("HTTP_HOST", "")) not in self.hosts:
+            return _refuse(start_response, "421 Misdirected Request", "this dashboard answers only for its own address")
         if method not in SAFE_METHODS and not self.allow_writes:
-            body = json.dumps(
-                {"reason": "this dashboard is read-only; restart it with --allow-writes to change studies"}
-            )
-            start_response(
+            return _refuse(
+                start_response,
                 "403 Forbidden",
-                [
-                    ("Content-Type", "application/json"),
-                    ("Content-Length", str(len(body))),
-                    ("X-Content-Type-Options", "nosniff"),
-                ],
+                "this dashboard is read-only; restart it with --allow-writes to change studies",
             )
-            return [body.encode()]
-        is_artifact = path.startswith("/artifacts/")
+        if ".." in path.split("/"):
+            return _refuse(start_response, "404 Not Found", "not found")
+        # optuna-dashboard reads this header without a default (a KeyError, answered 500, when absent).
+        environ.setdefault("HTTP_ACCEPT_ENCODING", "identity")
+        disposition = None
+        if path.startswith("/artifacts/"):
+            filename = self._artifact_filename(path)
+            if filename is None:
+                return _refuse(start_response, "404 Not Found", "no such artifact")
+            disposition = content_disposition(filename)
 
         def guarded_start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            headers = [(k, v) for k, v in headers if k.lower() != "x-content-type-options"]
+            dropped = {"x-content-type-options", "access-control-allow-origin"}
+            if disposition is not None:
+                dropped.add("content-disposition")
+            headers = [(k, v) for k, v in headers if k.lower() not in dropped]
             headers.append(("X-Content-Type-Options", "nosniff"))
-            if is_artifact:
-                headers = [(k, v) for k, v in headers if k.lower() != "content-disposition"]
-                headers.append(("Content-Disposition", f'attachment; filename="{path.rstrip("/").rsplit("/", 1)[-1]}"'))
+            if disposition is not None:
+                headers.append(("Content-Disposition", disposition))
             return start_response(status, headers, exc_info)
 
         return self.app(environ, guarded_start)
+
+    def _artifact_filename(self, path: str) -> str | None:
+        """The stored file name of the artifact at ``/artifacts/STUDY[/TRIAL]/ID``; None when there is none."""
+        parts = path.strip("/").split("/")[1:]
+        if self.storage is None or len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[:-1]):
+            return None
+        try:
+            if len(parts) == 2:
+                meta = get_study_artifact_meta(self.storage, int(parts[0]), parts[1])
+            else:
+                meta = get_trial_artifact_meta(self.storage, int(parts[0]), int(parts[1]), parts[2])
+        except KeyError:  # no such study or trial
+            return None
+        return str(meta.get("filename") or parts[-1]) if meta else None
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with ``filename`` quoted safely: an ASCII fallback without quotes, controls or
+    separators, and the exact name percent-encoded (RFC 6266 / 5987)."""
+    fallback = re.sub(r"[^A-Za-z0-9._-]", "_", filename) or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{urllib.parse.quote(filename, safe='')}"
+
+
+def _host_name(host: str) -> str:
+    """The name part of a ``Host`` header (``[::1]:8080`` -> ``::1``, ``localhost:80`` -> ``localhost``)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _refuse(start_response: Callable, status: str, reason: str) -> list[bytes]:
+    body = json.dumps({"reason": reason}).encode()
+    start_response(
+        status,
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("X-Content-Type-Options", "nosniff"),
+        ],
+    )
+    return [body]
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
@@ -65,10 +132,34 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def make_app(storage_url: str, artifacts: str | None = None, allow_writes: bool = False) -> ReadOnlyGuard:
-    storage = open_storage(storage_url)
-    app = optuna_dashboard.wsgi(storage, artifact_store=artifact_store(storage_url, artifacts))
-    return ReadOnlyGuard(app, allow_writes)
+def make_app(
+    storage_url: str,
+    artifacts: str | None = None,
+    allow_writes: bool = False,
+    hosts: Iterable[str] = LOOPBACK_NAMES,
+) -> ReadOnlyGuard:
+    """optuna-dashboard's WSGI app on ``storage_url`` behind ``ReadOnlyGuard``.
+
+    Read-only, it opens the storage to read only (nothing is created; a read-only file or role
+    works); with ``allow_writes`` it opens it like a worker does.
+    """
+    if allow_writes:
+        storage = open_storage(storage_url)
+    else:
+        storage = open_reader(storage_url)
+        if storage is None:
+            raise StorageError(f"no studies in {mask_url(storage_url)}: nothing to show (check --storage)")
+    store = artifact_store(storage_url, artifacts, create=allow_writes)
+    app = optuna_dashboard.wsgi(storage, artifact_store=store)
+    return ReadOnlyGuard(app, allow_writes, hosts, storage)
+
+
+def served_hosts(host: str, extra: Iterable[str] = ()) -> set[str]:
+    """The Host names served: loopback, the bound address, and on a wildcard address this machine's names."""
+    names = set(LOOPBACK_NAMES) | {host} | set(extra)
+    if host in ("0.0.0.0", "::", ""):
+        names |= {socket.gethostname(), socket.getfqdn()}
+    return {n.lower().strip("[]") for n in names}
 
 
 def is_loopback(host: str) -> bool:
@@ -86,13 +177,15 @@ def serve(
     port: int = 8080,
     artifacts: str | None = None,
     allow_writes: bool = False,
+    allowed_hosts: Iterable[str] = (),
 ) -> None:
-    """Serve the dashboard until interrupted."""
-    app = make_app(storage_url, artifacts, allow_writes)
+    """Serve the dashboard until interrupted, answering only for ``served_hosts(host, allowed_hosts)``."""
+    app = make_app(storage_url, artifacts, allow_writes, served_hosts(host, allowed_hosts))
     try:
         server = make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
-    except OSError as e:
-        raise ValueError(f"cannot listen on {host}:{port} ({e.strerror}); pass another --port or --host") from e
+    except (OSError, OverflowError) as e:
+        why = getattr(e, "strerror", None) or str(e)
+        raise ValueError(f"cannot listen on {host}:{port} ({why}); pass another --port or --host") from e
     if not is_loopback(host):
         print(
             f"warning: serving on {host}, reachable from other machines; optuna-dashboard has no authentication",

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import optuna
 
+from search.storage import INTERRUPTED
 from trainer.objective import TrialResult
 
 HISTORIES_ATTR = "histories"
-INTERRUPTED = "interrupted"  # the fail_reason of a trial stopped by Ctrl-C or SIGTERM
 RETRY_OF_ATTR = "retry_of"  # user attr of a re-queued point: the number of the trial it runs again
 
 History = list[dict[str, float]]
@@ -155,7 +155,7 @@ def outcomes(trials: Sequence[optuna.trial.FrozenTrial]) -> Outcomes:
     for t in trials:
         if t.state == optuna.trial.TrialState.FAIL:
             key = "requeued" if t.number in retried else "failed"
-            if key == "failed" and t.user_attrs.get("fail_reason") == INTERRUPTED:
+            if key == "failed" and str(t.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED):
                 key = "interrupted"
         else:
             key = t.state.name.lower()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import gc
 import math
 import multiprocessing
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
+from optuna.trial import TrialState
 
 from search import records
 from search.budget import Counts, StudyLock, Verdict, claim, fail_silent_trials
@@ -24,12 +26,22 @@ from search.progress import Event
 from search.shared import Key, run_group, waiting_group
 from search.space import point_key
 from search.spec import StudySpec
-from search.storage import artifact_store, open_storage, quiet_optuna
+from search.storage import (
+    INTERRUPTED,
+    MAX_RETRIES,
+    artifact_store,
+    close_open_trials,
+    mask_url,
+    open_storage,
+    quiet_optuna,
+    storage_failure,
+)
 from trainer import TrainConfig, load_mnist, resolve_device, split
 from trainer.objective import GroupProgress, Objective
 
 OBJECTIVE_NAME = "validation accuracy"
 POLL_SECONDS = 1.0
+REQUEUE_GRACE_SECONDS = 120.0  # see _points_handed_out
 
 Emit = Callable[[Event], None]
 
@@ -49,19 +61,36 @@ def prepare(spec: StudySpec) -> optuna.Study:
                 f"{', '.join(d.name.lower() for d in study.directions)}; this service "
                 "maximizes validation accuracy: pass another --study-name"
             )
-        existing = {k: study.user_attrs[k] for k in spec.identity() if k in study.user_attrs}
-        if existing and existing != spec.identity():
-            mismatch = ", ".join(f"{k}={v!r}" for k, v in existing.items() if spec.identity().get(k) != v)
+        _settle_identity(study, spec)
+    return study
+
+
+def _settle_identity(study: optuna.Study, spec: StudySpec) -> None:
+    """Write the study's identity, or check it against ``spec``; called under the study's lock.
+
+    Optuna writes one attribute per transaction, so ``kind`` is written last and marks a
+    finished creation: a study without it was cut short (kill -9) before any trial ran,
+    and its creation is done again here. A finished study missing other keys (made by an
+    older version that wrote ``kind`` first) gets them added when the present ones match.
+    """
+    identity = spec.identity()
+    attrs = study.user_attrs
+    if "kind" in attrs:
+        mismatch = ", ".join(f"{k}={attrs[k]!r}" for k, v in identity.items() if k in attrs and attrs[k] != v)
+        if mismatch:
             raise StudyError(
                 f"study {spec.name!r} exists with {mismatch}, not {spec.kind} as asked here: "
                 "pass the same options or another --study-name"
             )
-        if not existing:
-            for key, value in spec.identity().items():
-                study.set_user_attr(key, value)
-            # optuna-dashboard reads the objective's name from here (its set_objective_names is deprecated).
-            study.set_metric_names([OBJECTIVE_NAME])
-    return study
+    # optuna-dashboard reads the objective's name from here (its set_objective_names is deprecated).
+    if study.metric_names != [OBJECTIVE_NAME]:
+        study.set_metric_names([OBJECTIVE_NAME])
+    for key in [k for k in identity if k != "kind"] + ["kind"]:
+        if attrs.get(key, _MISSING) != identity[key]:
+            study.set_user_attr(key, identity[key])
+
+
+_MISSING = object()
 
 
 def run_worker(spec: StudySpec, worker: int, emit: Emit, interrupts: Interrupts = NONE) -> None:
@@ -123,17 +152,52 @@ def _seed_offset(storage: optuna.storages.RDBStorage, study: optuna.Study, worke
 
 
 def _enqueue_next(study: optuna.Study, points: list[dict[str, Any]], slots: int, key: Key | None) -> bool:
-    """Enqueue the next point not yet handed out, and with ``key`` the next ones that can share
-    its run, up to ``slots`` points (called under the study's lock, signals held)."""
-    start = study.user_attrs.get("next_point", 0)
-    end = min(start + 1, len(points))
-    while key is not None and end < min(start + slots, len(points)) and key(points[end]) == key(points[start]):
-        end += 1
-    for index in range(start, end):
+    """Enqueue the next points not yet handed out, up to ``slots``, and with ``key`` only those that
+    share the first one's run (called under the study's lock, signals held).
+
+    What has been handed out is read from the trials themselves (each holds its ``point``), so
+    there is no cursor to write beside them: every enqueue is one transaction, and a kill -9
+    between two leaves the study consistent. A point whose every trial was interrupted (and
+    whose re-queueing was cut short) is handed out again first.
+    """
+    owed, start = _points_handed_out(study, REQUEUE_GRACE_SECONDS)
+    candidates = owed or list(range(start, len(points)))
+    if not candidates:
+        return False
+    chosen = [candidates[0]]
+    for index in candidates[1:]:
+        if len(chosen) >= slots or key is None or key(points[index]) != key(points[chosen[0]]):
+            break
+        chosen.append(index)
+    for index in chosen:
         study.enqueue_trial(points[index], user_attrs={"point": index})
-    if end > start:
-        study.set_user_attr("next_point", end)
-    return end > start
+    return True
+
+
+def _points_handed_out(study: optuna.Study, grace_seconds: float) -> tuple[list[int], int]:
+    """The points owed again, and the first point never handed out.
+
+    A point is owed when every trial of it failed without the point's fault, the last over
+    ``grace_seconds`` ago: closed as interrupted (``fail_reason``), or failed silently for a
+    dead worker (no ``fail_reason``; at most ``MAX_RETRIES`` times, Optuna's retry limit).
+    Both are re-queued by a second write right after the first (our requeue, Optuna's retry
+    callback), and a worker that has not made it within the grace died between the two.
+    """
+    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace_seconds)  # Optuna stores naive local time
+    seen: dict[int, list[optuna.trial.FrozenTrial]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        if "point" in trial.user_attrs:
+            seen.setdefault(int(trial.user_attrs["point"]), []).append(trial)
+
+    def owed(trials: list[optuna.trial.FrozenTrial]) -> bool:
+        reasons = [str(t.user_attrs.get("fail_reason", "")) for t in trials]
+        return (
+            all(t.state == TrialState.FAIL and t.datetime_complete and t.datetime_complete < cutoff for t in trials)
+            and all(not r or r.startswith(INTERRUPTED) for r in reasons)
+            and reasons.count("") <= MAX_RETRIES
+        )
+
+    return sorted(point for point, trials in seen.items() if owed(trials)), max(seen, default=-1) + 1
 
 
 def _requeue(study: optuna.Study, trial: optuna.Trial) -> None:
@@ -261,6 +325,11 @@ def _worker_main(spec: StudySpec, worker: int, events: multiprocessing.Queue) ->
     except KeyboardInterrupt:
         pass
     except Exception as e:  # noqa: BLE001 - reported to the parent as one line, not a child's traceback
+        cause = storage_failure(e)
         text = str(e).strip().splitlines()
-        events.put({"type": "error", "message": f"worker {worker}: {text[0] if text else type(e).__name__}"})
+        message = text[0] if text else type(e).__name__
+        if cause is not None:
+            message = f"storage {mask_url(spec.storage)} failed: {cause}; {close_open_trials(cause)}"
+        interrupts.stopping = True  # the parent stops every worker on this error: this one is already ending
+        events.put({"type": "error", "message": f"worker {worker}: {message}"})
         raise SystemExit(1) from None

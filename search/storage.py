@@ -6,35 +6,149 @@ import contextlib
 import fcntl
 import os
 import re
+import shutil
 import sqlite3
+import threading
 import time
+import urllib.parse
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import BinaryIO
 
 import optuna
 import sqlalchemy
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from sqlalchemy.engine import make_url
+
+from search import atomic
 
 DEFAULT_STORAGE = "sqlite:///studies.db"
+MASK = "***"
 SQLITE_BUSY_SECONDS = 60
 CONNECT_TIMEOUT_SECONDS = 5
 MAX_RETRIES = 3  # a trial whose worker died is re-run at most this many times
+
+
+INTERRUPTED = "interrupted"  # fail_reason (or its prefix) of a trial closed without its point's fault
 
 
 class StorageError(Exception):
     """The storage cannot be used; the message names it (password masked) and says why."""
 
 
+class _Storage(RDBStorage):
+    """Optuna's RDBStorage that remembers which trials this process opened and has not closed.
+
+    When the storage fails mid-run (disk full, database dropped), Optuna's own clean-up fails
+    with it and loses track of the trial; ``close_open_trials`` then closes them from here.
+    """
+
+    # Optuna's _CachedStorage (which every Study wraps its storage in) creates trials through this
+    # private method, not the public create_new_trial, so it is the one place that sees them all.
+    def _create_new_trial(
+        self, study_id: int, template_trial: optuna.trial.FrozenTrial | None = None
+    ) -> optuna.trial.FrozenTrial:
+        frozen = super()._create_new_trial(study_id, template_trial)
+        if frozen.state == optuna.trial.TrialState.RUNNING:
+            OPEN_TRIALS[frozen._trial_id] = self
+        return frozen
+
+    def set_trial_state_values(
+        self, trial_id: int, state: optuna.trial.TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        changed = super().set_trial_state_values(trial_id, state, values)
+        if changed and state == optuna.trial.TrialState.RUNNING:  # a waiting trial this process took
+            OPEN_TRIALS[trial_id] = self
+        elif state.is_finished():
+            OPEN_TRIALS.pop(trial_id, None)
+        return changed
+
+
+OPEN_TRIALS: dict[int, RDBStorage] = {}
+
+
+def close_open_trials(cause: str) -> str:
+    """Close as FAIL every trial this process left RUNNING; says in words what became of them.
+
+    The ``fail_reason`` marks them interrupted: the storage failed, not the point, so a grid
+    point closed here runs again. A trial the failing storage will not let close is left to
+    the heartbeat of the next run.
+    """
+    closed, left = 0, 0
+    for trial_id, storage in list(OPEN_TRIALS.items()):
+        try:
+            storage.set_trial_user_attr(trial_id, "fail_reason", f"{INTERRUPTED}: storage error: {cause}")
+            storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+            closed += 1
+        except Exception:  # noqa: BLE001 - the storage is failing: any error means the write did not happen
+            left += 1
+        OPEN_TRIALS.pop(trial_id, None)
+    parts = [f"{closed} running trial(s) closed as failed, to run again"] if closed else []
+    if left:
+        parts.append(
+            f"{left} running trial(s) left RUNNING, as the storage refused to close them: the next run fails "
+            "them once silent for twice --heartbeat and runs them again"
+        )
+    return "; ".join(parts) or "no trial was running"
+
+
+def quiet_storage_threads() -> None:
+    """Storage errors in background threads (Optuna's heartbeats, ours) print no traceback.
+
+    The failing storage fails the main thread's next write too, which then says it in one
+    line; a thread's traceback would bury that line. Other errors are printed as usual.
+    """
+    previous = threading.excepthook
+    if getattr(previous, "_quiet_storage", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is None or storage_failure(args.exc_value) is None:
+            previous(args)
+
+    hook._quiet_storage = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
+
+
+def storage_failure(error: BaseException) -> str | None:
+    """The first line of the storage error behind ``error`` (also when Optuna's clean-up raised another), or None."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    # The database's own error names the cause; Optuna's StorageInternalError only wraps it.
+    for kinds in ((sqlalchemy.exc.SQLAlchemyError, sqlite3.Error), (optuna.exceptions.StorageInternalError,)):
+        found = next((e for e in chain if isinstance(e, kinds)), None)
+        if found is not None:
+            return _first_line(found)
+    return None
+
+
 def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``url`` with its password, and a ``password=`` query parameter, replaced by ``***``.
+
+    SQLAlchemy's own parser reads the URL the way the driver will, so a password holding
+    ``/``, ``#`` or ``?`` is masked whole.
+    """
+    try:
+        parsed = make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        # Not a URL SQLAlchemy can read: hide everything between the scheme and an "@".
+        return re.sub(r"(://).*@", r"\1***@", url)
+    if "password" in parsed.query:
+        parsed = parsed.update_query_dict({"password": MASK})
+    return parsed.render_as_string(hide_password=True).replace("password=%2A%2A%2A", f"password={MASK}")
+
+
+def mask_arg(arg: str) -> str:
+    """A command-line word with any storage URL in it masked, also in the ``--storage=URL`` form."""
+    if arg.startswith("-") and "=" in arg:
+        flag, value = arg.split("=", 1)
+        return f"{flag}={mask_url(value)}"
+    return mask_url(arg) if "://" in arg else arg
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -52,6 +166,27 @@ def check_url(url: str) -> None:
         raise StorageError(
             f"unknown storage URL {mask_url(url)!r}: use sqlite:///FILE.db or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB"
         )
+    _check_driver(url)
+
+
+def _check_driver(url: str) -> None:
+    """Refuse a driver that is absent or asynchronous (Optuna's storage is synchronous) in one line."""
+    if url.startswith(("sqlite:", "postgresql://")):
+        return  # sqlite3 and psycopg (3), which postgresql:// is mapped to, come with the project
+    parsed = make_url(url)
+    works = "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (psycopg 3, installed with the project)"
+    try:
+        dialect = parsed.get_dialect()
+        dialect.import_dbapi()
+    except ImportError as e:
+        raise StorageError(
+            f"storage {mask_url(url)}: its driver {e.name or parsed.get_driver_name()!r} is not installed; use {works}"
+        ) from None
+    if getattr(dialect, "is_async", False):
+        raise StorageError(
+            f"storage {mask_url(url)}: {parsed.get_driver_name()} is an asynchronous driver, which Optuna's storage "
+            f"cannot use; use {works}"
+        )
 
 
 def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int | None = None) -> RDBStorage:
@@ -63,6 +198,7 @@ def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int | None = None) -> RD
     whose worker stops beating for twice that is failed and its parameters re-run.
     """
     check_url(url)
+    quiet_storage_threads()
     db = sqlite_path(url)
     # Workers opening a new SQLite file at once would race to switch it to WAL and to create
     # its tables ("database is locked", "table ... already exists"): they take turns instead.
@@ -90,6 +226,71 @@ def _open(url: str, heartbeat: int | None) -> RDBStorage:
     return storage
 
 
+def open_reader(url: str = DEFAULT_STORAGE) -> RDBStorage | None:
+    """Open the storage at ``url`` to read it only; None when there is nothing to read.
+
+    Nothing is created or written: a missing SQLite file stays missing (no lock file either),
+    a database without Optuna's tables gets none, SQLite is opened read-only (a read-only file
+    or folder works, see ``_sqlite_reader``), and PostgreSQL sessions are read-only
+    transactions (a role that may only SELECT works).
+    """
+    check_url(url)
+    db = sqlite_path(url)
+    if db is not None:
+        if not db.is_file():
+            return None
+        # A connection per session, so that each one sees whether a writer has the file open now.
+        engine_url, engine_kwargs = url, {"creator": _sqlite_reader(db), "poolclass": sqlalchemy.pool.NullPool}
+    else:
+        engine_url, engine_kwargs = _engine(url)
+        engine_kwargs["connect_args"]["options"] = "-c default_transaction_read_only=on"
+    try:
+        if not _has_tables(engine_url, engine_kwargs):
+            return None
+        return RDBStorage(engine_url, engine_kwargs=engine_kwargs, skip_table_creation=True)
+    except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error) as e:
+        raise StorageError(f"cannot read storage {mask_url(url)}: {_first_line(e)}") from e
+    except RuntimeError as e:  # the schema-version check
+        raise StorageError(f"storage {mask_url(url)}: {' '.join(str(e).split())}") from e
+
+
+def _sqlite_reader(db: Path) -> Callable[[], sqlite3.Connection]:
+    """A connection factory that opens ``db`` read-only and makes no file beside it.
+
+    A database in the old rollback-journal mode is read with ``mode=ro``, which takes
+    SQLite's locks and makes no file. On a WAL database (the mode this project sets), while
+    a writer has it open its ``-wal`` file exists and ``mode=ro`` reads the committed state
+    through it; with no ``-wal`` no one has it open and the file holds everything committed:
+    it is opened ``immutable`` (no locks, no files; ``mode=ro`` would make ``-wal`` and
+    ``-shm`` files that a reader cannot remove). A writer that opens it meanwhile writes to
+    its own new ``-wal`` and reaches the file only at a checkpoint. In a folder this process
+    may not write, ``mode=ro`` cannot make the ``-shm`` index and ``immutable`` is the way in
+    too: such a database is an archive.
+    """
+    path = urllib.parse.quote(str(db.resolve()))
+    # Byte 18 of the header is 2 in WAL mode. Read before any connection of this process
+    # exists: closing a descriptor of the file would drop the locks such a connection holds.
+    with open(db, "rb") as f:
+        wal = f.read(20)[18:19] == b"\x02"
+
+    def open_mode(mode: str) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=SQLITE_BUSY_SECONDS, check_same_thread=False)
+
+    def connect() -> sqlite3.Connection:
+        if not wal:
+            return open_mode("mode=ro")
+        if Path(f"{db}-wal").exists():
+            conn = open_mode("mode=ro")
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.OperationalError:
+                conn.close()
+        return open_mode("mode=ro&immutable=1")
+
+    return connect
+
+
 @contextlib.contextmanager
 def file_lock(db: Path) -> Iterator[None]:
     """An exclusive lock on ``DB.lock`` beside a SQLite file, shared by every process that opens it.
@@ -114,7 +315,7 @@ def _open_rdb(engine_url: str, engine_kwargs: dict, retry: dict) -> RDBStorage:
     for attempt in range(3):
         existing = _has_tables(engine_url, engine_kwargs)
         try:
-            return RDBStorage(engine_url, engine_kwargs=engine_kwargs, skip_table_creation=existing, **retry)
+            return _Storage(engine_url, engine_kwargs=engine_kwargs, skip_table_creation=existing, **retry)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             # Two workers creating the tables of a new PostgreSQL database at once: one wins, the other
             # finds the tables there when it tries again.
@@ -125,20 +326,40 @@ def _open_rdb(engine_url: str, engine_kwargs: dict, retry: dict) -> RDBStorage:
 
 
 def _has_tables(engine_url: str, engine_kwargs: dict) -> bool:
-    engine = sqlalchemy.create_engine(engine_url, poolclass=sqlalchemy.pool.NullPool, **engine_kwargs)
+    engine = sqlalchemy.create_engine(engine_url, **{"poolclass": sqlalchemy.pool.NullPool, **engine_kwargs})
     try:
         return sqlalchemy.inspect(engine).has_table("alembic_version")
     finally:
         engine.dispose()
 
 
-def artifact_store(url: str, directory: str | None = None) -> FileSystemArtifactStore:
-    """The file-system artifact store: ``directory``, else beside a SQLite file, else ./artifacts."""
-    if directory is None:
-        db = sqlite_path(url)
-        directory = str(db.with_name(f"{db.stem}-artifacts")) if db else "artifacts"
-    os.makedirs(directory, exist_ok=True)
-    return FileSystemArtifactStore(directory)
+def artifact_dir(url: str, directory: str | None = None) -> Path:
+    """Where artifacts live: ``directory``, else beside a SQLite file, else ./artifacts."""
+    if directory is not None:
+        return Path(directory)
+    db = sqlite_path(url)
+    return db.with_name(f"{db.stem}-artifacts") if db else Path("artifacts")
+
+
+class _AtomicArtifactStore(FileSystemArtifactStore):
+    """Optuna's file-system artifact store, writing each file whole or not at all.
+
+    Optuna's own ``write`` copies into the final path, so a kill mid-copy left a truncated
+    model file behind the artifact's metadata.
+    """
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        # _get_filepath is Optuna's check that the id stays inside the store; there is no public one.
+        with atomic.replacing(self._get_filepath(artifact_id), "wb") as f:
+            shutil.copyfileobj(content_body, f)
+
+
+def artifact_store(url: str, directory: str | None = None, create: bool = True) -> FileSystemArtifactStore:
+    """The file-system artifact store (see ``artifact_dir``); ``create=False`` for readers, who make nothing."""
+    folder = artifact_dir(url, directory)
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
+    return _AtomicArtifactStore(folder)
 
 
 def _engine(url: str) -> tuple[str, dict]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import warnings
-from pathlib import Path
 
 import optuna
 import plotly.graph_objects as go
@@ -111,13 +110,6 @@ def render_report(study: optuna.Study, params: list[str]) -> str:
         f"<title>{html.escape(study.study_name)} — MNIST search report</title><style>{STYLE}</style></head>"
         f"<body>{''.join(page.parts)}</body></html>\n"
     )
-
-
-def write_report(study: optuna.Study, params: list[str], out: Path) -> Path:
-    """Write the report to ``out`` (its folder made when missing); returns ``out``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_report(study, params), encoding="utf-8")
-    return out
 
 
 def _table_html(t: Table) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -24,9 +25,12 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def make_spec(mnist_dir: Path, sqlite_url: str) -> Callable[..., StudySpec]:
+def make_spec(mnist_dir: Path, sqlite_url: str, tmp_path: Path) -> Callable[..., StudySpec]:
     def make(kind: str, **changes: object) -> StudySpec:
         values = {"kind": kind, "storage": sqlite_url, "data_dir": str(mnist_dir), **FAST, **changes}
+        if not str(values["storage"]).startswith("sqlite"):
+            # Beside a SQLite file they land in the test's folder already; elsewhere the default is ./artifacts.
+            values.setdefault("artifacts", str(tmp_path / "artifacts"))
         return StudySpec(**values)  # type: ignore[arg-type]
 
     return make
@@ -84,3 +88,29 @@ def states(storage: str, name: str) -> dict[str, int]:
 def param_sets(storage: str, name: str, states: tuple[str, ...] = ("COMPLETE", "PRUNED")) -> list[tuple]:
     study = optuna.load_study(study_name=name, storage=storage)
     return [tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False) if t.state.name in states]
+
+
+@pytest.fixture
+def own_pg_database() -> Iterator[tuple[str, str]]:
+    """A fresh PostgreSQL database (name, URL) and a role ``NAME_ro`` with no grants yet; both dropped after.
+
+    Names carry their own prefix: other test runs share the server.
+    """
+    from tests.search.test_scale import PG_ADMIN, _pg_answers
+
+    reason = _pg_answers()
+    if reason:
+        pytest.skip(reason)
+    import psycopg
+
+    name = f"mnist_hpo_harden_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE ROLE "{name}_ro" LOGIN')
+    try:
+        yield name, f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'DROP ROLE IF EXISTS "{name}_ro"')

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from search.budget import Counts, Verdict, claim
+from search.budget import WORKER_MEMORY_BYTES, Counts, Verdict, claim, plan_workers
 
 
 def test_free_slot_runs() -> None:
@@ -36,3 +36,12 @@ def test_points_are_enqueued_only_when_none_waits_and_within_the_free_slots() ->
 def test_points_exhausted_is_done_or_waits_for_running() -> None:
     assert claim(Counts(finished=1), budget=4, next_point=lambda slots: False) is Verdict.DONE
     assert claim(Counts(finished=1, running=1), budget=4, next_point=lambda slots: False) is Verdict.WAIT
+
+
+def test_workers_are_capped_at_the_trials_left_and_memory_is_warned_about() -> None:
+    assert plan_workers(4, 10, None) == (4, None)
+    assert plan_workers(1000, 3, None) == (3, "note: 1000 workers asked, 3 trial(s) left: starting 3")
+    assert plan_workers(5, 0, None)[0] == 1  # one worker still ends the study cleanly
+    workers, note = plan_workers(8, 100, 4 * WORKER_MEMORY_BYTES)
+    assert workers == 8 and note is not None and "8 workers need about 8.6 GB, 4.3 GB is available" in note
+    assert plan_workers(2, 100, 4 * WORKER_MEMORY_BYTES) == (2, None)

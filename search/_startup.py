@@ -1,0 +1,27 @@
+"""A quiet start: Ctrl-C while ``python -m search`` loads torch and Optuna ends in one line, not a traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+
+def _stop(signum: int, frame: object) -> None:
+    print("interrupted", file=sys.stderr)
+    raise SystemExit(130)
+
+
+@contextlib.contextmanager
+def quiet_interrupts() -> Iterator[None]:
+    """Within the block, SIGINT ends the process with ``interrupted`` and exit 130; the old handler after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
