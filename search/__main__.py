@@ -10,6 +10,7 @@ import optuna
 import sqlalchemy
 
 from search import app
+from search.bench import cli as bench_cli
 from search.runner import StudyError
 from search.spec import DEFAULT_TRIALS, PRUNERS, StudySpec
 from search.storage import DEFAULT_STORAGE, StorageError
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(sub)
     sub.add_argument("--study-name", required=True, help="the study")
     sub.add_argument("--out", required=True, help="CSV file to write")
+    bench_cli.add_parser(commands)
     return parser
 
 
@@ -86,6 +88,13 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
     group.add_argument(
         "--artifacts", default=None, help="artifact folder (default: beside the SQLite file, else ./artifacts)"
     )
+    if kind in ("random", "tpe"):
+        group.add_argument(
+            "--space",
+            choices=("full", "grid"),
+            default="full",
+            help="full: the distributions; grid: each parameter over its grid values (as bench replay)",
+        )
     if kind in ("grid", "oat"):
         group.add_argument(
             "--separate-runs",
@@ -115,6 +124,7 @@ def spec_from_args(args: argparse.Namespace) -> StudySpec:
         device=args.device,
         download=not args.no_download,
         share_runs=not getattr(args, "separate_runs", False),
+        grid_space=getattr(args, "space", "full") == "grid",
     )
 
 
@@ -128,6 +138,8 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return app.report(args.storage, args.study_name, args.out)
     if args.command == "best":
         return app.best(args.storage, args.study_name)
+    if args.command == "bench":
+        return bench_cli.run(args)
     if args.command == "list":
         return app.list_studies(args.storage)
     return app.export(args.storage, args.study_name, args.out)

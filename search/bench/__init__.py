@@ -1,0 +1,5 @@
+"""The grid as a tabular benchmark: a table of every grid point's learning curves, and samplers replayed on it."""
+
+from search.bench.table import Table, TableError, load
+
+__all__ = ["Table", "TableError", "load"]
