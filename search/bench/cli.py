@@ -24,10 +24,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--seed", type=int, default=1, help="the first training seed")
     build.add_argument("--from-study", default=None, help="read a finished grid study instead of training")
     build.add_argument("--storage", default="sqlite:///studies.db", help="the storage of --from-study")
+    build.add_argument("--note", default=None, help="a line for the header, e.g. what is unusual about the data")
     add_data_args(build)
     merge = sub.add_parser("merge", help="join tables of the same grid and data built with different seeds")
     merge.add_argument("tables", nargs="+", help="the table files, their seeds in this order")
     merge.add_argument("--out", required=True, help="the table file to write (.npz)")
+    merge.add_argument("--note", default=None, help="a line for the header, e.g. what is unusual about the data")
     replay = sub.add_parser("replay", help="run samplers against a table over many seeds, in simulated time")
     _add_replay_args(replay)
 
@@ -111,6 +113,8 @@ def _merge(args: argparse.Namespace) -> int:
     from search.bench.table import load, merge
 
     table = merge([load(path) for path in args.tables])
+    if args.note:
+        table.info["note"] = args.note
     path = table.save(args.out)
     print(f"wrote {path}: seeds {list(table.seeds)}, best validation accuracy {table.best():.4f}")
     return 0
@@ -136,7 +140,7 @@ def _replay(args: argparse.Namespace) -> int:
     best = table.best()
     summaries, times = summarize(runs, best)
     header = table.header()
-    about = {k: header.get(k) for k in ("content_hash", "data", "seeds", "device", "created")}
+    about = {k: header.get(k) for k in ("content_hash", "data", "note", "seeds", "device", "created")}
     result = to_json(
         summaries,
         times,
@@ -158,6 +162,7 @@ def terminal_table(result: dict, trials: int) -> str:
     table = result["table"]
     lines = [
         f"table {table['path']}: {table['points']} points, seeds {table['seeds']}, data {table['data']}",
+        *([f"note: {table['note']}"] if table.get("note") else []),
         f"best validation accuracy in the table: {table['best']:.4f}",
         "",
         f"{'sampler':<8} {f'best after {trials} (95% CI)':>28} {'regret':>7} {'rank':>5} {'<=0.1pt':>8} "

@@ -94,3 +94,15 @@ def test_the_shipped_table_loads() -> None:
     table = load(SHIPPED)
     assert len(table.points()) == 3**6 and table.fidelities == (5, 14, 25)
     assert table.info["data"]["train_images"] > 0
+
+
+@pytest.mark.parametrize("kind", ["tpe", "random"])
+def test_space_grid_makes_a_study_over_the_grid_values(kind: str) -> None:
+    from optuna.distributions import CategoricalDistribution
+
+    from search.__main__ import build_parser, spec_from_args
+    from search.space import SEVEN
+
+    spec = spec_from_args(build_parser().parse_args([kind, "--space", "grid"]))
+    assert spec.distributions == {p.name: CategoricalDistribution(p.grid) for p in SEVEN}
+    assert not spec_from_args(build_parser().parse_args([kind])).grid_space
