@@ -166,7 +166,7 @@ def terminal_table(result: dict, trials: int) -> str:
         f"best validation accuracy in the table: {table['best']:.4f}",
         "",
         f"{'sampler':<8} {f'best after {trials} (95% CI)':>28} {'regret':>7} {'rank':>5} {'<=0.1pt':>8} "
-        f"{'<=0.2pt':>8} {'trials to 0.2pt':>15} {'sim. min':>9} {'ask ms':>7}",
+        f"{'<=0.2pt':>8} {'trials to 0.2pt':>15} {'sim. min':>9} {'ask ms':>7} (CPU per trial)",
     ]
     for name, s in result["samplers"].items():
         mean, (lo, hi) = s["best_so_far_mean"][-1], s["best_so_far_ci"][-1]
