@@ -19,7 +19,7 @@ def replay_figure(summaries: dict[str, SamplerSummary], times: np.ndarray, best:
         color = DEFAULT_PLOTLY_COLORS[i % len(DEFAULT_PLOTLY_COLORS)]
         trials = np.arange(1, s.by_trial.shape[1] + 1)
         for col, (x, samples) in enumerate(((trials, s.by_trial), (times / 60, s.by_time)), start=1):
-            mean, ci = mean_interval(samples)
+            mean, ci = mean_interval(samples, best)
             band = go.Scatter(
                 x=np.concatenate([x, x[::-1]]),
                 y=np.concatenate([ci[:, 1], ci[::-1, 0]]),

@@ -46,14 +46,14 @@ def best_at_times(run: Run, times: np.ndarray) -> np.ndarray:
     return np.where(index > 0, values[np.maximum(index - 1, 0)], 0.0)
 
 
-def mean_interval(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over axis 0 and its 95% Student-t interval, ``[n, 2]`` (the mean itself where it cannot vary)."""
+def mean_interval(samples: np.ndarray, high: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over axis 0 and its 95% Student-t interval, ``[n, 2]``, cut at ``high`` (no sample exceeds it)."""
     mean = samples.mean(axis=0)
     if len(samples) < 2:
         return mean, np.stack([mean, mean], axis=-1)
     sem = stats.sem(samples, axis=0)
     half = np.where(sem > 0, sem * stats.t.ppf(0.975, len(samples) - 1), 0.0)
-    return mean, np.stack([mean - half, mean + half], axis=-1)
+    return mean, np.stack([mean - half, np.minimum(mean + half, high)], axis=-1)
 
 
 def summarize(runs: dict[str, list[Run]], best: float) -> tuple[dict[str, SamplerSummary], np.ndarray]:
@@ -92,8 +92,8 @@ def to_json(summaries: dict[str, SamplerSummary], times: np.ndarray, table: dict
     out: dict[str, Any] = {"table": table, "time_seconds": _round(times), "samplers": {}}
     best = table["best"]
     for name, s in summaries.items():
-        mean, ci = mean_interval(s.by_trial)
-        time_mean, time_ci = mean_interval(s.by_time)
+        mean, ci = mean_interval(s.by_trial, best)
+        time_mean, time_ci = mean_interval(s.by_time, best)
         out["samplers"][name] = {
             "best_so_far_mean": _round(mean),
             "best_so_far_ci": _round(ci),

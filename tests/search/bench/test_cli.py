@@ -106,3 +106,11 @@ def test_space_grid_makes_a_study_over_the_grid_values(kind: str) -> None:
     spec = spec_from_args(build_parser().parse_args([kind, "--space", "grid"]))
     assert spec.distributions == {p.name: CategoricalDistribution(p.grid) for p in SEVEN}
     assert not spec_from_args(build_parser().parse_args([kind])).grid_space
+
+
+def test_build_from_an_absent_study_ends_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    args = ["bench", "build", "--from-study", "nope", "--storage", storage, "--out", str(tmp_path / "t.npz")]
+    code, _, err = run_main(args, capsys)
+    assert code == 1 and "no study 'nope'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "t.npz").exists()
