@@ -13,6 +13,7 @@ with quiet_interrupts():  # the imports below take seconds (torch, Optuna, plotl
     import sqlalchemy
 
     from search import app
+    from search.bench import cli as bench_cli
     from search.runner import StudyError
     from search.spec import DEFAULT_TRIALS, MAX_SEEDS, PRUNERS, StudySpec
     from search.storage import DEFAULT_STORAGE, StorageError, mask_url, storage_failure
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(sub)
     sub.add_argument("--study-name", type=study_name, required=True, help="the study")
     sub.add_argument("--out", required=True, help="CSV file to write")
+    bench_cli.add_parser(commands)
     return parser
 
 
@@ -181,6 +183,13 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
         help="seconds between heartbeats; a trial silent for twice that is failed and re-run",
     )
     _add_artifacts(group)
+    if kind in ("random", "tpe"):
+        group.add_argument(
+            "--space",
+            choices=("full", "grid"),
+            default="full",
+            help="full: the distributions; grid: each parameter over its grid values (as bench replay)",
+        )
     if kind in ("grid", "oat"):
         group.add_argument(
             "--separate-runs",
@@ -212,6 +221,7 @@ def spec_from_args(args: argparse.Namespace) -> StudySpec:
         device=args.device,
         download=not args.no_download,
         share_runs=not getattr(args, "separate_runs", False),
+        grid_space=getattr(args, "space", "full") == "grid",
     )
 
 
@@ -227,6 +237,8 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return app.effects(args.storage, args.study_name, args.format, args.seed)
     if args.command == "best":
         return app.best(args.storage, args.study_name, args.artifacts)
+    if args.command == "bench":
+        return bench_cli.run(args)
     if args.command == "list":
         return app.list_studies(args.storage)
     return app.export(args.storage, args.study_name, args.out)

@@ -65,6 +65,11 @@ def distributions(space: tuple[Parameter, ...]) -> dict[str, BaseDistribution]:
     return {p.name: p.distribution for p in space}
 
 
+def grid_distributions(space: tuple[Parameter, ...]) -> dict[str, BaseDistribution]:
+    """Each parameter over its grid values only (``--space grid``), the space of the tabular benchmark."""
+    return {p.name: CategoricalDistribution(p.grid) for p in space}
+
+
 def grid_points(space: tuple[Parameter, ...], seed: int) -> list[dict[str, Any]]:
     """Every combination of grid values, in a seeded random order, those that can share a run together.
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import optuna
 
-from search.space import Parameter, distributions, grid_points, oat_points, search_space
+from search.space import Parameter, distributions, grid_distributions, grid_points, oat_points, search_space
 from search.storage import DEFAULT_STORAGE, check_url
 from trainer import TrainConfig
 from trainer.config import MAX_EPOCHS
@@ -46,6 +46,7 @@ class StudySpec:
     device: str = "auto"
     download: bool = True
     share_runs: bool = True
+    grid_space: bool = False  # random and tpe over the grid's values only (the tabular benchmark's space)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -78,7 +79,7 @@ class StudySpec:
 
     @property
     def distributions(self) -> dict[str, Any]:
-        return distributions(self.space)
+        return grid_distributions(self.space) if self.grid_space else distributions(self.space)
 
     def points(self) -> list[dict[str, Any]] | None:
         """The fixed points a grid or oat study runs, in order; None for samplers."""
@@ -120,6 +121,7 @@ class StudySpec:
         # A trial's value is a mean over its seeds: a study mixing K cannot compare its trials.
         identity: dict[str, Any] = {"kind": self.kind, "regularization": self.regularization, "seeds": self.seeds}
         identity["max_epochs"] = self.max_epochs  # it changes the space
+        identity["space"] = "grid" if self.grid_space else "full"  # so does --space grid
         if self.kind == "grid":
             identity["seed"] = self.seed  # it orders the grid's points
         return identity

@@ -1,0 +1,116 @@
+"""``python -m search bench``: the JSON of a replay, and bad input ending in one line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from search.__main__ import main
+from search.bench import summary  # noqa: F401  (imported before a test hides scipy)
+from tests.search.bench.conftest import random_table
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(exit_info.value.code or 0), out, err
+
+
+def test_replay_prints_the_json_of_the_issue(table_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["bench", "replay", "--table", str(table_file), "--samplers", "random,tpe", "--trials", "12"]
+    code, out, _ = run_main([*args, "--repeats", "3", "--format", "json", "--processes", "1"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    best = random_table().best()
+    assert result["table"]["best"] == pytest.approx(best)
+    for name in ("random", "tpe"):
+        s = result["samplers"][name]
+        mean = np.array(s["best_so_far_mean"])
+        assert len(mean) == 12 and np.all(np.diff(mean) >= 0) and mean[-1] <= best + 1e-9
+        assert all(lo <= m <= hi for m, (lo, hi) in zip(mean, s["best_so_far_ci"], strict=True))
+        assert 1 <= s["mean_rank"] <= 2 and 0 <= s["within_0.002"] <= 1
+        assert [r["seed"] for r in s["repeats"]] == [1, 2, 3]
+        trial = s["repeats"][0]["trials"][0]
+        assert set(trial) >= {"params", "value"} and "epochs" in trial["params"]
+
+
+def test_replay_writes_a_report(table_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r" / "replay.html"
+    args = ["bench", "replay", "--table", str(table_file), "--samplers", "grid,random", "--trials", "8"]
+    code, text, _ = run_main([*args, "--repeats", "2", "--processes", "1", "--out", str(out)], capsys)
+    assert code == 0 and "plotly" in out.read_text() and "grid" in text and "random" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--samplers", "random,cmaes"], "unknown sampler 'cmaes'"),
+        (["--trials", "0"], "--trials: must be an integer >= 1"),
+        (["--pruner", "sometimes"], "invalid choice: 'sometimes'"),
+    ],
+)
+def test_bad_replay_arguments_end_in_one_line(
+    table_file: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, out, err = run_main(["bench", "replay", "--table", str(table_file), *args], capsys)
+    assert code != 0 and message in err and len(err.strip().splitlines()) == 1 and out == ""
+
+
+def test_a_file_that_is_not_a_table_ends_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "notes.npz"
+    bad.write_text("not a table")
+    code, _, err = run_main(["bench", "replay", "--table", str(bad)], capsys)
+    assert code == 1 and "is not a benchmark table" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_table_of_another_version_ends_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = random_table()
+    path = tmp_path / "v2.npz"
+    header = {**table.header(), "version": 2}
+    np.savez(path, curves=table.curves, header=np.array(json.dumps(header)))
+    code, _, err = run_main(["bench", "replay", "--table", str(path)], capsys)
+    assert code == 1 and "format version 2" in err and len(err.strip().splitlines()) == 1
+
+
+def test_gp_without_scipy_ends_in_one_line(
+    table_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "scipy", None)  # import scipy now raises ImportError
+    code, _, err = run_main(["bench", "replay", "--table", str(table_file), "--samplers", "gp"], capsys)
+    assert code == 2 and "needs scipy" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_shipped_table_loads() -> None:
+    from search.bench.cli import SHIPPED
+    from search.bench.table import load
+
+    if not SHIPPED.exists():
+        pytest.skip("no table shipped in this checkout yet")
+    table = load(SHIPPED)
+    assert len(table.points()) == 3**6 and table.fidelities == (5, 14, 25)
+    assert table.info["data"]["train_images"] > 0
+
+
+@pytest.mark.parametrize("kind", ["tpe", "random"])
+def test_space_grid_makes_a_study_over_the_grid_values(kind: str) -> None:
+    from optuna.distributions import CategoricalDistribution
+
+    from search.__main__ import build_parser, spec_from_args
+    from search.space import SEVEN
+
+    spec = spec_from_args(build_parser().parse_args([kind, "--space", "grid"]))
+    assert spec.distributions == {p.name: CategoricalDistribution(p.grid) for p in SEVEN}
+    assert not spec_from_args(build_parser().parse_args([kind])).grid_space
+
+
+def test_build_from_an_absent_study_ends_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    args = ["bench", "build", "--from-study", "nope", "--storage", storage, "--out", str(tmp_path / "t.npz")]
+    code, _, err = run_main(args, capsys)
+    assert code == 1 and "no study 'nope'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "t.npz").exists()
