@@ -26,6 +26,7 @@ from search.space import point_key
 from search.spec import StudySpec
 from search.storage import artifact_store, open_storage, quiet_optuna
 from trainer import TrainConfig, load_mnist, resolve_device, split
+from trainer.checkpoint import CheckpointFolder
 from trainer.objective import GroupProgress, Objective
 
 OBJECTIVE_NAME = "validation accuracy"
@@ -82,6 +83,8 @@ def run_worker(spec: StudySpec, worker: int, emit: Emit, interrupts: Interrupts 
         seeds=spec.seeds,
         after_run=lambda trial, result: record_trial(trial, result, store),
         on_progress=lambda progress: emit(epoch_event(progress, worker)),
+        # A running group's checkpoint lies beside the study's artifacts (the store's own folder).
+        checkpoints=CheckpointFolder(store._base_path, spec.name),
     )
     points = spec.points()
     budget = len(points) if points is not None and spec.trials is None else spec.budget
