@@ -90,6 +90,11 @@ class CheckpointFolder:
                 return Checkpoint(path), saved
         return Checkpoint(self.path(configs)), list(configs)
 
+    def clear(self) -> None:
+        """Remove every checkpoint of the study (once nothing is left to resume them)."""
+        for path in self.folder.glob(f"{self.prefix}-*.pt"):
+            path.unlink(missing_ok=True)
+
     def _run_prefix(self, configs: Sequence[TrainConfig]) -> str:
         from trainer.loop import group_key  # the loop imports this module
 

@@ -155,11 +155,13 @@ class Objective:
         config = self.base.replace(**suggest(trial, self.space))
         return [config.replace(seed=config.seed + k) for k in range(self.seeds)]
 
-    def run_group(self, trials: Sequence[optuna.Trial], done: Done) -> None:
+    def run_group(self, trials: Sequence[optuna.Trial], done: Done, resumable: bool = True) -> None:
         """Train every seed of every trial; configurations with one ``run_key`` train as one run.
 
         ``done`` gets each trial and its ``TrialResult`` as soon as all its seeds are done.
-        Runs that cannot share (other seeds, today) train one after another.
+        Runs that cannot share (other seeds, today) train one after another. With
+        ``resumable`` (the trials' points are asked again after an interrupt) and
+        ``checkpoints``, each run keeps a checkpoint while it trains.
         """
         started = time.perf_counter()
         seeds = {t.number: _Seeds(t, self.seeds) for t in trials}
@@ -177,7 +179,7 @@ class Objective:
         with _out_of_memory_fails(running):
             for index, run in enumerate(runs.values()):
                 progress = functools.partial(GroupProgress, trials[0].number, len(trials), index + 1, len(runs))
-                self._train_run(run, seeds, leave, progress)
+                self._train_run(run, seeds, leave, progress, resumable)
 
     def _train_run(
         self,
@@ -185,14 +187,16 @@ class Objective:
         seeds: dict[int, _Seeds],
         leave: Callable[[optuna.Trial, int, RunResult], None],
         progress: Callable[..., GroupProgress],
+        resumable: bool,
     ) -> None:
         """Train one run of the group, resuming its checkpoint; each member leaves once.
 
         A resumed run may train configurations whose trials were told before the interrupt:
-        they train again for the others' sake, and nobody is told of them.
+        they train again for the others' sake, and nobody is told of them. A run that fails
+        removes its checkpoint (its trials are not asked again); an interrupted one keeps it.
         """
         checkpoint, configs = None, [c for *_, c in run]
-        if self.checkpoints is not None:
+        if self.checkpoints is not None and resumable:
             checkpoint, configs = self.checkpoints.find(configs)
         owners = _owners(run, configs)
         left: set[int] = set()
@@ -203,13 +207,18 @@ class Objective:
                 leave(*owners[i], result)
 
         callbacks = [seeds[o[0].number].on_epoch(o[1]) if o is not None else None for o in owners]
-        results = train_together(
-            configs,
-            self.splits,
-            self._announce(callbacks, functools.partial(progress, epochs=max(c.epochs for c in configs))),
-            on_done=on_done,
-            checkpoint=checkpoint,
-        )
+        try:
+            results = train_together(
+                configs,
+                self.splits,
+                self._announce(callbacks, functools.partial(progress, epochs=max(c.epochs for c in configs))),
+                on_done=on_done,
+                checkpoint=checkpoint,
+            )
+        except Exception:
+            if checkpoint is not None:
+                checkpoint.clear()
+            raise
         # Members that had left before the checkpoint but whose trial was not told yet.
         for i, result in enumerate(results):
             if i not in left:

@@ -13,7 +13,8 @@ import torch
 from search import app, records, runner
 from search.progress import Progress
 from search.spec import StudySpec
-from trainer import loop
+from trainer import TrainConfig, loop
+from trainer.checkpoint import CheckpointFolder
 
 STOP_EPOCH = 6  # the epochs=5 points of the group are told, the epochs=6 ones are still training
 
@@ -84,3 +85,19 @@ def test_an_interrupted_shared_run_resumes_and_equals_an_uninterrupted_one(
         assert trial.intermediate_values == twin.intermediate_values  # every epoch reported, resumed ones too
         model, twin_model = watch.models["cut", point], watch.models["whole", point]
         assert all(torch.equal(model[k], twin_model[k]) for k in twin_model), point
+
+
+def test_sampler_trials_keep_no_checkpoint_and_a_finished_study_leaves_none(
+    make_spec: Callable[..., StudySpec], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = make_spec("random", trials=1, pruner="none")
+    folder = runner.checkpoint_folder(spec)
+    stale = folder.folder / f"{folder.prefix}-0-0.pt"  # a group told just before an interrupt left it
+    stale.write_bytes(b"")
+    other = runner.checkpoint_folder(spec.replace(study_name="other")).path([TrainConfig()])
+    other.write_bytes(b"")
+    asked: list[object] = []
+    monkeypatch.setattr(CheckpointFolder, "find", lambda self, configs: asked.append(configs))
+    assert app.run_study(spec, []) == 0
+    assert asked == []  # a sampler's trial is never asked again after an interrupt: nothing to resume
+    assert not stale.exists() and other.exists()  # another study's checkpoints are its own
