@@ -92,7 +92,8 @@ class CheckpointFolder:
 
     def clear(self) -> None:
         """Remove every checkpoint of the study (once nothing is left to resume them)."""
-        for path in self.folder.glob(f"{self.prefix}-*.pt"):
+        # With the temporary files of workers killed while they saved (``Checkpoint.save``).
+        for path in [*self.folder.glob(f"{self.prefix}-*.pt"), *self.folder.glob(f".{self.prefix}-*.partial")]:
             path.unlink(missing_ok=True)
 
     def _run_prefix(self, configs: Sequence[TrainConfig]) -> str:
