@@ -64,7 +64,7 @@ class CheckpointFolder:
 
     def __init__(self, folder: str | os.PathLike[str], study: str) -> None:
         self.folder = Path(folder)
-        safe = re.sub(r"[^\w.-]", "_", study)[:40]
+        safe = re.sub(r"[^\w.]", "_", study)[:40]  # no "-": a study's files never match another's prefix
         self.prefix = f"checkpoint-{safe}-{_digest([study])[:8]}"
 
     def path(self, configs: Sequence[TrainConfig]) -> Path:
@@ -83,6 +83,8 @@ class CheckpointFolder:
         asked = set(configs)
         for path in sorted(self.folder.glob(f"{self._run_prefix(configs)}-*.pt")):
             saved = _saved_configs(path)
+            if saved == []:  # removed meanwhile: its run ended in another worker
+                continue
             if saved is None or path != self.path(saved):
                 print(f"ignoring the unreadable or mismatched checkpoint {path} (removed)", file=sys.stderr)
                 path.unlink(missing_ok=True)
@@ -107,12 +109,16 @@ _KEYS = {"configs", "epoch", "param", "optimizer", "orders", "masks", "histories
 
 
 def _saved_configs(path: Path) -> list[TrainConfig] | None:
-    """The configurations a checkpoint file was saved for, or None when it is unreadable."""
+    """The configurations a checkpoint file was saved for: none when it is gone, None when it is unreadable."""
     try:
         state = Checkpoint(path).load()
-        if not state.keys() >= _KEYS:
+        if state is None:
+            return []
+        if not state.keys() >= _KEYS or not state["configs"]:
             return None
         return [TrainConfig(**c) for c in state["configs"]]
+    except FileNotFoundError:
+        return []
     except Exception:  # noqa: BLE001 - any damage (truncated, foreign, older format) means: do not resume
         return None
 
