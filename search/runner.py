@@ -37,6 +37,7 @@ from search.storage import (
     storage_failure,
 )
 from trainer import TrainConfig, load_mnist, resolve_device, split
+from trainer.checkpoint import CheckpointFolder
 from trainer.objective import GroupProgress, Objective
 
 OBJECTIVE_NAME = "validation accuracy"
@@ -111,6 +112,8 @@ def run_worker(spec: StudySpec, worker: int, emit: Emit, interrupts: Interrupts 
         seeds=spec.seeds,
         after_run=lambda trial, result: record_trial(trial, result, store),
         on_progress=lambda progress: emit(epoch_event(progress, worker)),
+        # A running group's checkpoint lies beside the study's artifacts (the store's own folder).
+        checkpoints=checkpoint_folder(spec),
     )
     points = spec.points()
     budget = len(points) if points is not None and spec.trials is None else spec.budget
@@ -142,6 +145,11 @@ def run_worker(spec: StudySpec, worker: int, emit: Emit, interrupts: Interrupts 
             with interrupts.held_section():
                 optuna.storages.fail_stale_trials(study)
                 fail_silent_trials(storage, study, 2 * spec.heartbeat)
+
+
+def checkpoint_folder(spec: StudySpec) -> CheckpointFolder:
+    """The checkpoints of the study's running groups: beside its artifacts, in the store's own folder."""
+    return CheckpointFolder(artifact_store(spec.storage, spec.artifacts)._base_path, spec.name)
 
 
 def _seed_offset(storage: optuna.storages.RDBStorage, study: optuna.Study, worker: int) -> int:
@@ -247,7 +255,8 @@ def run_workers(spec: StudySpec, emit: Emit) -> None:
     """Run the study's workers: in this process for one, else in spawned processes.
 
     Ctrl-C or SIGTERM reach every worker; each closes its running trial before exiting.
-    A worker's error is raised here as one ``StudyError``.
+    A worker's error is raised here as one ``StudyError``. Once no point is left to run
+    or running, no checkpoint of the study is left either.
     """
     interrupts = Interrupts().install()
     try:
@@ -257,6 +266,10 @@ def run_workers(spec: StudySpec, emit: Emit) -> None:
             _run_processes(spec, emit)
     finally:
         interrupts.uninstall()
+    study = optuna.load_study(study_name=spec.name, storage=open_storage(spec.storage, spec.heartbeat))
+    if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        # A group whose last trial was told just before an interrupt left a checkpoint nobody resumes.
+        checkpoint_folder(spec).clear()
 
 
 def _run_processes(spec: StudySpec, emit: Emit) -> None:

@@ -6,7 +6,8 @@ nll/cross_entropy) are enqueued next to each other; a worker takes the run of wa
 points at the head of the queue, asks a trial for each, and trains them together
 (``Objective.run_group``), every point under each of the study's seeds. Each trial is
 told as soon as all its seeds are done, with the histories and model it would have had
-alone. A heartbeat covers every trial of the group while it trains.
+alone. A heartbeat covers every trial of the group while it trains. A group of points
+keeps a checkpoint of its run, so that the points an interrupt queued again resume it.
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ class Heartbeats:
             self._thread.join()
 
 
+def _is_point(study: optuna.Study, trial: optuna.Trial) -> bool:
+    """An enqueued point, queued again when interrupted (a sampler's trial is not: nothing resumes it)."""
+    # A live Trial has no public view of its system attrs, where Optuna keeps an enqueued point.
+    return study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params") is not None
+
+
 def run_group(
     study: optuna.Study,
     objective: Objective,
@@ -120,7 +127,7 @@ def run_group(
         try:
             try:
                 interrupts.release()  # raises an interrupt held back since the claim
-                objective.run_group(trials, done)
+                objective.run_group(trials, done, resumable=all(_is_point(study, t) for t in trials))
             finally:
                 interrupts.hold()
         except TrialFailed:

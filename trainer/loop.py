@@ -154,7 +154,9 @@ def train_together(
 
     With ``checkpoint``, the run saves its state there after every epoch and, when the file
     exists, resumes after its last saved epoch (``trainer.checkpoint``); configurations that
-    had left before it are returned again but not passed to ``on_done`` a second time.
+    had left before it are returned again but not passed to ``on_done`` a second time. On
+    resuming, each callback first sees the saved epochs again (a new trial must report
+    them); one that stops its configuration there ends it after the saved epochs.
     """
     if not configs:
         return []
@@ -202,6 +204,8 @@ def train_together(
     first = 1
     if checkpoint is not None and (state := checkpoint.load()) is not None:
         first = _restore(state, run) + 1
+        for i in _replay(run, callbacks):
+            leave(i, stopped=True)
     for epoch in range(first, max(c.epochs for c in configs) + 1):
         if all(r is not None for r in results):
             break
@@ -298,6 +302,17 @@ def _restore(state: dict[str, Any], run: _Run) -> int:
             model=model.eval(),
         )
     return state["epoch"]
+
+
+def _replay(run: _Run, callbacks: Sequence[EpochCallback | None]) -> list[int]:
+    """Show each callback its configuration's restored epochs; return the still running ones it stops."""
+    stopped = []
+    for i, callback in enumerate(callbacks):
+        for record in run.histories[i] if callback is not None else ():
+            if callback(record) and run.results[i] is None:
+                stopped.append(i)
+                break
+    return stopped
 
 
 def _labels(splits: Splits) -> dict[str, torch.Tensor]:

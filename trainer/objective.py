@@ -18,6 +18,7 @@ import torch
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from torch import nn
 
+from trainer.checkpoint import CheckpointFolder
 from trainer.config import TrainConfig
 from trainer.data import Splits
 from trainer.loop import EpochCallback, EpochRecord, RunResult, run_key, train_together
@@ -129,6 +130,8 @@ class Objective:
     the trial once all its seeds reached that epoch (learning curves, pruning).
     ``after_run`` stores a finished trial's ``TrialResult``. A diverged or out-of-memory
     run raises ``TrialFailed`` with its reason stored; a pruned one ``optuna.TrialPruned``.
+    With ``checkpoints``, each run keeps a checkpoint there and resumes an interrupted one
+    (``CheckpointFolder.find``).
     """
 
     def __init__(
@@ -139,22 +142,26 @@ class Objective:
         seeds: int = 1,
         after_run: AfterRun | None = None,
         on_progress: OnProgress | None = None,
+        checkpoints: CheckpointFolder | None = None,
     ) -> None:
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
             raise ValueError(f"seeds must be an integer >= 1, but got seeds={seeds!r}.")
         self.base, self.splits, self.space = base, splits, dict(space)
         self.seeds, self.after_run, self.on_progress = seeds, after_run, on_progress
+        self.checkpoints = checkpoints
 
     def configs(self, trial: optuna.Trial) -> list[TrainConfig]:
         """The trial's configuration under each of its seeds."""
         config = self.base.replace(**suggest(trial, self.space))
         return [config.replace(seed=config.seed + k) for k in range(self.seeds)]
 
-    def run_group(self, trials: Sequence[optuna.Trial], done: Done) -> None:
+    def run_group(self, trials: Sequence[optuna.Trial], done: Done, resumable: bool = True) -> None:
         """Train every seed of every trial; configurations with one ``run_key`` train as one run.
 
         ``done`` gets each trial and its ``TrialResult`` as soon as all its seeds are done.
-        Runs that cannot share (other seeds, today) train one after another.
+        Runs that cannot share (other seeds, today) train one after another. With
+        ``resumable`` (the trials' points are asked again after an interrupt) and
+        ``checkpoints``, each run keeps a checkpoint while it trains.
         """
         started = time.perf_counter()
         seeds = {t.number: _Seeds(t, self.seeds) for t in trials}
@@ -171,33 +178,66 @@ class Objective:
 
         with _out_of_memory_fails(running):
             for index, run in enumerate(runs.values()):
-                progress = functools.partial(
-                    GroupProgress,
-                    trials[0].number,
-                    len(trials),
-                    index + 1,
-                    len(runs),
-                    epochs=max(c.epochs for *_, c in run),
-                )
-                train_together(
-                    [c for _, _, c in run],
-                    self.splits,
-                    self._announce([seeds[t.number].on_epoch(k) for t, k, _ in run], progress),
-                    on_done=lambda i, result, run=run: leave(run[i][0], run[i][1], result),
-                )
+                progress = functools.partial(GroupProgress, trials[0].number, len(trials), index + 1, len(runs))
+                self._train_run(run, seeds, leave, progress, resumable)
 
-    def _announce(self, callbacks: list[EpochCallback], progress: Callable[..., GroupProgress]) -> list[EpochCallback]:
+    def _train_run(
+        self,
+        run: list[tuple[optuna.Trial, int, TrainConfig]],
+        seeds: dict[int, _Seeds],
+        leave: Callable[[optuna.Trial, int, RunResult], None],
+        progress: Callable[..., GroupProgress],
+        resumable: bool,
+    ) -> None:
+        """Train one run of the group, resuming its checkpoint; each member leaves once.
+
+        A resumed run may train configurations whose trials were told before the interrupt:
+        they train again for the others' sake, and nobody is told of them. A run that fails
+        removes its checkpoint (its trials are not asked again); an interrupted one keeps it.
+        """
+        checkpoint, configs = None, [c for *_, c in run]
+        if self.checkpoints is not None and resumable:
+            checkpoint, configs = self.checkpoints.find(configs)
+        owners = _owners(run, configs)
+        left: set[int] = set()
+
+        def on_done(i: int, result: RunResult) -> None:
+            if owners[i] is not None:
+                left.add(i)
+                leave(*owners[i], result)
+
+        callbacks = [seeds[o[0].number].on_epoch(o[1]) if o is not None else None for o in owners]
+        try:
+            results = train_together(
+                configs,
+                self.splits,
+                self._announce(callbacks, functools.partial(progress, epochs=max(c.epochs for c in configs))),
+                on_done=on_done,
+                checkpoint=checkpoint,
+            )
+        except Exception:
+            if checkpoint is not None:
+                checkpoint.clear()
+            raise
+        # Members that had left before the checkpoint but whose trial was not told yet.
+        for i, result in enumerate(results):
+            if i not in left:
+                on_done(i, result)
+
+    def _announce(
+        self, callbacks: list[EpochCallback | None], progress: Callable[..., GroupProgress]
+    ) -> list[EpochCallback]:
         """``callbacks``, the first of them to see an epoch also telling ``on_progress`` (once per epoch)."""
         if self.on_progress is None:
             return callbacks
         on_progress, images, told = self.on_progress, len(self.splits.train_y), [0]
 
-        def wrap(callback: EpochCallback) -> EpochCallback:
+        def wrap(callback: EpochCallback | None) -> EpochCallback:
             def on_epoch(record: EpochRecord) -> bool | None:
                 if record.epoch > told[0]:
                     told[0] = record.epoch
                     on_progress(progress(epoch=record.epoch, images_per_second=images / max(record.seconds, 1e-9)))
-                return callback(record)
+                return callback(record) if callback is not None else None
 
             return on_epoch
 
@@ -248,6 +288,17 @@ class _Seeds:
         self.results[k] = result
         self.stop = self.stop or result.diverged
         return all(r is not None for r in self.results)
+
+
+Member = tuple[optuna.Trial, int]  # a trial and the index of one of its seeds
+
+
+def _owners(run: list[tuple[optuna.Trial, int, TrainConfig]], configs: list[TrainConfig]) -> list[Member | None]:
+    """Which trial's seed each of ``configs`` trains (None: a configuration no open trial asked for)."""
+    pool: dict[TrainConfig, list[Member]] = {}
+    for trial, k, config in run:
+        pool.setdefault(config, []).append((trial, k))
+    return [pool[c].pop(0) if pool.get(c) else None for c in configs]
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ import torch
 
 from tests.trainer.test_stack import MIXED
 from trainer import Splits, TrainConfig
-from trainer.checkpoint import Checkpoint
+from trainer.checkpoint import Checkpoint, CheckpointFolder
 from trainer.loop import EpochRecord, train_together
 
 
@@ -47,6 +47,72 @@ def test_a_checkpoint_of_other_configurations_is_refused(splits: Splits, tmp_pat
     checkpoint.save({"configs": [config.replace(seed=9).to_dict()]})
     with pytest.raises(ValueError, match="other configurations"):
         train_together([config], splits, checkpoint=checkpoint)
+
+
+def test_a_rerun_of_part_of_a_run_finds_the_whole_runs_checkpoint(splits: Splits, tmp_path: Path) -> None:
+    base = TrainConfig(hidden_units=16, batch_size=50, epochs=2, device="cpu")
+    configs = [base.replace(learning_rate=r, epochs=e) for r, e in ((0.1, 1), (0.1, 3), (1.0, 3))]
+    folder = CheckpointFolder(tmp_path, "my study/1")
+    checkpoint, full = folder.find(configs)
+    assert full == configs and checkpoint.path == folder.path(configs[::-1])  # the order does not matter
+    checkpoint.save(_state_of(configs, splits, tmp_path))
+    # The 1-epoch configuration was told before the interrupt: the rerun asks for the other two.
+    resumed, again = folder.find(configs[1:])
+    assert resumed.path == checkpoint.path and again == configs
+    # Another run of the same network (other rates) and another study keep their own files.
+    other = [base.replace(learning_rate=0.5)]
+    fresh, alone = folder.find(other)
+    assert alone == other and fresh.path != checkpoint.path and checkpoint.path.exists()
+    assert CheckpointFolder(tmp_path, "my study_1").path(configs) != checkpoint.path
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", None])
+def test_a_damaged_or_mismatched_checkpoint_is_removed_with_one_line(
+    splits: Splits, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | None
+) -> None:
+    configs = [TrainConfig(hidden_units=16, batch_size=50, epochs=2, device="cpu")]
+    folder = CheckpointFolder(tmp_path, "study")
+    path = folder.path(configs)
+    if content is None:  # a whole checkpoint, of other configurations than its name says
+        Checkpoint(path).save(_state_of([configs[0].replace(seed=9)], splits, tmp_path))
+    else:
+        path.write_bytes(content)
+    checkpoint, full = folder.find(configs)
+    assert full == configs and checkpoint.path == path and not path.exists()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err
+    assert len(train_together(configs, splits, checkpoint=checkpoint)) == 1  # trains from epoch 1
+
+
+def test_a_save_cut_short_leaves_the_previous_checkpoint_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    checkpoint = Checkpoint(tmp_path / "group.pt")
+    checkpoint.save({"epoch": 1})
+
+    def killed(state: object, f: object) -> None:
+        f.write(b"half a checkpoint")  # type: ignore[attr-defined]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save({"epoch": 2})
+    monkeypatch.undo()
+    assert checkpoint.load() == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["group.pt"]
+
+
+def _state_of(configs: list[TrainConfig], splits: Splits, tmp_path: Path) -> dict:
+    """A real checkpoint of ``configs`` (one of them trains 2 epochs or more) after their first epoch."""
+    saved = Checkpoint(tmp_path / "saved.pt")
+
+    def stop_in_epoch_2(record: EpochRecord) -> None:
+        if record.epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_together(configs, splits, [stop_in_epoch_2] * len(configs), checkpoint=saved)
+    state = saved.load()
+    saved.clear()
+    return state
 
 
 def _figures(record: EpochRecord) -> dict[str, float]:
