@@ -29,6 +29,7 @@ from search.spec import StudySpec
 from search.storage import (
     INTERRUPTED,
     MAX_RETRIES,
+    artifact_dir,
     artifact_store,
     close_open_trials,
     mask_url,
@@ -149,7 +150,8 @@ def run_worker(spec: StudySpec, worker: int, emit: Emit, interrupts: Interrupts 
 
 def checkpoint_folder(spec: StudySpec) -> CheckpointFolder:
     """The checkpoints of the study's running groups: beside its artifacts, in the store's own folder."""
-    return CheckpointFolder(artifact_store(spec.storage, spec.artifacts)._base_path, spec.name)
+    artifact_store(spec.storage, spec.artifacts)  # makes the folder when it is not there yet
+    return CheckpointFolder(artifact_dir(spec.storage, spec.artifacts), spec.name)
 
 
 def _seed_offset(storage: optuna.storages.RDBStorage, study: optuna.Study, worker: int) -> int:
