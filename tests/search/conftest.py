@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -90,12 +91,9 @@ def param_sets(storage: str, name: str, states: tuple[str, ...] = ("COMPLETE", "
     return [tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False) if t.state.name in states]
 
 
-@pytest.fixture
-def own_pg_database() -> Iterator[tuple[str, str]]:
-    """A fresh PostgreSQL database (name, URL) and a role ``NAME_ro`` with no grants yet; both dropped after.
-
-    Names carry their own prefix: other test runs share the server.
-    """
+@contextlib.contextmanager
+def fresh_pg_database(prefix: str) -> Iterator[str]:
+    """A new PostgreSQL database named ``PREFIX_<random>`` (other test runs share the server), dropped after."""
     from tests.search.test_scale import PG_ADMIN, _pg_answers
 
     reason = _pg_answers()
@@ -103,14 +101,32 @@ def own_pg_database() -> Iterator[tuple[str, str]]:
         pytest.skip(reason)
     import psycopg
 
-    name = f"mnist_hpo_harden_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-        conn.execute(f'CREATE ROLE "{name}_ro" LOGIN')
     try:
-        yield name, f"postgresql://postgres@127.0.0.1:5432/{name}"
+        yield name
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'DROP ROLE IF EXISTS "{name}_ro"')
+
+
+@pytest.fixture
+def own_pg_database() -> Iterator[tuple[str, str]]:
+    """A fresh PostgreSQL database (name, URL) and a role ``NAME_ro`` with no grants yet; both dropped after."""
+    import psycopg
+
+    from tests.search.test_scale import PG_ADMIN
+
+    role = None
+    try:
+        with fresh_pg_database("mnist_hpo_harden") as name:
+            role = f"{name}_ro"
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'CREATE ROLE "{role}" LOGIN')
+            yield name, f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        if role is not None:  # after its database is gone, so no grant holds it
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'DROP ROLE IF EXISTS "{role}"')

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from search import app
 from search.spec import StudySpec
 from tests.conftest import REPO, write_mnist
-from tests.search.conftest import fast_flags, param_sets, start_search, states
+from tests.search.conftest import fast_flags, fresh_pg_database, param_sets, start_search, states
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -35,17 +34,8 @@ def _pg_answers() -> str | None:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards."""
-    reason = _pg_answers()
-    if reason:
-        pytest.skip(reason)
-    import psycopg
-
-    name = f"mnist_hpo_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database("mnist_hpo_test") as name:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
