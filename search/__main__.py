@@ -27,6 +27,11 @@ READERS = {
     "list": "list the studies with their trial counts by state",
     "export": "write a study's trials as CSV",
 }
+ANALYSES = {
+    "effects": "which choices matter in a study: main effects, oat changes, interactions, importance, "
+    "with 95% intervals",
+    "bench": "the grid as a tabular benchmark: build a table, replay samplers on it",
+}
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -110,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(sub)
     sub.add_argument("--study-name", type=study_name, required=True, help="the study to report on")
     sub.add_argument("--out", default=None, help="output file (default: reports/STUDY.html)")
-    text = "which choices matter in a study: main effects, oat changes, interactions, importance, with 95% intervals"
+    text = ANALYSES["effects"]
     sub = commands.add_parser(
         "effects", help=text.replace("%", "%%"), description=text, formatter_class=HelpFormatter
     )
@@ -128,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(sub)
     sub.add_argument("--study-name", type=study_name, required=True, help="the study")
     sub.add_argument("--out", required=True, help="CSV file to write")
-    bench_cli.add_parser(commands)
+    bench_cli.add_parser(commands, ANALYSES["bench"], HelpFormatter)
     return parser
 
 

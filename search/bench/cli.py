@@ -12,11 +12,13 @@ from search.bench.table import TableError
 SHIPPED = Path(__file__).with_name("data") / "mnist_grid.npz"
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    """Add ``bench`` and its ``build`` and ``replay`` subcommands to ``python -m search``."""
+def add_parser(
+    commands: argparse._SubParsersAction, text: str, formatter: type[argparse.HelpFormatter] = argparse.HelpFormatter
+) -> None:
+    """Add ``bench`` (described by ``text``) and its ``build``, ``merge`` and ``replay`` subcommands."""
     from trainer.cli import add_data_args, positive_int
 
-    bench = commands.add_parser("bench", help="the grid as a tabular benchmark: build a table, replay samplers on it")
+    bench = commands.add_parser("bench", help=text, description=text, formatter_class=formatter)
     sub = bench.add_subparsers(dest="bench_command", metavar="BENCH_COMMAND", required=True, parser_class=type(bench))
     build = sub.add_parser("build", help="record every grid point's learning curves in a table file")
     build.add_argument("--out", required=True, help="the table file to write (.npz)")

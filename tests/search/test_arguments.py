@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from search.__main__ import MAX_SEED, READERS, STUDIES, build_parser
+from search.__main__ import ANALYSES, MAX_SEED, READERS, STUDIES, build_parser
 from tests.search.conftest import fast_flags, run_search, start_search
 from tests.search.test_cli import one_line_error
 from tests.search.test_dashboard import start_dashboard, stop
@@ -36,9 +36,10 @@ def test_no_help_text_states_a_default_twice_or_a_none_default() -> None:
 
 def test_every_subcommand_describes_itself_in_its_own_help() -> None:
     texts = help_texts()
-    assert set(texts) == set(STUDIES) | set(READERS)
+    described = {**STUDIES, **READERS, **ANALYSES}
+    assert set(texts) == set(described)
     for name, text in texts.items():
-        description = STUDIES.get(name) or READERS[name]
+        description = described[name]
         assert " ".join(description.split()) in " ".join(text.split()), name
 
 
