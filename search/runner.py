@@ -78,6 +78,11 @@ def _settle_identity(study: optuna.Study, spec: StudySpec) -> None:
     identity = spec.identity()
     attrs = study.user_attrs
     if "kind" in attrs:
+        if spec.kind == "grid" and "grid_order" not in attrs and study.get_trials(deepcopy=False):
+            raise StudyError(
+                f"study {spec.name!r} was made by an older version that ordered the grid's points otherwise: "
+                "resuming it would run some points twice and skip others; pass another --study-name"
+            )
         mismatch = ", ".join(f"{k}={attrs[k]!r}" for k, v in identity.items() if k in attrs and attrs[k] != v)
         if mismatch:
             raise StudyError(

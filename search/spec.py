@@ -15,6 +15,8 @@ from trainer.config import MAX_EPOCHS
 
 KINDS = ("grid", "random", "tpe", "oat")
 PRUNERS = ("median", "hyperband", "none")
+# The grid's order of points; 2: by groups of one shape and batch size (1, unwritten: by shared runs).
+GRID_ORDER = 2
 DEFAULT_TRIALS = 50  # random and tpe; grid and oat default to all their points
 MAX_SEEDS = 100  # each point trains once per seed: beyond this a study is a mistake, not a plan
 
@@ -124,6 +126,7 @@ class StudySpec:
         identity["space"] = "grid" if self.grid_space else "full"  # so does --space grid
         if self.kind == "grid":
             identity["seed"] = self.seed  # it orders the grid's points
+            identity["grid_order"] = GRID_ORDER
         return identity
 
 

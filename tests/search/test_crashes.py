@@ -104,6 +104,19 @@ def test_old_study_with_only_its_kind_written_is_completed(tmp_path: Path, mnist
     assert study.user_attrs["seed"] == 1 and study.user_attrs["regularization"] is False
 
 
+def test_old_grid_study_with_trials_is_not_resumed_in_another_order(tmp_path: Path, mnist_dir: Path) -> None:
+    """A grid study of the version before groups handed out points in another order: refused, left as it is."""
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    old = optuna.create_study(study_name="x", storage=storage, direction="maximize")
+    for key, value in (("regularization", False), ("seed", 1), ("kind", "grid")):
+        old.set_user_attr(key, value)
+    old.enqueue_trial({"hidden_layers": 1}, user_attrs={"point": 0})
+    proc = run_search("grid", "--trials", "2", "--study-name", "x", *fast_flags(mnist_dir), cwd=tmp_path)
+    one_line_error(proc, "made by an older version")
+    study = optuna.load_study(study_name="x", storage=storage)
+    assert "grid_order" not in study.user_attrs and len(study.trials) == 1
+
+
 def test_report_and_export_killed_mid_write_leave_the_old_file_whole(tmp_path: Path, mnist_dir: Path) -> None:
     assert run_search("random", "--trials", "2", *fast_flags(mnist_dir), cwd=tmp_path).returncode == 0
     for command, out in (("report", "r.html"), ("export", "t.csv")):
