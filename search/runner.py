@@ -345,11 +345,13 @@ def _worker_main(spec: StudySpec, worker: int, events: multiprocessing.Queue) ->
     except KeyboardInterrupt:
         pass
     except Exception as e:  # noqa: BLE001 - reported to the parent as one line, not a child's traceback
+        # This worker is ending: a SIGTERM from the parent (another worker failed too) must not cut
+        # the closing of its trials below, which waits on a failing storage, into a traceback.
+        interrupts.stopping = True
         cause = storage_failure(e)
         text = str(e).strip().splitlines()
         message = text[0] if text else type(e).__name__
         if cause is not None:
             message = f"storage {mask_url(spec.storage)} failed: {cause}; {close_open_trials(cause)}"
-        interrupts.stopping = True  # the parent stops every worker on this error: this one is already ending
         events.put({"type": "error", "message": f"worker {worker}: {message}"})
         raise SystemExit(1) from None

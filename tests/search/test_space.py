@@ -104,6 +104,8 @@ def test_grid_starts_long_groups_first_in_each_block() -> None:
 def test_oat_runs_the_baseline_group_then_the_longest_points_first() -> None:
     oat = oat_points(SEVEN, TrainConfig())
     assert oat[0] == {p.name: getattr(TrainConfig(), p.name) for p in SEVEN}
-    alone = oat[6:]
+    shared = sum(point_key(p) == point_key(oat[0]) for p in oat)
+    assert shared == 9 and all(point_key(p) == point_key(oat[0]) for p in oat[:shared])  # the baseline's group
+    alone = oat[shared:]
     assert alone[0]["batch_size"] == 16 and alone[-1]["batch_size"] == 256
     assert [p["batch_size"] for p in alone].count(64) == len(alone) - 2
