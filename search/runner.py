@@ -23,8 +23,8 @@ from search.budget import Counts, StudyLock, Verdict, claim, fail_silent_trials
 from search.interrupts import NONE, Interrupts
 from search.outputs import record_trial
 from search.progress import Event
-from search.shared import Key, run_group, waiting_group
-from search.space import point_key
+from search.shared import Key, Part, parts_per_group, run_group, waiting_group
+from search.space import point_key, point_network
 from search.spec import StudySpec
 from search.storage import (
     INTERRUPTED,
@@ -124,8 +124,11 @@ def run_worker(spec: StudySpec, worker: int, emit: Emit, interrupts: Interrupts 
     points = spec.points()
     budget = len(points) if points is not None and spec.trials is None else spec.budget
     key: Key | None = None
+    part: Callable[[int], Part | None] = lambda slots: None  # noqa: E731
     if points is not None and spec.share_runs:
         key = lambda point: point_key(point, objective.base)  # noqa: E731
+        if spec.workers > 1:
+            part = _Parts(study, points, objective.base, spec.workers)
     next_point = (lambda slots: _enqueue_next(study, points, slots, key)) if points is not None else None
     lock = StudyLock(spec.storage, spec.name)
     report = lambda frozen: emit(trial_event(frozen, worker))  # noqa: E731
@@ -139,7 +142,7 @@ def run_worker(spec: StudySpec, worker: int, emit: Emit, interrupts: Interrupts 
                 if verdict is Verdict.RUN:
                     # A sampler's trial, or a point that shares with nothing, is a group of one.
                     slots = budget - counts.finished - counts.running
-                    count = waiting_group(study, key, slots) if key is not None else 1
+                    count = waiting_group(study, key, slots, part(slots)) if key is not None else 1
                     if not run_group(study, objective, max(count, 1), lock.release, interrupts, report, _requeue):
                         _free_memory()
             finally:
@@ -151,6 +154,39 @@ def run_worker(spec: StudySpec, worker: int, emit: Emit, interrupts: Interrupts 
             with interrupts.held_section():
                 optuna.storages.fail_stale_trials(study)
                 fail_silent_trials(storage, study, 2 * spec.heartbeat)
+
+
+class _Parts:
+    """The part of a group a worker claims when fewer groups are left than ``workers`` (None: all of it).
+
+    The groups left are those of the waiting points and of the next points not yet handed
+    out, as many as the budget's free ``slots``. Each is split into ``parts_per_group``
+    parts of whole networks, so that a study's last groups (or a small budget's one) keep
+    every worker busy. Called under the study's lock, before ``waiting_group``.
+    """
+
+    def __init__(self, study: optuna.Study, points: list[dict[str, Any]], base: TrainConfig, workers: int) -> None:
+        self.study, self.workers, self.base = study, workers, base
+        self.keys = [point_key(point, base) for point in points]
+        networks: dict[TrainConfig, set[TrainConfig]] = {}
+        for point, key in zip(points, self.keys, strict=True):
+            networks.setdefault(key, set()).add(point_network(point, base))
+        self.networks = {key: len(members) for key, members in networks.items()}
+
+    def __call__(self, slots: int) -> Part | None:
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if not waiting:
+            return None
+        head = min(waiting, key=lambda t: t.number).system_attrs["fixed_params"]
+        owed, start = _points_handed_out(self.study, REQUEUE_GRACE_SECONDS)
+        left = {point_key(t.system_attrs["fixed_params"], self.base) for t in waiting}
+        later = [*owed, *range(start, len(self.keys))][: max(slots - len(waiting), 0)]
+        left.update(self.keys[i] for i in later)
+        parts = parts_per_group(self.workers, len(left))
+        if parts == 1:
+            return None
+        size = -(-self.networks.get(point_key(head, self.base), 1) // parts)
+        return Part(size, lambda point: point_network(point, self.base))
 
 
 def checkpoint_folder(spec: StudySpec) -> CheckpointFolder:

@@ -1,10 +1,12 @@
 """The one trial path: a group of trials asked together, trained together, each told when done.
 
 A sampler's trial is a group of one. Grid and oat points whose configurations share a
-``search.space.point_key`` (today: they differ only in ``epochs``, ``learning_rate`` and
-nll/cross_entropy) are enqueued next to each other; a worker takes the run of waiting
-points at the head of the queue, asks a trial for each, and trains them together
-(``Objective.run_group``), every point under each of the study's seeds. Each trial is
+``search.space.point_key`` (they differ only in activation, loss, learning rate, epochs, weight
+decay and dropout) are enqueued next to each other; a worker takes the run of waiting points
+at the head of the queue, asks a trial for each, and trains them together
+(``Objective.run_group``), every point under each of the study's seeds. When fewer groups
+are left than workers, a worker takes only a part of one (``Part``), whole networks, and
+leaves the rest waiting for the next. Each trial is
 told as soon as all its seeds are done, with the histories and model it would have had
 alone. A heartbeat covers every trial of the group while it trains. A group of points
 keeps a checkpoint of its run, so that the points an interrupt queued again resume it.
@@ -14,7 +16,8 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -29,8 +32,14 @@ Key = Callable[[dict[str, Any]], TrainConfig]
 SHARED_RUN_ATTR = "shared_run"  # the first trial number of the group a trial shared
 
 
-def waiting_group(study: optuna.Study, key: Key, limit: int) -> int:
-    """How many of the waiting trials at the head of the queue share one group (at most ``limit``)."""
+def waiting_group(study: optuna.Study, key: Key, limit: int, part: Part | None = None) -> int:
+    """How many of the waiting trials at the head of the queue to train as one group (at most ``limit``).
+
+    They share one ``key``. With ``part``, a group bigger than it is split: the claim ends at
+    the first point after which no network of the claim comes again (``clean_cut``) and that
+    holds at least ``part.size`` networks, so that the rest of the group is left waiting for
+    another worker and no network is trained twice.
+    """
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     waiting = sorted(waiting, key=lambda t: t.number)
     if not waiting:
@@ -39,7 +48,39 @@ def waiting_group(study: optuna.Study, key: Key, limit: int) -> int:
     count = 1
     while count < min(limit, len(waiting)) and key(waiting[count].system_attrs["fixed_params"]) == first:
         count += 1
-    return count
+    if part is None:
+        return count
+    return clean_cut([part.network(t.system_attrs["fixed_params"]) for t in waiting[:count]], part.size)
+
+
+@dataclass(frozen=True)
+class Part:
+    """How much of a group one worker claims: ``size`` networks, told apart by ``network``."""
+
+    size: int
+    network: Callable[[dict[str, Any]], TrainConfig]
+
+
+def clean_cut(networks: Sequence[Hashable], size: int) -> int:
+    """The shortest prefix of ``networks`` that holds at least ``size`` of them and none found after it.
+
+    ``networks`` names each point's network (points of one network, say its 5, 14 and 25
+    epochs, are trained once for all); the whole list when no shorter prefix does.
+    """
+    last = {network: i for i, network in enumerate(networks)}
+    seen: set[Hashable] = set()
+    reach = 0  # the last position of any network in the prefix
+    for i, network in enumerate(networks):
+        seen.add(network)
+        reach = max(reach, last[network])
+        if reach == i and len(seen) >= size:
+            return i + 1
+    return len(networks)
+
+
+def parts_per_group(workers: int, groups_left: int) -> int:
+    """Into how many parts each group is split so that ``workers`` have work while ``groups_left`` remain."""
+    return max(1, -(-workers // max(groups_left, 1)))
 
 
 class Heartbeats:
