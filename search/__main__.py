@@ -15,7 +15,7 @@ with quiet_interrupts():  # the imports below take seconds (torch, Optuna, plotl
     from search import app
     from search.bench import cli as bench_cli
     from search.runner import StudyError
-    from search.spec import DEFAULT_TRIALS, MAX_SEEDS, PRUNERS, StudySpec
+    from search.spec import COMPILE, DEFAULT_TRIALS, MAX_SEEDS, PRUNERS, StudySpec
     from search.storage import DEFAULT_STORAGE, StorageError, mask_url, storage_failure
     from trainer.cli import Parser, add_data_args, fail, positive_int, run_cli
 
@@ -187,6 +187,13 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
         default=60,
         help="seconds between heartbeats; a trial silent for twice that is failed and re-run",
     )
+    group.add_argument(
+        "--compile",
+        choices=COMPILE,
+        default="auto",
+        help="compile the CPU's Adadelta update once per worker (5-35 s; a g++ is needed): auto does when "
+        "a worker's share of the study repays it (a grid, a full oat), off never",
+    )
     _add_artifacts(group)
     if kind in ("random", "tpe"):
         group.add_argument(
@@ -227,6 +234,7 @@ def spec_from_args(args: argparse.Namespace) -> StudySpec:
         download=not args.no_download,
         share_runs=not getattr(args, "separate_runs", False),
         grid_space=getattr(args, "space", "full") == "grid",
+        compile=args.compile,
     )
 
 

@@ -19,7 +19,7 @@ from search.analysis.effects_text import write_csv as write_effects_csv
 from search.analysis.report import render_report
 from search.analysis.summary import summarize, write_csv
 from search.analysis.text import best_line, format_accuracy, format_params
-from search.budget import Counts, available_memory, plan_workers
+from search.budget import Counts, available_memory, plan_compile, plan_workers
 from search.outputs import save_study_outputs
 from search.progress import Progress
 from search.runner import StudyError, prepare, run_workers
@@ -42,7 +42,7 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
     """Run the study to its budget; returns the exit code (130 when interrupted)."""
     quiet_optuna()
     # Bad data or a bad split fail here, before anything is written to the storage.
-    split(load_mnist(spec.data_dir, "cpu", spec.download), spec.validation, spec.limit_train, spec.limit_test)
+    splits = split(load_mnist(spec.data_dir, "cpu", spec.download), spec.validation, spec.limit_train, spec.limit_test)
     device = resolve_device(spec.device)
     if device.type == "cuda" and spec.workers > 1 and not mps_running():
         print(
@@ -56,7 +56,11 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
     workers, note = plan_workers(spec.workers, spec.budget - counts.finished, available_memory())
     if note:
         print(note, file=sys.stderr)
-    spec = spec.replace(workers=workers)
+    work = spec.parameter_steps(len(splits.train_y), spec.budget - counts.finished) / workers
+    compiled, note = plan_compile(spec.compile, device.type == "cpu", work)
+    if note:
+        print(note, file=sys.stderr)
+    spec = spec.replace(workers=workers, compile="on" if compiled else "off")
     best = summarize(study).best if counts.finished else None
     print(
         f"study {spec.name!r} ({spec.kind}, pruner {spec.pruner_name}) in {mask_url(spec.storage)}: "

@@ -23,6 +23,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 
 from search.storage import file_lock, sqlite_path
+from trainer import optim
 
 
 class Verdict(enum.Enum):
@@ -166,6 +167,22 @@ def plan_workers(asked: int, remaining: int, available_bytes: int | None) -> tup
             f"{available_bytes / 1e9:.1f} GB is available: pass fewer --workers if memory runs out"
         )
     return workers, ("note: " + "; ".join(notes)) if notes else None
+
+
+def plan_compile(asked: str, cpu: bool, work_per_worker: float) -> tuple[bool, str | None]:
+    """Whether workers compile the CPU's Adadelta update, and a one-line note when they do.
+
+    ``auto`` compiles on the CPU when a worker's share of the study, in parameters x
+    optimizer steps, is beyond the compile's payback (``trainer.optim.worth_compiling``);
+    on a GPU nothing is compiled (CUDA graphs already remove the launches).
+    """
+    if not cpu or asked == "off" or (asked == "auto" and not optim.worth_compiling(work_per_worker)):
+        return False, None
+    return True, (
+        f"note: each worker compiles the Adadelta update first (5-35 s; its share of the study is "
+        f"{work_per_worker:.1e} parameter-steps, payback after {optim.COMPILE_PAYBACK_ELEMENT_STEPS:.0e}); "
+        "--compile off skips it"
+    )
 
 
 def available_memory() -> int | None:

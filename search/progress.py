@@ -10,7 +10,8 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 # What a worker reports: {"type": "trial", "number": ..., "state": ...} when a trial closes,
-# {"type": "epoch", "worker": ..., "epoch": ..., ...} (a GroupProgress) after each epoch of a run.
+# {"type": "epoch", "worker": ..., "epoch": ..., ...} (a GroupProgress) after each epoch of a run,
+# {"type": "note", "worker": ..., "text": ...} for what a worker has to say once (a fallback it took).
 Event = dict[str, Any]
 PLAIN_EPOCH_SECONDS = 5.0  # off a terminal, at most one epoch line per worker this often
 
@@ -65,6 +66,8 @@ class Progress:
             self._epoch(event)
         elif event["type"] == "trial":
             self._trial(event)
+        elif event["type"] == "note":
+            self._write(f"note: worker {event['worker']}: {event['text']}")
 
     def _trial(self, event: Event) -> None:
         running = self.running.get(event.get("worker", 0))

@@ -37,9 +37,10 @@ from search.storage import (
     quiet_optuna,
     storage_failure,
 )
-from trainer import TrainConfig, load_mnist, resolve_device, split
+from trainer import TrainConfig, load_mnist, optim, resolve_device, split
 from trainer.checkpoint import CheckpointFolder
 from trainer.objective import GroupProgress, Objective
+from trainer.optim import FlatOptimizer
 
 OBJECTIVE_NAME = "validation accuracy"
 POLL_SECONDS = 1.0
@@ -106,6 +107,8 @@ def run_worker(spec: StudySpec, worker: int, emit: Emit, interrupts: Interrupts 
     device = resolve_device(spec.device)
     if device.type == "cpu" and spec.workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.workers))
+    if device.type == "cpu" and spec.compile == "on":
+        _compile_update(lambda text: emit({"type": "note", "worker": worker, "text": text}))
     storage = open_storage(spec.storage, spec.heartbeat)
     study = optuna.load_study(study_name=spec.name, storage=storage, pruner=spec.pruner_object())
     study.sampler = spec.sampler(seed_offset=_seed_offset(storage, study, worker))
@@ -187,6 +190,19 @@ class _Parts:
             return None
         size = -(-self.networks.get(point_key(head, self.base), 1) // parts)
         return Part(size, lambda point: point_network(point, self.base))
+
+
+def _compile_update(note: Callable[[str], None]) -> None:
+    """Switch this worker to the compiled Adadelta update and compile it now; on failure, stay eager."""
+    optim.compile_updates()
+    try:
+        FlatOptimizer("adadelta", torch.zeros(2), torch.zeros(2)).step(torch.ones(2))
+    except Exception as e:  # noqa: BLE001 - no C++ compiler, an inductor error...: the eager update serves
+        optim.compile_updates(False)
+        note(
+            f"the Adadelta update could not be compiled ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
+            "training with the eager one"
+        )
 
 
 def checkpoint_folder(spec: StudySpec) -> CheckpointFolder:

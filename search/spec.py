@@ -12,9 +12,12 @@ from search.space import Parameter, distributions, grid_distributions, grid_poin
 from search.storage import DEFAULT_STORAGE, check_url
 from trainer import TrainConfig
 from trainer.config import MAX_EPOCHS
+from trainer.loop import member_key
+from trainer.model import weights_of
 
 KINDS = ("grid", "random", "tpe", "oat")
 PRUNERS = ("median", "hyperband", "none")
+COMPILE = ("auto", "on", "off")
 # The grid's order of points; 2: by groups of one shape and batch size (1, unwritten: by shared runs).
 GRID_ORDER = 2
 DEFAULT_TRIALS = 50  # random and tpe; grid and oat default to all their points
@@ -49,10 +52,13 @@ class StudySpec:
     download: bool = True
     share_runs: bool = True
     grid_space: bool = False  # random and tpe over the grid's values only (the tabular benchmark's space)
+    compile: str = "auto"  # the CPU's Adadelta update compiled: on, off, or auto (when it pays back)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"study kind must be one of {', '.join(KINDS)}, but got {self.kind!r}.")
+        if self.compile not in COMPILE:
+            raise ValueError(f"compile must be one of {', '.join(COMPILE)}, but got compile={self.compile!r}.")
         if self.pruner is not None and self.pruner not in PRUNERS:
             raise ValueError(f"pruner must be one of {', '.join(PRUNERS)}, but got pruner={self.pruner!r}.")
         for name in ("trials", "workers", "heartbeat"):
@@ -99,6 +105,26 @@ class StudySpec:
         points = self.points()
         return len(points) if points is not None else DEFAULT_TRIALS
 
+    def parameter_steps(self, train_images: int, trials_left: int) -> float:
+        """The training left, in parameters x optimizer steps summed over networks, all workers together.
+
+        A grid or oat network (the points that differ only in epochs and nll/cross_entropy)
+        counts once, at its longest epochs, and the points left are that share of the whole;
+        a sampler's trial counts as the baseline.
+        """
+        base = TrainConfig(seed=self.seed)
+        points = self.points()
+        if points is None:
+            baseline = base.replace(epochs=min(base.epochs, self.max_epochs or MAX_EPOCHS))
+            return self.seeds * _parameter_steps(baseline, train_images) * trials_left
+        longest: dict[TrainConfig, TrainConfig] = {}
+        for config in (base.replace(**point) for point in points):
+            network = member_key(config)
+            if network not in longest or config.epochs > longest[network].epochs:
+                longest[network] = config
+        steps = sum(_parameter_steps(c, train_images) for c in longest.values())
+        return self.seeds * steps * min(trials_left, len(points)) / len(points)
+
     def pruner_object(self) -> optuna.pruners.BasePruner:
         if self.pruner_name == "median":
             return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
@@ -128,6 +154,10 @@ class StudySpec:
             identity["seed"] = self.seed  # it orders the grid's points
             identity["grid_order"] = GRID_ORDER
         return identity
+
+
+def _parameter_steps(config: TrainConfig, train_images: int) -> int:
+    return weights_of(config) * config.epochs * -(-train_images // config.batch_size)
 
 
 def _check_range(name: str, value: Any, high: int) -> None:

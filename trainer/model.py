@@ -58,3 +58,9 @@ def loss_function(name: str) -> LossFn:
 
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def weights_of(config: TrainConfig) -> int:
+    """The parameter count of ``build_model(config)``, without building it."""
+    widths = [INPUTS] + [config.hidden_units] * config.hidden_layers + [CLASSES]
+    return sum(n_in * n_out + n_out for n_in, n_out in zip(widths, widths[1:], strict=False))

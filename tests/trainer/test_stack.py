@@ -209,6 +209,7 @@ def test_with_the_compiled_update_a_group_still_gives_each_member_its_run_alone(
     splits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(optim, "_use_compiled", False)
+    monkeypatch.setattr(optim, "COMPILED_BLOCK", 1001)  # blocks that end inside members
     optim.compile_updates()
     base = TrainConfig(hidden_layers=2, hidden_units=20, batch_size=30, device="cpu")
     configs = [base.replace(**{**m, "epochs": min(m.get("epochs", 2), 2)}) for m in MIXED]
