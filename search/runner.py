@@ -199,10 +199,8 @@ def _compile_update(note: Callable[[str], None]) -> None:
         FlatOptimizer("adadelta", torch.zeros(2), torch.zeros(2)).step(torch.ones(2))
     except Exception as e:  # noqa: BLE001 - no C++ compiler, an inductor error...: the eager update serves
         optim.compile_updates(False)
-        note(
-            f"the Adadelta update could not be compiled ({type(e).__name__}: {str(e).splitlines()[0][:120]}); "
-            "training with the eager one"
-        )
+        cause = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}"
+        note(f"the Adadelta update could not be compiled ({cause}); training with the eager one")
 
 
 def checkpoint_folder(spec: StudySpec) -> CheckpointFolder:
