@@ -19,9 +19,10 @@ Trials per hour is points / wall time. ``--seeds-cost K`` also trains the sample
 under K seeds (K x 18 networks a run) and prints the cost against one seed. The projection
 times, for each of the grid's 27 groups, 12 training steps of the whole group and one
 evaluation of 2,000 images, and scales them to 25 epochs of 50,000 training images and
-20,000 evaluated ones, for one and for five seeds (``--projection-only`` skips the sample).
-``--json`` prints ``{"trials_per_hour": {"groups", "stacks", "alone"},
-"projected_grid_seconds": ..., ...}`` on stdout.
+20,000 evaluated ones, for one and for five seeds (``--projection-only`` skips the sample),
+with the FLOP/s that achieves of the grid's arithmetic (0.73 PFLOP a seed). ``--json`` prints
+``{"trials_per_hour": {"groups", "stacks", "alone"}, "projected_grid_seconds": ..., ...}`` on
+stdout.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from torch.nn import functional as F
 from search.space import SEVEN, grid_points
 from trainer import Splits, TrainConfig, load_mnist, optim, resolve_device, split, train
 from trainer.loop import EVAL_BATCH, group_key, member_key, train_together
-from trainer.model import CLASSES
+from trainer.model import CLASSES, weights_of
 from trainer.optim import FlatOptimizer
 from trainer.seeds import seed_configs
 from trainer.stack import StackedMLP, loss_kind, member_order
@@ -87,6 +88,14 @@ def throughput(groups: Sequence[Sequence[TrainConfig]], splits: Splits, seeds_co
             walls[name] += timed(ways[name], group)
             print(f"  group {i + 1}: {name} {walls[name]:.1f} s so far", file=sys.stderr)
     return walls
+
+
+def grid_flops(seeds: int = 1) -> float:
+    """The whole grid's arithmetic: each network's 25 epochs of 50,000 training images (forward and
+    backward, 6 FLOP per parameter and image) and 20,000 evaluated ones (2 FLOP), under ``seeds`` seeds."""
+    networks = [m for group in grid_groups("cpu") for m in dict.fromkeys(member_key(c) for c in group)]
+    per_epoch = sum(weights_of(m) * (6 * FULL_TRAIN + 2 * FULL_EVAL) for m in networks)
+    return seeds * MAX_EPOCHS * per_epoch
 
 
 def projection(splits: Splits, device: str, seeds: int) -> float:
@@ -166,6 +175,9 @@ def main() -> None:
         by_seeds = {seeds: round(projection(full, device, seeds)) for seeds in (1, 5)}
         figures["projected_grid_seconds"] = by_seeds[1]
         figures["projected_grid_seconds_by_seeds"] = by_seeds
+        figures["grid_tflop"] = round(grid_flops() / 1e12, 1)
+        # What the projection achieves of the arithmetic: against the device's matrix-product rate.
+        figures["projected_gflop_per_second"] = {s: round(grid_flops(s) / t / 1e9, 1) for s, t in by_seeds.items()}
     if args.json:
         json.dump(figures, sys.stdout)
         print()
@@ -187,7 +199,10 @@ def report(figures: dict) -> None:
     if "seeds_cost" in figures:
         print(f"{figures['seeds_cost']['seeds']} seeds cost {figures['seeds_cost']['ratio']:.2f}x one seed")
     for seeds, seconds in figures.get("projected_grid_seconds_by_seeds", {}).items():
-        print(f"whole grid, {seeds} seed(s), projected: {seconds / 3600:.2f} h")
+        rate = figures["projected_gflop_per_second"][seeds]
+        print(f"whole grid, {seeds} seed(s), projected: {seconds / 3600:.2f} h, {rate} GFLOP/s achieved")
+    if "grid_tflop" in figures:
+        print(f"the grid's arithmetic: {figures['grid_tflop']} TFLOP a seed")
 
 
 if __name__ == "__main__":
