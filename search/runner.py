@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import gc
+import logging
 import math
 import multiprocessing
 import os
@@ -194,6 +195,8 @@ class _Parts:
 
 def _compile_update(note: Callable[[str], None]) -> None:
     """Switch this worker to the compiled Adadelta update and compile it now; on failure, stay eager."""
+    # Inductor's C++ build warns that no CUDA runtime is found, which says nothing on a CPU worker.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     optim.compile_updates()
     try:
         FlatOptimizer("adadelta", torch.zeros(2), torch.zeros(2)).step(torch.ones(2))
