@@ -169,52 +169,49 @@ def train_together(
     callbacks = list(on_epoch) if on_epoch is not None else [None] * len(configs)
     distinct = list(dict.fromkeys(member_key(c) for c in configs))
     members = [distinct[i] for i in member_order(distinct)]
-    network = [members.index(member_key(c)) for c in configs]
     device = splits.train_x.device
-    stack = StackedMLP(members, device)
-    decays = [m.weight_decay for m in members]
-    decay = stack.per_network(decays) if any(decays) else 0.0
-    optimizer = FlatOptimizer(base.optimizer, stack.param, stack.grad, decay)
-    onehot = {name: F.one_hot(y, CLASSES).to(stack.param.dtype) for name, y in _labels(splits).items()}
+    onehot = {name: F.one_hot(y, CLASSES).to(torch.get_default_dtype()) for name, y in _labels(splits).items()}
     graphs = cuda_graphs and all(graphs_apply(m, device) for m in members)
-    steps = EpochSteps(
-        stack, optimizer, splits, onehot["train"], base, chunk=GRAPH_STEPS if graphs else 0, capture=graphs
+    run = _Run(
+        configs=configs,
+        network=[members.index(member_key(c)) for c in configs],
+        # Each seed's own batch order, drawn on the CPU so that every device sees the same one.
+        orders={seed: torch.Generator().manual_seed(seed) for seed in dict.fromkeys(m.seed for m in members)},
+        histories=[[] for _ in configs],
+        results=[None] * len(configs),
     )
-    # Each seed's own batch order, drawn on the CPU so that every device sees the same one.
-    orders = [torch.Generator().manual_seed(seed) for seed in stack.seeds]
-    histories: list[list[EpochRecord]] = [[] for _ in configs]
-    results: list[RunResult | None] = [None] * len(configs)
+    run.start(StackedMLP(members, device), list(range(len(members))), splits, onehot["train"], graphs)
     started = time.perf_counter()
 
     def leave(i: int, diverged: bool = False, stopped: bool = False) -> None:
-        results[i] = RunResult(
+        run.results[i] = RunResult(
             config=configs[i],
             device=str(device),
-            parameter_count=stack.parameter_count,
-            history=tuple(histories[i]),
+            parameter_count=run.stack.parameter_count,
+            history=tuple(run.histories[i]),
             diverged=diverged,
             stopped=stopped,
             seconds=time.perf_counter() - started,
-            model=stack.export(network[i], configs[i]),
+            model=run.stack.export(run.position(i), configs[i]),
         )
         if on_done is not None:
-            on_done(i, results[i])
+            on_done(i, run.results[i])
 
-    run = _Run(configs, stack, optimizer, orders, histories, results)
     first = 1
     if checkpoint is not None and (state := checkpoint.load()) is not None:
-        first = _restore(state, run) + 1
+        first = _restore(state, run, splits, onehot["train"], graphs) + 1
         for i in _replay(run, callbacks):
             leave(i, stopped=True)
     for epoch in range(first, max(c.epochs for c in configs) + 1):
-        if all(r is not None for r in results):
+        if all(r is not None for r in run.results):
             break
-        epoch_start = time.perf_counter()
+        run.narrow(splits, onehot["train"], graphs)
+        stack, epoch_start = run.stack, time.perf_counter()
         # StepLR: the rate depends on the epoch index alone.
-        lr = stack.per_network([m.learning_rate * base.lr_decay ** (epoch - 1) for m in members])
+        lr = stack.per_network([m.learning_rate * base.lr_decay ** (epoch - 1) for m in stack.members])
         n = len(splits.train_y)
-        perm = torch.stack([torch.randperm(n, generator=order) for order in orders]).to(device)
-        train_loss, train_acc = steps.run(perm, lr)
+        perm = torch.stack([torch.randperm(n, generator=run.orders[seed]) for seed in stack.seeds]).to(device)
+        train_loss, train_acc = run.steps.run(perm, lr)
         val_loss, val_acc = stack.evaluate(splits.val_x, splits.val_y, onehot["val"], EVAL_BATCH)
         if splits.val_x is splits.test_x:  # --validation 0: the test set is the validation set
             test_loss, test_acc = val_loss, val_acc
@@ -224,14 +221,14 @@ def train_together(
         figures = torch.stack([train_loss, train_acc, val_loss, val_acc, test_loss, test_acc]).tolist()
         elapsed = time.perf_counter() - epoch_start
         for i, config in enumerate(configs):
-            if results[i] is not None:
+            if run.results[i] is not None:
                 continue
-            values = [row[network[i]] for row in figures]
+            values = [row[run.position(i)] for row in figures]
             if not all(math.isfinite(v) for v in values):
                 leave(i, diverged=True)
                 continue
             record = EpochRecord(epoch, *values, seconds=elapsed)
-            histories[i].append(record)
+            run.histories[i].append(record)
             callback = callbacks[i]
             if callback is not None and callback(record):
                 leave(i, stopped=True)
@@ -241,19 +238,60 @@ def train_together(
             checkpoint.save(_snapshot(epoch, run))
     if checkpoint is not None:
         checkpoint.clear()
-    return [r for r in results if r is not None]
+    return [r for r in run.results if r is not None]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Run:
-    """What a group's run holds between epochs: what a checkpoint saves and restores."""
+    """What a group's run holds between epochs: what a checkpoint saves and restores.
+
+    ``network[i]`` is configuration i's network, an index into the group's members;
+    ``alive`` lists the members the stack still trains, in its order. Once every
+    configuration of a network has left, the network leaves the stack (``narrow``): a
+    finished 14-epoch point no longer trains along with a 25-epoch one. Each member's
+    arithmetic is its own on the CPU, so the others' numbers do not change.
+    """
 
     configs: Sequence[TrainConfig]
-    stack: StackedMLP
-    optimizer: FlatOptimizer
-    orders: list[torch.Generator]
+    network: list[int]
+    orders: dict[int, torch.Generator]
     histories: list[list[EpochRecord]]
     results: list[RunResult | None]
+    stack: StackedMLP = field(init=False)
+    optimizer: FlatOptimizer = field(init=False)
+    steps: EpochSteps = field(init=False)
+    alive: list[int] = field(init=False)
+
+    def start(self, stack: StackedMLP, alive: list[int], splits: Splits, onehot: torch.Tensor, graphs: bool) -> None:
+        """Train ``stack``, which holds the members ``alive``, from here on."""
+        decays = [m.weight_decay for m in stack.members]
+        decay = stack.per_network(decays) if any(decays) else 0.0
+        base = stack.members[0]
+        self.stack, self.alive = stack, alive
+        self.optimizer = FlatOptimizer(base.optimizer, stack.param, stack.grad, decay)
+        chunk = GRAPH_STEPS if graphs else 0
+        self.steps = EpochSteps(stack, self.optimizer, splits, onehot, base, chunk=chunk, capture=graphs)
+
+    def position(self, i: int) -> int:
+        """Where configuration i's network sits in the stack."""
+        return self.alive.index(self.network[i])
+
+    def needed(self) -> list[int]:
+        """The members some configuration still running trains on, in the stack's order."""
+        running = {self.network[i] for i, r in enumerate(self.results) if r is None}
+        return [m for m in self.alive if m in running]
+
+    def narrow(self, splits: Splits, onehot: torch.Tensor, graphs: bool, keep: list[int] | None = None) -> None:
+        """Go on with only the members ``keep`` (default: those still needed), their weights and optimizer state."""
+        keep = self.needed() if keep is None else keep
+        if keep == self.alive or not keep:
+            return
+        at = [self.alive.index(m) for m in keep]
+        old_stack, state = self.stack, self.optimizer.state_dict()
+        self.start(old_stack.keep(at), keep, splits, onehot, graphs)
+        self.optimizer.load_state_dict(
+            {"steps": state["steps"], "a": old_stack.take(state["a"], at), "b": old_stack.take(state["b"], at)}
+        )
 
 
 def _snapshot(epoch: int, run: _Run) -> dict[str, Any]:
@@ -267,34 +305,38 @@ def _snapshot(epoch: int, run: _Run) -> dict[str, Any]:
     return {
         "configs": [c.to_dict() for c in configs],
         "epoch": epoch,
+        "alive": list(run.alive),
         "param": stack.param.cpu(),
         "optimizer": run.optimizer.state_dict(),
-        "orders": [order.get_state() for order in run.orders],
+        "orders": {seed: order.get_state() for seed, order in run.orders.items()},
         "masks": stack.mask_states(),
         "histories": [[r.to_dict() for r in history] for history in run.histories],
         "left": left,
     }
 
 
-def _restore(state: dict[str, Any], run: _Run) -> int:
+def _restore(state: dict[str, Any], run: _Run, splits: Splits, onehot: torch.Tensor, graphs: bool) -> int:
     """Put a ``_snapshot`` back; return its epoch."""
-    configs, stack, histories = run.configs, run.stack, run.histories
+    configs, histories = run.configs, run.histories
     if state["configs"] != [c.to_dict() for c in configs]:
         raise ValueError("the checkpoint was saved by a run of other configurations; remove it or train those")
-    stack.param.copy_(state["param"])
+    run.narrow(splits, onehot, graphs, keep=state.get("alive", run.alive))
+    run.stack.param.copy_(state["param"])
     run.optimizer.load_state_dict(state["optimizer"])
-    for order, saved in zip(run.orders, state["orders"], strict=True):
-        order.set_state(saved)
-    stack.set_mask_states(state["masks"])
+    orders = state["orders"]
+    for seed, order in run.orders.items():
+        # Older checkpoints keep the seeds' states in a list, in the order of the group's seeds.
+        order.set_state(orders[seed] if isinstance(orders, dict) else orders[list(run.orders).index(seed)])
+    run.stack.set_mask_states(state["masks"])
     for history, saved in zip(histories, state["histories"], strict=True):
         history[:] = [EpochRecord(**record) for record in saved]
     for i, saved in state["left"].items():
-        model = build_model(configs[i]).to(stack.param.device)
+        model = build_model(configs[i]).to(run.stack.param.device)
         model.load_state_dict(saved["model"])
         run.results[i] = RunResult(
             config=configs[i],
-            device=str(stack.param.device),
-            parameter_count=stack.parameter_count,
+            device=str(run.stack.param.device),
+            parameter_count=run.stack.parameter_count,
             history=tuple(histories[i]),
             diverged=saved["diverged"],
             stopped=saved["stopped"],

@@ -205,6 +205,24 @@ class StackedMLP:
                 parts.append(values_t.unsqueeze(1).expand(self.k, t[0].numel()).reshape(-1))
         return torch.cat(parts)
 
+    def keep(self, indices: Sequence[int]) -> StackedMLP:
+        """A group of the members at ``indices`` (in that order) as they are now: weights and mask generators."""
+        kept = StackedMLP([self.members[i] for i in indices], self.param.device)
+        kept.param.copy_(self.take(self.param, indices))
+        kept._masks = [self._masks[i] for i in indices]
+        return kept
+
+    def take(self, flat: torch.Tensor, indices: Sequence[int]) -> torch.Tensor:
+        """The members at ``indices`` of a flat tensor laid out like ``param`` (an optimizer's state, say)."""
+        index = torch.tensor(list(indices), device=flat.device)
+        parts, offset = [], 0
+        for layer in self.layers:
+            for t in (layer.weight, layer.bias):
+                part = flat[offset : offset + t.numel()].view(t.shape)
+                parts.append(part.index_select(0, index).reshape(-1))
+                offset += t.numel()
+        return torch.cat(parts)
+
     def mask_states(self) -> list[torch.Tensor | None]:
         """Each member's dropout generator state (None without dropout), for a checkpoint."""
         return [None if g is None else g.get_state() for g in self._masks]

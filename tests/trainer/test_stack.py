@@ -13,6 +13,7 @@ from trainer import ACTIVATIONS, LOSSES, TrainConfig, build_model, optim, train
 from trainer.loop import group_key, run_key, train_together
 from trainer.model import loss_function
 from trainer.stack import StackedMLP, member_order
+from trainer.steps import EpochSteps
 
 CPU = torch.device("cpu")
 
@@ -245,3 +246,26 @@ def test_member_order_makes_equal_activations_and_losses_contiguous() -> None:
     configs = [TrainConfig(activation=activation, loss=loss) for activation, loss in pairs]
     configs += [TrainConfig(activation="tanh", loss="mse"), TrainConfig(activation="relu", loss="cross_entropy")]
     assert member_order(configs) == [0, 4, 2, 1, 3]
+
+
+def test_a_network_whose_points_are_all_done_leaves_the_group(splits, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A finished 1-epoch network no longer trains along with a 3-epoch one; the others' numbers stay theirs."""
+    sizes: list[int] = []
+    run = EpochSteps.run
+
+    def counted(self: EpochSteps, perm: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        sizes.append(self.stack.k)
+        return run(self, perm, lr)
+
+    monkeypatch.setattr(EpochSteps, "run", counted)
+    base = TrainConfig(hidden_layers=1, hidden_units=16, batch_size=50, device="cpu")
+    configs = [
+        base.replace(epochs=1),
+        base.replace(learning_rate=0.5, epochs=3),
+        base.replace(learning_rate=0.5, loss="cross_entropy", epochs=2),  # the same network as the one above
+        base.replace(activation="tanh", seed=2, epochs=2),
+    ]
+    together = train_together(configs, splits)
+    assert sizes == [3, 2, 1]
+    for config, shared in zip(configs, together, strict=True):
+        assert [_figures(r) for r in shared.history] == [_figures(r) for r in train(config, splits).history]
