@@ -36,8 +36,8 @@ class Watch:
             self.models[trial.study.study_name, point] = {k: v.clone() for k, v in result.model.state_dict().items()}
             record(trial, result, store)
 
-        def spy_restore(state: dict[str, Any], run: Any) -> int:
-            self.resumed.append(restore(state, run))
+        def spy_restore(state: dict[str, Any], *args: Any) -> int:
+            self.resumed.append(restore(state, *args))
             return self.resumed[-1]
 
         monkeypatch.setattr(runner, "record_trial", record_trial)
