@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,13 @@ from trainer.data import FILES
 REPO = Path(__file__).resolve().parents[1]
 REAL_MNIST = Path(os.environ.get("REAL_MNIST_DIR", REPO.parent / "shared" / "mnist"))
 N_TRAIN, N_TEST = 600, 200
+
+
+# Tests stop dashboards and studies with SIGINT, as a Ctrl-C would. Started in the background of a
+# non-interactive shell (`.ci/run &`), this process and so its children inherit SIGINT ignored,
+# and a child would then never stop: a handler here is reset to the default in every child.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
