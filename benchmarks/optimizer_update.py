@@ -72,6 +72,8 @@ def main() -> None:
     print(f"blocks bit for bit the one pass: {torch.equal(ways['blocks'].param, ways['one pass'].param)}")
     for name in ("compiled, one loop", "compiled, blocks"):
         print(f"{name} bit for bit the one pass: {torch.equal(ways[name].param, ways['one pass'].param)}")
+    same = torch.equal(ways["compiled, blocks"].param, ways["compiled, one loop"].param)
+    print(f"compiled blocks bit for bit the compiled loop (the same update, split): {same}")
 
 
 if __name__ == "__main__":
