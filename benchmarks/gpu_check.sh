@@ -2,7 +2,8 @@
 # The GPU half of issue #11 as one command on the lent machine (device tool), after
 # benchmarks/gpu_wheels.sh ran here:
 #   run(command="bash benchmarks/gpu_check.sh", carry=[".whl", ".mnist"], timeout_s=590)
-# Each step has its own time limit, so the whole ends inside one call; the figures land in
+# Each step has its own time limit (100 + 100 + 150 + 200 s), so the whole ends inside one
+# 10-minute call; the figures land in
 # $OUT (device.json, tests.txt, throughput.json, grid-*.txt, smi-*.csv). Steps:
 #  1. the trainer's tests on CUDA (graphs bit for bit eager, groups within rounding of alone);
 #  2. benchmarks/grid_throughput.py on cuda: a sample's groups / stacks / alone, K=3 cost,
@@ -23,9 +24,9 @@ export MNIST_DATA_DIR="$PWD/.mnist"
 WORKERS="${WORKERS:-1}"
 python3 -c "import torch, json; print(json.dumps({'torch': torch.__version__, 'gpu': torch.cuda.get_device_name(0)}))" | tee "$OUT/device.json"
 
-timeout 150 python3 -m pytest -q -x tests/trainer -p no:cacheprovider 2>&1 | tail -15 | tee "$OUT/tests.txt"
+timeout 100 python3 -m pytest -q -x tests/trainer -p no:cacheprovider 2>&1 | tail -15 | tee "$OUT/tests.txt"
 
-timeout 150 python3 benchmarks/grid_throughput.py --device cuda --groups 3 --limit-train 10000 --json \
+timeout 100 python3 benchmarks/grid_throughput.py --device cuda --groups 3 --limit-train 10000 --json \
   > "$OUT/throughput.json" 2> "$OUT/throughput.err"; tail -3 "$OUT/throughput.err"; cat "$OUT/throughput.json"
 
 grid() {  # grid SEEDS LIMIT_SECONDS
@@ -44,5 +45,5 @@ busy = [float(line.split(",")[0]) for line in open(smi) if line.strip()]
 print(f"grid, {seeds} seed(s): exit {rc}, {time.time() - start:.0f} s wall, GPU busy {sum(busy) / max(len(busy), 1):.0f}% (mean of {len(busy)} samples)")
 PY
 }
-grid 1 200
+grid 1 150
 grid 5 200
