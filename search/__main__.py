@@ -14,9 +14,9 @@ with quiet_interrupts():  # the imports below take seconds (torch, Optuna, plotl
 
     from search import app
     from search.bench import cli as bench_cli
-    from search.runner import StudyError
+    from search.run.study import StudyError
     from search.spec import COMPILE, DEFAULT_TRIALS, MAX_SEEDS, PRUNERS, StudySpec
-    from search.storage import DEFAULT_STORAGE, StorageError, mask_url, storage_failure
+    from search.storage import DEFAULT_STORAGE, StorageError, failure_message
     from trainer.cli import Parser, add_data_args, fail, positive_int, run_cli
 
 MAX_SEED = 2**31 - 1  # seeds plus worker offsets and training-seed counts stay below numpy's 2**32 and torch's 2**64
@@ -267,21 +267,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         except (StorageError, StudyError) as e:
             fail(str(e), 1)
         except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
-            line = storage_failure(e) or type(e).__name__
-            if _is_read_only(line):
-                fail(
-                    f"storage {mask_url(args.storage)} is read-only for this user ({line}); writing commands need "
-                    "write access, reading ones (list, best, export, report, dashboard) work",
-                    1,
-                )
-            fail(f"storage error: {line}", 1)
+            url = getattr(args, "storage", DEFAULT_STORAGE)
+            fail(failure_message(url, e, close_trials=False) or f"storage error: {type(e).__name__}", 1)
 
     raise SystemExit(run_cli(guarded))
-
-
-def _is_read_only(line: str) -> bool:
-    """A refused write: PostgreSQL's "permission denied" or "read-only transaction", SQLite's "readonly database"."""
-    return any(text in line for text in ("permission denied", "read-only transaction", "readonly database"))
 
 
 if __name__ == "__main__":

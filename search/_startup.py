@@ -1,4 +1,5 @@
-"""A quiet start: Ctrl-C while ``python -m search`` loads torch and Optuna ends in one line, not a traceback."""
+"""A quiet start: Ctrl-C while ``python -m search`` loads torch and Optuna ends in one line, not a traceback;
+and a quiet Optuna once it is loaded."""
 
 from __future__ import annotations
 
@@ -25,3 +26,13 @@ def quiet_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def quiet_optuna() -> None:
+    """Optuna's per-trial INFO lines and its notes on experimental features would bury our progress."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

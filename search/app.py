@@ -13,28 +13,22 @@ from pathlib import Path
 import optuna
 
 from search import atomic, records
+from search._startup import quiet_optuna
 from search.analysis.effects import gather_effects
 from search.analysis.effects_text import to_json, to_text
 from search.analysis.effects_text import write_csv as write_effects_csv
 from search.analysis.report import render_report
 from search.analysis.summary import summarize, write_csv
 from search.analysis.text import best_line, format_accuracy, format_params
-from search.budget import Counts, available_memory, plan_compile, plan_workers
-from search.outputs import save_study_outputs
-from search.progress import Progress
-from search.runner import StudyError, prepare, run_workers
+from search.run.budget import Counts
+from search.run.outputs import save_study_outputs
+from search.run.plan import available_memory, plan_compile, plan_workers
+from search.run.processes import run_workers
+from search.run.progress import Progress
+from search.run.study import StudyError, prepare
 from search.space import search_space
 from search.spec import StudySpec
-from search.storage import (
-    artifact_dir,
-    close_open_trials,
-    mask_arg,
-    mask_url,
-    open_reader,
-    open_storage,
-    quiet_optuna,
-    storage_failure,
-)
+from search.storage import artifact_dir, failure_message, mask_arg, mask_url, open_reader, open_store
 from trainer import load_mnist, resolve_device, split
 
 
@@ -50,9 +44,9 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
             "start NVIDIA MPS first (nvidia-cuda-mps-control -d) to let them run side by side",
             file=sys.stderr,
         )
-    study = prepare(spec)
-    storage = open_storage(spec.storage)
-    counts = Counts.of(storage, study)
+    store = open_store(spec.storage, spec.heartbeat, spec.artifacts)
+    study = prepare(spec, store)
+    counts = Counts.of(store.storage, study)
     workers, note = plan_workers(spec.workers, spec.budget - counts.finished, available_memory())
     if note:
         print(note, file=sys.stderr)
@@ -70,7 +64,7 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
     progress = Progress(spec.kind, spec.budget, counts.finished, best.value if best else None)
     interrupted = False
     try:
-        run_workers(spec, progress)
+        run_workers(spec, progress, store)
     except KeyboardInterrupt:
         interrupted = True
     except StudyError as e:  # a worker process failed; it closed its own trials and said how
@@ -78,11 +72,11 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
         print(f"error: {e}\nresume with: {resume_command(argv)}", file=sys.stderr)
         return 1
     except Exception as e:
-        cause = storage_failure(e)
-        if cause is None:
+        message = failure_message(spec.storage, e)
+        if message is None:
             raise
         progress.close()
-        print(f"error: storage {mask_url(spec.storage)} failed: {cause}; {close_open_trials(cause)}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
         print(f"resume with: {resume_command(argv)}", file=sys.stderr)
         return 1
     finally:
@@ -170,8 +164,8 @@ def best(storage_url: str, study_name: str, artifacts: str | None = None) -> int
     print(best_line(t))
     for k, v in t.params.items():
         print(f"  {k} = {v}")
-    if "model_artifact_id" in t.user_attrs:
-        artifact_id = t.user_attrs["model_artifact_id"]
+    if records.MODEL_ARTIFACT in t.user_attrs:
+        artifact_id = t.user_attrs[records.MODEL_ARTIFACT]
         print(
             f"  model artifact: {artifact_id}, file {artifact_dir(storage_url, artifacts) / artifact_id} "
             "(a state dict; torch.load(path, weights_only=True))"

@@ -13,22 +13,37 @@ the mean of the seeds' last validation accuracies. What it stores:
   of pixels wide. The trial's note shows the history as a table.
 
 Trials stored before seeds existed kept one ``history`` user attr; they read as K=1.
+
+Beside the results, the run path writes (and every reader reads, through this module):
+``fail_reason`` (why a trial failed; ``interrupted...`` when not its point's fault), ``point``
+(a grid or oat point's index), ``retry_of`` (the trial a re-queued point runs again),
+``shared_run`` (the first trial of the group whose run a trial shared) and ``model_artifact_id``;
+Optuna keeps an enqueued point's parameters in the system attr ``fixed_params``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
-from search.storage import INTERRUPTED
-from trainer.objective import TrialResult
+if TYPE_CHECKING:
+    from trainer.objective import TrialResult
 
 HISTORIES_ATTR = "histories"
 RETRY_OF_ATTR = "retry_of"  # user attr of a re-queued point: the number of the trial it runs again
+FAIL_REASON = "fail_reason"  # user attr: why a trial failed
+INTERRUPTED = "interrupted"  # fail_reason (or its prefix) of a trial closed without its point's fault
+DIVERGED = "diverged"  # fail_reason prefix of a run whose loss became NaN or infinite
+POINT = "point"  # user attr: the index of a grid or oat point in the study's order
+SHARED_RUN_ATTR = "shared_run"  # user attr: the first trial number of the group a trial shared
+MODEL_ARTIFACT = "model_artifact_id"  # user attr: the artifact id of the trial's model file
+FIXED_PARAMS = "fixed_params"  # Optuna's system attr holding an enqueued trial's parameters
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts against a study's budget
 
 History = list[dict[str, float]]
 
@@ -144,6 +159,37 @@ class Outcomes:
         return ", ".join([*parts, f"{self.failed} failed"])
 
 
+def is_finished(state: TrialState | str) -> bool:
+    """A trial that counts against the budget: COMPLETE or PRUNED (a state, or its name)."""
+    return (state.name if isinstance(state, TrialState) else state) in {s.name for s in FINISHED_STATES}
+
+
+def fail_reason(trial: FrozenTrial) -> str:
+    """Why the trial failed ('' when it says nothing)."""
+    return str(trial.user_attrs.get(FAIL_REASON, "") or "")
+
+
+def is_diverged(trial: FrozenTrial) -> bool:
+    """A failed run whose loss became NaN or infinite (what the analyses count as a point's failure)."""
+    return fail_reason(trial).startswith(DIVERGED)
+
+
+def is_interrupted(trial: FrozenTrial) -> bool:
+    """Closed without its point's fault: a signal, a failing storage."""
+    return fail_reason(trial).startswith(INTERRUPTED)
+
+
+def fixed_params(trial: FrozenTrial) -> dict[str, Any] | None:
+    """An enqueued trial's point (grid, oat), or None for a sampler's trial."""
+    return trial.system_attrs.get(FIXED_PARAMS)
+
+
+def point(trial: FrozenTrial) -> int | None:
+    """The index of the trial's grid or oat point, or None."""
+    value = trial.user_attrs.get(POINT)
+    return int(value) if value is not None else None
+
+
 def outcomes(trials: Sequence[optuna.trial.FrozenTrial]) -> Outcomes:
     """Count ``trials`` (all of one study) by outcome."""
     retried: set[int] = set()
@@ -155,7 +201,7 @@ def outcomes(trials: Sequence[optuna.trial.FrozenTrial]) -> Outcomes:
     for t in trials:
         if t.state == optuna.trial.TrialState.FAIL:
             key = "requeued" if t.number in retried else "failed"
-            if key == "failed" and str(t.user_attrs.get("fail_reason", "")).startswith(INTERRUPTED):
+            if key == "failed" and is_interrupted(t):
                 key = "interrupted"
         else:
             key = t.state.name.lower()

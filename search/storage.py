@@ -1,9 +1,11 @@
-"""Opening Optuna's RDB storage (SQLite or PostgreSQL) safely, and where its artifacts live."""
+"""Opening Optuna's RDB storage (SQLite or PostgreSQL) safely, once per process: the storage, where its
+artifacts live, and the lock that every worker of a study shares (``open_store`` gives all three)."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -11,10 +13,10 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-import warnings
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import optuna
 import sqlalchemy
@@ -22,16 +24,13 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.engine import make_url
 
-from search import atomic
+from search import atomic, records
 
 DEFAULT_STORAGE = "sqlite:///studies.db"
 MASK = "***"
 SQLITE_BUSY_SECONDS = 60
 CONNECT_TIMEOUT_SECONDS = 5
 MAX_RETRIES = 3  # a trial whose worker died is re-run at most this many times
-
-
-INTERRUPTED = "interrupted"  # fail_reason (or its prefix) of a trial closed without its point's fault
 
 
 class StorageError(Exception):
@@ -79,7 +78,7 @@ def close_open_trials(cause: str) -> str:
     closed, left = 0, 0
     for trial_id, storage in list(OPEN_TRIALS.items()):
         try:
-            storage.set_trial_user_attr(trial_id, "fail_reason", f"{INTERRUPTED}: storage error: {cause}")
+            storage.set_trial_user_attr(trial_id, records.FAIL_REASON, f"{records.INTERRUPTED}: storage error: {cause}")
             storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
             closed += 1
         except Exception:  # noqa: BLE001 - the storage is failing: any error means the write did not happen
@@ -125,6 +124,29 @@ def storage_failure(error: BaseException) -> str | None:
         if found is not None:
             return _first_line(found)
     return None
+
+
+def failure_message(url: str, error: BaseException, close_trials: bool = True) -> str | None:
+    """The one line that says how the storage at ``url`` failed behind ``error`` (None: not a storage error).
+
+    A refused write says so, naming what still works; with ``close_trials``, the trials this
+    process left running are closed first (``close_open_trials``) and the line says how.
+    """
+    cause = storage_failure(error)
+    if cause is None:
+        return None
+    if _is_read_only(cause):
+        return (
+            f"storage {mask_url(url)} is read-only for this user ({cause}); writing commands need "
+            "write access, reading ones (list, best, export, report, dashboard) work"
+        )
+    text = f"storage {mask_url(url)} failed: {cause}"
+    return f"{text}; {close_open_trials(cause)}" if close_trials else text
+
+
+def _is_read_only(line: str) -> bool:
+    """A refused write: PostgreSQL's "permission denied" or "read-only transaction", SQLite's "readonly database"."""
+    return any(text in line for text in ("permission denied", "read-only transaction", "readonly database"))
 
 
 def mask_url(url: str) -> str:
@@ -405,7 +427,77 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def quiet_optuna() -> None:
-    """Optuna's per-trial INFO lines and its notes on experimental features would bury our progress."""
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+class StudyLock:
+    """A lock over one study shared by every process that opens the same storage.
+
+    A file lock beside a SQLite database (the one ``open_storage`` takes), a session-level
+    advisory lock on PostgreSQL, held on a connection of its own.
+    """
+
+    def __init__(self, url: str, study_name: str) -> None:
+        self._db = sqlite_path(url)
+        self._key = int.from_bytes(hashlib.sha1(f"mnist-hpo:{study_name}".encode()).digest()[:8], "big", signed=True)
+        self._url = url
+        self._engine: sqlalchemy.Engine | None = None
+        self._held: Any = None
+
+    def acquire(self) -> None:
+        if self._db is not None:
+            self._held = contextlib.ExitStack()
+            self._held.enter_context(file_lock(self._db))
+            return
+        if self._engine is None:
+            engine_url, kwargs = _engine(self._url)
+            self._engine = sqlalchemy.create_engine(engine_url, poolclass=sqlalchemy.pool.NullPool, **kwargs)
+        self._held = self._engine.connect()
+        self._held.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
+        self._held.commit()
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            return
+        if self._db is not None:
+            held.close()
+            return
+        try:
+            held.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+            held.commit()
+        finally:
+            held.close()  # closing the session releases the lock in any case
+
+    @property
+    def held(self) -> bool:
+        return self._held is not None
+
+    def __enter__(self) -> StudyLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+@dataclass(frozen=True)
+class Store:
+    """One opened storage and what lies beside it: the value a process passes down instead of a URL.
+
+    ``url`` is kept for messages (``mask_url``) and for worker processes, which open their own.
+    """
+
+    url: str
+    storage: RDBStorage
+    artifacts: FileSystemArtifactStore
+    artifact_dir: Path
+
+    def lock(self, study_name: str) -> StudyLock:
+        """The lock every worker of ``study_name`` on this storage shares."""
+        return StudyLock(self.url, study_name)
+
+
+def open_store(url: str = DEFAULT_STORAGE, heartbeat: int | None = None, artifacts: str | None = None) -> Store:
+    """Open the storage at ``url`` (see ``open_storage``) and its artifact store (its folder made)."""
+    storage = open_storage(url, heartbeat)
+    folder = artifact_dir(url, artifacts)
+    return Store(url, storage, artifact_store(url, artifacts), folder)

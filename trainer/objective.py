@@ -25,7 +25,7 @@ from trainer.loop import EpochCallback, EpochRecord, RunResult, run_key, train_t
 
 
 class TrialFailed(Exception):
-    """The run could not finish (diverged, out of memory); the reason is in the trial's user attrs."""
+    """The run could not finish (diverged, out of memory); the message is the reason, for the caller to store."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ class Objective:
     its seeds of the last epoch's validation accuracy. Each epoch's mean is reported to
     the trial once all its seeds reached that epoch (learning curves, pruning).
     ``after_run`` stores a finished trial's ``TrialResult``. A diverged or out-of-memory
-    run raises ``TrialFailed`` with its reason stored; a pruned one ``optuna.TrialPruned``.
+    run raises ``TrialFailed`` with its reason; a pruned one ``optuna.TrialPruned``.
     With ``checkpoints``, each run keeps a checkpoint there and resumes an interrupted one
     (``CheckpointFolder.find``).
     """
@@ -169,14 +169,12 @@ class Objective:
         runs: dict[TrainConfig, list[tuple[optuna.Trial, int, TrainConfig]]] = {}
         for member in members:
             runs.setdefault(run_key(member[2]), []).append(member)
-        running = list(trials)
 
         def leave(trial: optuna.Trial, k: int, result: RunResult) -> None:
             if seeds[trial.number].finish(k, result):
-                running.remove(trial)
                 done(trial, TrialResult(tuple(seeds[trial.number].results), time.perf_counter() - started))
 
-        with _out_of_memory_fails(running):
+        with _out_of_memory_fails():
             for index, run in enumerate(runs.values()):
                 progress = functools.partial(GroupProgress, trials[0].number, len(trials), index + 1, len(runs))
                 self._train_run(run, seeds, leave, progress, resumable)
@@ -253,7 +251,6 @@ class Objective:
                 f"diverged: the loss of seed {diverged.config.seed} became NaN or infinite "
                 f"in epoch {len(diverged.history) + 1}"
             )
-            trial.set_user_attr("fail_reason", reason)
             raise TrialFailed(reason)
         if result.stopped:
             raise optuna.TrialPruned(f"pruned after epoch {min(len(r.history) for r in result.runs)}")
@@ -302,10 +299,8 @@ def _owners(run: list[tuple[optuna.Trial, int, TrainConfig]], configs: list[Trai
 
 
 @contextlib.contextmanager
-def _out_of_memory_fails(trials: Sequence[optuna.Trial]) -> Iterator[None]:
+def _out_of_memory_fails() -> Iterator[None]:
     try:
         yield
     except torch.OutOfMemoryError as e:
-        for trial in trials:
-            trial.set_user_attr("fail_reason", f"out of memory: {str(e).splitlines()[0]}")
-        raise TrialFailed("out of memory") from e
+        raise TrialFailed(f"out of memory: {str(e).splitlines()[0]}") from e

@@ -20,7 +20,6 @@ from search.analysis.effects import Effects, study_effects
 from search.analysis.effects_figures import effects_figures
 from search.analysis.levels import levels
 from search.analysis.summary import finished_trials, oat_baseline
-from search.shared import SHARED_RUN_ATTR
 
 # What each view draws: (history key, split, kind); the objective is validation accuracy.
 VIEWS = {
@@ -147,7 +146,7 @@ class TimingPoint(NamedTuple):
 
 def time_vs_batch_info(trials: list[FrozenTrial]) -> list[TimingPoint]:
     """Each trial's mean seconds per epoch divided by the networks its shared run trained at once."""
-    runs = [t.user_attrs.get(SHARED_RUN_ATTR, ("alone", t.number)) for t in trials]
+    runs = [t.user_attrs.get(records.SHARED_RUN_ATTR, ("alone", t.number)) for t in trials]
     sizes = {run: runs.count(run) for run in set(runs)}
     points = []
     for t, run in zip(trials, runs, strict=True):

@@ -9,7 +9,6 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import records
-from search.shared import SHARED_RUN_ATTR
 
 
 class StudySummary(NamedTuple):
@@ -43,8 +42,7 @@ def summarize(study: optuna.Study) -> StudySummary:
 
 def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Complete and pruned trials that recorded at least one epoch."""
-    states = (TrialState.COMPLETE, TrialState.PRUNED)
-    return [t for t in study.get_trials(deepcopy=False, states=states) if records.histories(t)]
+    return [t for t in study.get_trials(deepcopy=False, states=records.FINISHED_STATES) if records.histories(t)]
 
 
 def oat_baseline(study: optuna.Study) -> dict[str, Any] | None:
@@ -52,8 +50,8 @@ def oat_baseline(study: optuna.Study) -> dict[str, Any] | None:
     if study.user_attrs.get("kind") != "oat":
         return None
     for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get("point") == 0:
-            return t.system_attrs.get("fixed_params") or t.params
+        if records.point(t) == 0:
+            return records.fixed_params(t) or t.params
     return None
 
 
@@ -72,7 +70,7 @@ def write_csv(study: optuna.Study, out: TextIO) -> int:
             "epochs_run",
             "parameter_count",
             *params,
-            "fail_reason",
+            records.FAIL_REASON,
         ]
     )
     for t in trials:
@@ -86,7 +84,7 @@ def write_csv(study: optuna.Study, out: TextIO) -> int:
                 records.epochs_run(t),
                 t.user_attrs.get("parameter_count"),
                 *[t.params.get(k) for k in params],
-                t.user_attrs.get("fail_reason", ""),
+                records.fail_reason(t),
             ]
         )
     return len(trials)
@@ -96,6 +94,6 @@ def _training_seconds(trials: list[FrozenTrial]) -> float:
     """The trials' training time, a shared run's counted once (its longest trial spans it)."""
     runs: dict[object, float] = {}
     for t in trials:
-        run = t.user_attrs.get(SHARED_RUN_ATTR, ("alone", t.number))
+        run = t.user_attrs.get(records.SHARED_RUN_ATTR, ("alone", t.number))
         runs[run] = max(runs.get(run, 0.0), t.user_attrs.get("train_seconds", 0.0))
     return sum(runs.values())

@@ -14,6 +14,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from search import records
 from search.analysis.levels import Levels, levels
 
 
@@ -34,7 +35,7 @@ def finished(study: optuna.Study) -> tuple[list[FrozenTrial], list[FrozenTrial]]
 
 
 def _diverged(trial: FrozenTrial) -> bool:
-    return str(trial.user_attrs.get("fail_reason", "")).startswith("diverged")
+    return records.is_diverged(trial)
 
 
 def trial_table(complete: list[FrozenTrial], others: Sequence[FrozenTrial] = ()) -> TrialTable:

@@ -96,7 +96,7 @@ def build_from_study(study: optuna.Study) -> Table:
         if len(histories) != len(seeds):
             raise TableError(f"trial {trial.number} has {len(histories)} seeds' histories, expected {len(seeds)}")
         for s, history in enumerate(histories):
-            diverged = str(trial.user_attrs.get("fail_reason", "")).startswith("diverged")
+            diverged = records.is_diverged(trial)
             if len(history) < trial.params[FIDELITY] and not diverged:
                 raise TableError(f"trial {trial.number} stopped after {len(history)} epochs (pruned or interrupted)")
             _fill(table.curves[p, s], history)

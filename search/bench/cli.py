@@ -72,10 +72,13 @@ def _build(args: argparse.Namespace) -> int:
     if args.from_study is not None:
         import optuna
 
-        from search.storage import mask_url, open_storage
+        from search.storage import mask_url, open_reader
 
+        storage = open_reader(args.storage)
         try:
-            study = optuna.load_study(study_name=args.from_study, storage=open_storage(args.storage))
+            if storage is None:
+                raise KeyError(args.from_study)
+            study = optuna.load_study(study_name=args.from_study, storage=storage)
         except KeyError:
             raise TableError(f"no study {args.from_study!r} in {mask_url(args.storage)}") from None
         table = build_from_study(study)

@@ -54,7 +54,7 @@ def test_mean_of_histories_covers_the_epochs_every_seed_reached() -> None:
 
 
 def test_a_seed_without_an_accuracy_reads_as_nan_and_is_left_out_of_the_spread() -> None:
-    from search.runner import trial_event
+    from search.run.progress import trial_event
 
     failed = made(TrialState.FAIL, seeds=[1, 2, 3], seed_values=[0.5, None, 0.7], fail_reason="diverged: ...")
     values = records.seed_values(failed)

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+import numpy as np
+import optuna
 from tqdm import tqdm
+
+from search import records
+
+if TYPE_CHECKING:
+    from trainer.objective import GroupProgress
 
 # What a worker reports: {"type": "trial", "number": ..., "state": ...} when a trial closes,
 # {"type": "epoch", "worker": ..., "epoch": ..., ...} (a GroupProgress) after each epoch of a run,
 # {"type": "note", "worker": ..., "text": ...} for what a worker has to say once (a fallback it took).
 Event = dict[str, Any]
+Emit = Callable[[Event], None]
 PLAIN_EPOCH_SECONDS = 5.0  # off a terminal, at most one epoch line per worker this often
 
 
@@ -73,7 +84,7 @@ class Progress:
         running = self.running.get(event.get("worker", 0))
         if running is not None:
             running.told += 1
-        if event["state"] in ("COMPLETE", "PRUNED"):
+        if records.is_finished(event["state"]):
             self.finished += 1
             self.bar.update(1)
         if event["state"] == "COMPLETE" and event["value"] is not None:
@@ -160,3 +171,27 @@ def format_trial(event: Event) -> str:
 
 def format_params(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def trial_event(frozen: optuna.trial.FrozenTrial, worker: int = 0) -> Event:
+    """What the terminal shows of a closed trial (sent from a worker process to ``Progress``)."""
+    values = [v for v in records.seed_values(frozen) if not math.isnan(v)]
+    return {
+        "type": "trial",
+        "worker": worker,
+        "number": frozen.number,
+        "state": frozen.state.name,
+        "value": frozen.value,
+        "test_accuracy": records.test_accuracy(frozen),
+        # The seeds' sample standard deviation: how much of a difference between points is noise.
+        "spread": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+        "seconds": frozen.user_attrs.get("train_seconds"),
+        "epochs": records.epochs_run(frozen),
+        "params": frozen.params,
+        "reason": frozen.user_attrs.get(records.FAIL_REASON),
+    }
+
+
+def epoch_event(progress: GroupProgress, worker: int = 0) -> Event:
+    """Where a worker's running group stands (sent to ``Progress`` after each epoch)."""
+    return {"type": "epoch", "worker": worker, "fraction": progress.fraction, **dataclasses.asdict(progress)}

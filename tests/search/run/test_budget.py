@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from search.budget import WORKER_MEMORY_BYTES, Counts, Verdict, claim, plan_workers
+from search.run.budget import Counts, Verdict, claim
+from search.run.plan import WORKER_MEMORY_BYTES, plan_workers
 
 
 def test_free_slot_runs() -> None:

@@ -5,8 +5,8 @@ import signal
 import optuna
 import pytest
 
-from search.budget import fail_silent_trials
-from search.interrupts import Interrupts
+from search.run.budget import fail_silent_trials
+from search.run.interrupts import Interrupts
 from search.storage import open_storage
 
 

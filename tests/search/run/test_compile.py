@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
-from search import app, runner
-from search.budget import plan_compile
-from search.progress import Progress
+from search import app
+from search.run import plan
+from search.run.plan import plan_compile
+from search.run.progress import Progress
 from search.spec import StudySpec
 from trainer import optim
 
@@ -57,7 +58,7 @@ def test_a_worker_that_cannot_compile_says_so_and_trains_eagerly(monkeypatch: py
 
     monkeypatch.setattr(optim, "_compiled_adadelta", broken)
     notes: list[str] = []
-    runner._compile_update(notes.append)
+    plan.compile_update(notes.append)
     assert not optim._use_compiled
     assert notes == [
         "the Adadelta update could not be compiled (RuntimeError: no C++ compiler found); training with the eager one"

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from search import app, records
-from search.progress import Event, Progress, format_epoch, format_seconds
-from search.runner import run_workers
+from search.run.processes import run_workers
+from search.run.progress import Event, Progress, format_epoch, format_seconds
 from search.spec import StudySpec
 
 

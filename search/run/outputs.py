@@ -59,7 +59,7 @@ def record_trial(trial: optuna.Trial, result: TrialResult, store: FileSystemArti
         artifact_id = upload_artifact(
             artifact_store=store, file_path=path, study_or_trial=trial, mimetype="application/octet-stream"
         )
-    trial.set_user_attr("model_artifact_id", artifact_id)
+    trial.set_user_attr(records.MODEL_ARTIFACT, artifact_id)
     trial.study.set_user_attr(
         BEST_MODEL_ATTR, {"value": result.value, "trial": trial.number, "artifact_id": artifact_id}
     )

@@ -23,13 +23,12 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from search.interrupts import Interrupts
-from search.records import INTERRUPTED
+from search import records
+from search.run.interrupts import Interrupts
 from trainer import TrainConfig
 from trainer.objective import Objective, TrialFailed, TrialResult
 
 Key = Callable[[dict[str, Any]], TrainConfig]
-SHARED_RUN_ATTR = "shared_run"  # the first trial number of the group a trial shared
 
 
 def waiting_group(study: optuna.Study, key: Key, limit: int, part: Part | None = None) -> int:
@@ -44,13 +43,13 @@ def waiting_group(study: optuna.Study, key: Key, limit: int, part: Part | None =
     waiting = sorted(waiting, key=lambda t: t.number)
     if not waiting:
         return 0
-    first = key(waiting[0].system_attrs["fixed_params"])
+    first = key(records.fixed_params(waiting[0]))
     count = 1
-    while count < min(limit, len(waiting)) and key(waiting[count].system_attrs["fixed_params"]) == first:
+    while count < min(limit, len(waiting)) and key(records.fixed_params(waiting[count])) == first:
         count += 1
     if part is None:
         return count
-    return clean_cut([part.network(t.system_attrs["fixed_params"]) for t in waiting[:count]], part.size)
+    return clean_cut([part.network(records.fixed_params(t)) for t in waiting[:count]], part.size)
 
 
 @dataclass(frozen=True)
@@ -117,8 +116,13 @@ class Heartbeats:
 
 def _is_point(study: optuna.Study, trial: optuna.Trial) -> bool:
     """An enqueued point, queued again when interrupted (a sampler's trial is not: nothing resumes it)."""
+    return fixed_params(study, trial) is not None
+
+
+def fixed_params(study: optuna.Study, trial: optuna.Trial) -> dict[str, Any] | None:
+    """A live trial's enqueued point (None for a sampler's trial)."""
     # A live Trial has no public view of its system attrs, where Optuna keeps an enqueued point.
-    return study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params") is not None
+    return study._storage.get_trial_system_attrs(trial._trial_id).get(records.FIXED_PARAMS)
 
 
 def run_group(
@@ -142,7 +146,7 @@ def run_group(
         trials = [study.ask() for _ in range(count)]
     if count > 1:
         for trial in trials:  # which trials' training time is one and the same
-            trial.set_user_attr(SHARED_RUN_ATTR, trials[0].number)
+            trial.set_user_attr(records.SHARED_RUN_ATTR, trials[0].number)
     open_trials = {t.number: t for t in trials}
     ok = True
 
@@ -154,7 +158,8 @@ def run_group(
                 frozen = study.tell(trial, objective.conclude(trial, result))
             except optuna.TrialPruned:
                 frozen = study.tell(trial, state=TrialState.PRUNED)
-            except TrialFailed:
+            except TrialFailed as e:
+                trial.set_user_attr(records.FAIL_REASON, str(e))
                 frozen = study.tell(trial, state=TrialState.FAIL)
                 ok = False
             del open_trials[trial.number]
@@ -171,17 +176,18 @@ def run_group(
                 objective.run_group(trials, done, resumable=all(_is_point(study, t) for t in trials))
             finally:
                 interrupts.hold()
-        except TrialFailed:
+        except TrialFailed as e:
             ok = False
             for trial in list(open_trials.values()):
+                trial.set_user_attr(records.FAIL_REASON, str(e))
                 report(study.tell(trial, state=TrialState.FAIL))
         except BaseException as e:
             for trial in list(open_trials.values()):
                 if isinstance(e, KeyboardInterrupt):
-                    trial.set_user_attr("fail_reason", INTERRUPTED)
+                    trial.set_user_attr(records.FAIL_REASON, records.INTERRUPTED)
                     requeue(study, trial)
                 else:
-                    trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}")
+                    trial.set_user_attr(records.FAIL_REASON, f"{type(e).__name__}: {e}")
                     study.tell(trial, state=TrialState.FAIL)
             raise
     return ok

@@ -13,8 +13,10 @@ import optuna
 import pytest
 import torch
 
-from search import app, records, runner
-from search.progress import Progress
+from search import app, records
+from search.run import study as run_study
+from search.run import worker as runner
+from search.run.progress import Progress
 from search.spec import StudySpec
 from tests.search.conftest import fast_flags, run_search, start_search
 from trainer import TrainConfig, loop
@@ -95,12 +97,12 @@ def test_sampler_trials_keep_no_checkpoint_and_a_finished_study_leaves_none(
     make_spec: Callable[..., StudySpec], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = make_spec("random", trials=1, pruner="none")
-    folder = runner.checkpoint_folder(spec)
+    folder = run_study.checkpoint_folder(spec)
     stale = folder.folder / f"{folder.prefix}-0-0.pt"  # a group told just before an interrupt left it
     stale.write_bytes(b"")
     killed = folder.folder / f".{stale.name}.x1y2.partial"  # a worker killed while it saved
     killed.write_bytes(b"half")
-    other = runner.checkpoint_folder(spec.replace(study_name="other")).path([TrainConfig()])
+    other = run_study.checkpoint_folder(spec.replace(study_name="other")).path([TrainConfig()])
     other.write_bytes(b"")
     asked: list[object] = []
     monkeypatch.setattr(CheckpointFolder, "find", lambda self, configs: asked.append(configs))
@@ -120,7 +122,7 @@ def test_ctrl_c_in_the_middle_of_a_group_resumes_it(
     args = ["grid", "--storage", cut.storage, "--study-name", "cut", "--trials", "6", "--seeds", "2"]
     args += ["--max-epochs", "14", *fast_flags(mnist_dir)]
     proc = start_search(*args, cwd=tmp_path)
-    folder = runner.checkpoint_folder(cut)
+    folder = run_study.checkpoint_folder(cut)
     deadline = time.monotonic() + 300
     while _saved_epoch(folder) < 6 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

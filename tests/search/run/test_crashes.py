@@ -15,8 +15,9 @@ from pathlib import Path
 
 import optuna
 
-from search.runner import _points_handed_out
-from search.storage import INTERRUPTED, MAX_RETRIES
+from search.records import INTERRUPTED
+from search.run.worker import _points_handed_out
+from search.storage import MAX_RETRIES
 from tests.conftest import REPO
 from tests.search.conftest import fast_flags, param_sets, run_search, states
 from tests.search.test_cli import one_line_error

@@ -8,8 +8,9 @@ import optuna
 import pytest
 
 from search import app
-from search.runner import _Parts
-from search.shared import SHARED_RUN_ATTR, clean_cut, parts_per_group, waiting_group
+from search.records import SHARED_RUN_ATTR
+from search.run.groups import clean_cut, parts_per_group, waiting_group
+from search.run.worker import _Parts
 from search.space import SEVEN, grid_points, point_key, point_network
 from search.spec import StudySpec
 from tests.search.conftest import param_sets

@@ -1,0 +1,74 @@
+"""How many workers a study starts, and whether they compile the CPU's Adadelta update."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+
+from trainer import optim
+from trainer.optim import FlatOptimizer
+
+# Eight workers held 7.5 GB on a one-trial budget (torch, MNIST on the device, Optuna): about 1 GB each.
+WORKER_MEMORY_BYTES = 1 << 30
+
+
+def plan_workers(asked: int, remaining: int, available_bytes: int | None) -> tuple[int, str | None]:
+    """How many workers to start, and a one-line note when that differs from ``asked`` or memory is short.
+
+    Never more workers than trials remain (at least one, to end the study cleanly); a warning,
+    not a cap, when the workers' expected memory (``WORKER_MEMORY_BYTES`` each) exceeds
+    ``available_bytes``, since the estimate is rough.
+    """
+    workers = max(1, min(asked, remaining))
+    notes = []
+    if workers < asked:
+        notes.append(f"{asked} workers asked, {remaining} trial(s) left: starting {workers}")
+    if available_bytes is not None and workers * WORKER_MEMORY_BYTES > available_bytes:
+        notes.append(
+            f"{workers} workers need about {workers * WORKER_MEMORY_BYTES / 1e9:.1f} GB, "
+            f"{available_bytes / 1e9:.1f} GB is available: pass fewer --workers if memory runs out"
+        )
+    return workers, ("note: " + "; ".join(notes)) if notes else None
+
+
+def plan_compile(asked: str, cpu: bool, work_per_worker: float) -> tuple[bool, str | None]:
+    """Whether workers compile the CPU's Adadelta update, and a one-line note when they do.
+
+    ``auto`` compiles on the CPU when a worker's share of the study, in parameters x
+    optimizer steps, is beyond the compile's payback (``trainer.optim.worth_compiling``);
+    on a GPU nothing is compiled (CUDA graphs already remove the launches).
+    """
+    if not cpu or asked == "off" or (asked == "auto" and not optim.worth_compiling(work_per_worker)):
+        return False, None
+    return True, (
+        f"note: each worker compiles the Adadelta update first (5-35 s; its share of the study is "
+        f"{work_per_worker:.1e} parameter-steps, payback after {optim.COMPILE_PAYBACK_ELEMENT_STEPS:.0e}); "
+        "--compile off skips it"
+    )
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo in bytes (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def compile_update(note: Callable[[str], None]) -> None:
+    """Switch this worker to the compiled Adadelta update and compile it now; on failure, stay eager."""
+    # Inductor's C++ build warns that no CUDA runtime is found, which says nothing on a CPU worker.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    optim.compile_updates()
+    try:
+        FlatOptimizer("adadelta", torch.zeros(2), torch.zeros(2)).step(torch.ones(2))
+    except Exception as e:  # noqa: BLE001 - no C++ compiler, an inductor error...: the eager update serves
+        optim.compile_updates(False)
+        cause = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}"
+        note(f"the Adadelta update could not be compiled ({cause}); training with the eager one")

@@ -1,0 +1,204 @@
+"""A worker: claim and run a study's trials until its budget is reached (the hand-out, parts, re-queueing)."""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from search import records
+from search._startup import quiet_optuna
+from search.run.budget import Counts, Verdict, claim, fail_silent_trials
+from search.run.groups import Key, Part, fixed_params, parts_per_group, run_group, waiting_group
+from search.run.interrupts import NONE, Interrupts
+from search.run.outputs import record_trial
+from search.run.plan import compile_update
+from search.run.progress import Emit, epoch_event, trial_event
+from search.run.study import checkpoint_folder
+from search.space import point_key, point_network
+from search.spec import StudySpec
+from search.storage import MAX_RETRIES, Store, open_store
+from trainer import TrainConfig, load_mnist, resolve_device, split
+from trainer.objective import Objective
+
+POLL_SECONDS = 1.0
+REQUEUE_GRACE_SECONDS = 120.0  # see _points_handed_out
+
+
+def run_worker(
+    spec: StudySpec, worker: int, emit: Emit, interrupts: Interrupts = NONE, store: Store | None = None
+) -> None:
+    """Claim and run trials until the budget is reached, the points run out or time is up.
+
+    ``store`` is the process's opened storage; a worker process opens its own.
+    """
+    quiet_optuna()
+    device = resolve_device(spec.device)
+    if device.type == "cpu" and spec.workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.workers))
+    if device.type == "cpu" and spec.compile == "on":
+        compile_update(lambda text: emit({"type": "note", "worker": worker, "text": text}))
+    store = store or open_store(spec.storage, spec.heartbeat, spec.artifacts)
+    storage = store.storage
+    study = optuna.load_study(study_name=spec.name, storage=storage, pruner=spec.pruner_object())
+    study.sampler = spec.sampler(seed_offset=_seed_offset(storage, study, worker))
+    splits = split(load_mnist(spec.data_dir, device, spec.download), spec.validation, spec.limit_train, spec.limit_test)
+    objective = Objective(
+        TrainConfig(seed=spec.seed, device=str(device)),
+        splits,
+        spec.distributions,
+        seeds=spec.seeds,
+        after_run=lambda trial, result: record_trial(trial, result, store.artifacts),
+        on_progress=lambda progress: emit(epoch_event(progress, worker)),
+        # A running group's checkpoint lies beside the study's artifacts (the store's own folder).
+        checkpoints=checkpoint_folder(spec, store),
+    )
+    points = spec.points()
+    budget = len(points) if points is not None and spec.trials is None else spec.budget
+    key: Key | None = None
+    part: Callable[[int], Part | None] = lambda slots: None  # noqa: E731
+    if points is not None and spec.share_runs:
+        key = lambda point: point_key(point, objective.base)  # noqa: E731
+        if spec.workers > 1:
+            part = _Parts(study, points, objective.base, spec.workers)
+    next_point = (lambda slots: _enqueue_next(study, points, slots, key)) if points is not None else None
+    lock = store.lock(spec.name)
+    report = lambda frozen: emit(trial_event(frozen, worker))  # noqa: E731
+    deadline = time.monotonic() + spec.timeout if spec.timeout else None
+    while deadline is None or time.monotonic() < deadline:
+        with interrupts.held_section():  # a claim is never cut in half
+            lock.acquire()
+            try:
+                counts = Counts.of(storage, study)
+                verdict = claim(counts, budget, next_point)
+                if verdict is Verdict.RUN:
+                    # A sampler's trial, or a point that shares with nothing, is a group of one.
+                    slots = budget - counts.finished - counts.running
+                    count = waiting_group(study, key, slots, part(slots)) if key is not None else 1
+                    if not run_group(study, objective, max(count, 1), lock.release, interrupts, report, _requeue):
+                        _free_memory()
+            finally:
+                lock.release()
+        if verdict is Verdict.DONE:
+            return
+        if verdict is Verdict.WAIT:
+            time.sleep(POLL_SECONDS)
+            with interrupts.held_section():
+                optuna.storages.fail_stale_trials(study)
+                fail_silent_trials(storage, study, 2 * spec.heartbeat)
+
+
+class _Parts:
+    """The part of a group a worker claims when fewer groups are left than ``workers`` (None: all of it).
+
+    The groups left are those of the waiting points and of the next points not yet handed
+    out, as many as the budget's free ``slots``. Each is split into ``parts_per_group``
+    parts of whole networks, so that a study's last groups (or a small budget's one) keep
+    every worker busy. Called under the study's lock, before ``waiting_group``.
+    """
+
+    def __init__(self, study: optuna.Study, points: list[dict[str, Any]], base: TrainConfig, workers: int) -> None:
+        self.study, self.workers, self.base = study, workers, base
+        self.keys = [point_key(point, base) for point in points]
+        networks: dict[TrainConfig, set[TrainConfig]] = {}
+        for point, key in zip(points, self.keys, strict=True):
+            networks.setdefault(key, set()).add(point_network(point, base))
+        self.networks = {key: len(members) for key, members in networks.items()}
+
+    def __call__(self, slots: int) -> Part | None:
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if not waiting:
+            return None
+        head = records.fixed_params(min(waiting, key=lambda t: t.number))
+        owed, start = _points_handed_out(self.study, REQUEUE_GRACE_SECONDS)
+        left = {point_key(records.fixed_params(t), self.base) for t in waiting}
+        later = [*owed, *range(start, len(self.keys))][: max(slots - len(waiting), 0)]
+        left.update(self.keys[i] for i in later)
+        parts = parts_per_group(self.workers, len(left))
+        if parts == 1:
+            return None
+        size = -(-self.networks.get(point_key(head, self.base), 1) // parts)
+        return Part(size, lambda point: point_network(point, self.base))
+
+
+def _seed_offset(storage: optuna.storages.RDBStorage, study: optuna.Study, worker: int) -> int:
+    """Reproducible for a fresh study, distinct per worker and per command joining a running one."""
+    counts = Counts.of(storage, study)
+    offset = 7919 * worker + counts.finished + counts.failed
+    return offset + (os.getpid() if counts.running else 0)
+
+
+def _enqueue_next(study: optuna.Study, points: list[dict[str, Any]], slots: int, key: Key | None) -> bool:
+    """Enqueue the next points not yet handed out, up to ``slots``, and with ``key`` only those that
+    share the first one's run (called under the study's lock, signals held).
+
+    What has been handed out is read from the trials themselves (each holds its ``point``), so
+    there is no cursor to write beside them: every enqueue is one transaction, and a kill -9
+    between two leaves the study consistent. A point whose every trial was interrupted (and
+    whose re-queueing was cut short) is handed out again first.
+    """
+    owed, start = _points_handed_out(study, REQUEUE_GRACE_SECONDS)
+    candidates = owed or list(range(start, len(points)))
+    if not candidates:
+        return False
+    chosen = [candidates[0]]
+    for index in candidates[1:]:
+        if len(chosen) >= slots or key is None or key(points[index]) != key(points[chosen[0]]):
+            break
+        chosen.append(index)
+    for index in chosen:
+        study.enqueue_trial(points[index], user_attrs={records.POINT: index})
+    return True
+
+
+def _points_handed_out(study: optuna.Study, grace_seconds: float) -> tuple[list[int], int]:
+    """The points owed again, and the first point never handed out.
+
+    A point is owed when every trial of it failed without the point's fault, the last over
+    ``grace_seconds`` ago: closed as interrupted (``fail_reason``), or failed silently for a
+    dead worker (no ``fail_reason``; at most ``MAX_RETRIES`` times, Optuna's retry limit).
+    Both are re-queued by a second write right after the first (our requeue, Optuna's retry
+    callback), and a worker that has not made it within the grace died between the two.
+    """
+    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace_seconds)  # Optuna stores naive local time
+    seen: dict[int, list[optuna.trial.FrozenTrial]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        if (index := records.point(trial)) is not None:
+            seen.setdefault(index, []).append(trial)
+
+    def owed(trials: list[optuna.trial.FrozenTrial]) -> bool:
+        reasons = [records.fail_reason(t) for t in trials]
+        return (
+            all(t.state == TrialState.FAIL and t.datetime_complete and t.datetime_complete < cutoff for t in trials)
+            and all(not r or r.startswith(records.INTERRUPTED) for r in reasons)
+            and reasons.count("") <= MAX_RETRIES
+        )
+
+    return sorted(point for point, trials in seen.items() if owed(trials)), max(seen, default=-1) + 1
+
+
+def _requeue(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Close an interrupted trial as FAIL; a grid or oat point must still run: queue it again."""
+    fixed = fixed_params(study, trial)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    if fixed is not None:
+        attrs = {records.RETRY_OF_ATTR: trial.number}
+        if records.POINT in trial.user_attrs:
+            attrs[records.POINT] = trial.user_attrs[records.POINT]
+        study.enqueue_trial(fixed, user_attrs=attrs)
+
+
+def _free_memory() -> None:
+    """A failed trial (out of memory, say) leaves its tensors in a reference cycle of the exception."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
