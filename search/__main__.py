@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 
@@ -15,11 +16,10 @@ with quiet_interrupts():  # the imports below take seconds (torch, Optuna, plotl
     from search import app
     from search.bench import cli as bench_cli
     from search.run.study import StudyError
-    from search.spec import COMPILE, DEFAULT_TRIALS, MAX_SEEDS, PRUNERS, StudySpec
+    from search.spec import COMPILE, KIND_TABLE, MAX_SEED, MAX_SEEDS, PRUNERS, StudySpec
     from search.storage import DEFAULT_STORAGE, StorageError, failure_message
     from trainer.cli import Parser, add_data_args, fail, positive_int, run_cli
 
-MAX_SEED = 2**31 - 1  # seeds plus worker offsets and training-seed counts stay below numpy's 2**32 and torch's 2**64
 READERS = {
     "dashboard": "serve optuna-dashboard on the studies (read-only unless --allow-writes)",
     "report": "write one self-contained HTML report of a study",
@@ -73,12 +73,7 @@ def study_name(text: str) -> str:
     return text
 
 
-STUDIES = {
-    "grid": "the full reference grid, 3^7 = 2,187 points, each run once",
-    "random": "random search over the space's distributions",
-    "tpe": "Bayesian search with Optuna's multivariate TPE sampler",
-    "oat": "one parameter at a time: the baseline, then each parameter moved alone (15 runs)",
-}
+STUDIES = {name: kind.summary for name, kind in KIND_TABLE.items()}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,8 +143,9 @@ def _add_storage(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
-    default_trials = "all points" if kind in ("grid", "oat") else str(DEFAULT_TRIALS)
-    default_pruner = "median" if kind in ("random", "tpe") else "none"
+    info = KIND_TABLE[kind]
+    default_trials = "all points" if info.default_trials is None else str(info.default_trials)
+    default_pruner = info.default_pruner
     group = parser.add_argument_group("study")
     group.add_argument(
         "--trials",
@@ -195,14 +191,14 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
         "a worker's share of the study repays it (a grid, a full oat), off never",
     )
     _add_artifacts(group)
-    if kind in ("random", "tpe"):
+    if not info.has_points:
         group.add_argument(
             "--space",
             choices=("full", "grid"),
             default="full",
             help="full: the distributions; grid: each parameter over its grid values (as bench replay)",
         )
-    if kind in ("grid", "oat"):
+    if info.has_points:
         group.add_argument(
             "--separate-runs",
             action="store_true",
@@ -212,29 +208,14 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
 
 
 def spec_from_args(args: argparse.Namespace) -> StudySpec:
+    """The spec of a study command: every option named as a ``StudySpec`` field, and the three that are not."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(StudySpec) if hasattr(args, f.name)}
     return StudySpec(
+        **given,
         kind=args.command,
-        study_name=args.study_name,
-        storage=args.storage,
-        trials=args.trials,
-        timeout=args.timeout,
-        seed=args.seed,
-        seeds=args.seeds,
-        max_epochs=args.max_epochs,
-        pruner=args.pruner,
-        regularization=args.regularization,
-        heartbeat=args.heartbeat,
-        workers=args.workers,
-        artifacts=args.artifacts,
-        data_dir=args.data_dir,
-        validation=args.validation,
-        limit_train=args.limit_train,
-        limit_test=args.limit_test,
-        device=args.device,
         download=not args.no_download,
         share_runs=not getattr(args, "separate_runs", False),
         grid_space=getattr(args, "space", "full") == "grid",
-        compile=args.compile,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,13 +16,77 @@ from trainer.config import MAX_EPOCHS
 from trainer.loop import member_key
 from trainer.model import weights_of
 
-KINDS = ("grid", "random", "tpe", "oat")
 PRUNERS = ("median", "hyperband", "none")
 COMPILE = ("auto", "on", "off")
 # The grid's order of points; 2: by groups of one shape and batch size (1, unwritten: by shared runs).
 GRID_ORDER = 2
 DEFAULT_TRIALS = 50  # random and tpe; grid and oat default to all their points
 MAX_SEEDS = 100  # each point trains once per seed: beyond this a study is a mistake, not a plan
+MAX_SEED = 2**31 - 1  # seeds plus worker offsets and training-seed counts stay below numpy's 2**32 and torch's 2**64
+
+Space = tuple[Parameter, ...]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A study kind: fixed points (grid, oat) or a sampler's proposals (random, tpe), and its defaults.
+
+    ``points`` gives a points kind's fixed points, in order, from the space, the seed and
+    the epoch cap; ``sampler`` a sampler kind's sampler from its seed. Exactly one is set.
+    ``seeded_order``: the seed orders the points, so it is part of the study's identity.
+    """
+
+    name: str
+    summary: str  # the command's one-line help
+    points: Callable[[Space, int, int | None], list[dict[str, Any]]] | None = None
+    sampler: Callable[[int], optuna.samplers.BaseSampler] | None = None
+    seeded_order: bool = False
+
+    @property
+    def has_points(self) -> bool:
+        """Grid and oat: the study runs fixed points (they share runs, take --separate-runs)."""
+        return self.points is not None
+
+    @property
+    def default_pruner(self) -> str:
+        # Fixed points are all to be run; a sampler's poor proposals stop early.
+        return "none" if self.has_points else "median"
+
+    @property
+    def default_trials(self) -> int | None:
+        """None: every point."""
+        return None if self.has_points else DEFAULT_TRIALS
+
+
+def _oat(space: Space, seed: int, max_epochs: int | None) -> list[dict[str, Any]]:
+    baseline = TrainConfig()
+    return oat_points(space, baseline.replace(epochs=min(baseline.epochs, max_epochs or MAX_EPOCHS)))
+
+
+KIND_TABLE: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind(
+            "grid",
+            "the full reference grid, 3^7 = 2,187 points, each run once",
+            points=lambda space, seed, max_epochs: grid_points(space, seed),
+            seeded_order=True,
+        ),
+        Kind(
+            "random",
+            "random search over the space's distributions",
+            sampler=lambda seed: optuna.samplers.RandomSampler(seed=seed),
+        ),
+        Kind(
+            "tpe",
+            "Bayesian search with Optuna's multivariate TPE sampler",
+            # constant_liar: parallel workers do not propose the same point while one trains it.
+            sampler=lambda seed: optuna.samplers.TPESampler(multivariate=True, constant_liar=True, seed=seed),
+        ),
+        Kind("oat", "one parameter at a time: the baseline, then each parameter moved alone (15 runs)", points=_oat),
+    )
+}
+KINDS = tuple(KIND_TABLE)
 
 
 @dataclass(frozen=True)
@@ -55,8 +120,10 @@ class StudySpec:
     compile: str = "auto"  # the CPU's Adadelta update compiled: on, off, or auto (when it pays back)
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
+        if self.kind not in KIND_TABLE:
             raise ValueError(f"study kind must be one of {', '.join(KINDS)}, but got {self.kind!r}.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in 0..{MAX_SEED}, but got seed={self.seed!r}.")
         if self.compile not in COMPILE:
             raise ValueError(f"compile must be one of {', '.join(COMPILE)}, but got compile={self.compile!r}.")
         if self.pruner is not None and self.pruner not in PRUNERS:
@@ -78,8 +145,12 @@ class StudySpec:
         return self.study_name or f"mnist-{self.kind}"
 
     @property
+    def kind_of(self) -> Kind:
+        return KIND_TABLE[self.kind]
+
+    @property
     def pruner_name(self) -> str:
-        return self.pruner or ("median" if self.kind in ("random", "tpe") else "none")
+        return self.pruner or self.kind_of.default_pruner
 
     @property
     def space(self) -> tuple[Parameter, ...]:
@@ -91,19 +162,15 @@ class StudySpec:
 
     def points(self) -> list[dict[str, Any]] | None:
         """The fixed points a grid or oat study runs, in order; None for samplers."""
-        if self.kind == "grid":
-            return grid_points(self.space, self.seed)
-        if self.kind == "oat":
-            baseline = TrainConfig()
-            return oat_points(self.space, baseline.replace(epochs=min(baseline.epochs, self.max_epochs or MAX_EPOCHS)))
-        return None
+        points = self.kind_of.points
+        return points(self.space, self.seed, self.max_epochs) if points is not None else None
 
     @property
     def budget(self) -> int:
         if self.trials is not None:
             return self.trials
         points = self.points()
-        return len(points) if points is not None else DEFAULT_TRIALS
+        return len(points) if points is not None else self.kind_of.default_trials or DEFAULT_TRIALS
 
     def parameter_steps(self, train_images: int, trials_left: int) -> float:
         """The training left, in parameters x optimizer steps summed over networks, all workers together.
@@ -135,11 +202,10 @@ class StudySpec:
         return optuna.pruners.NopPruner()
 
     def sampler(self, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
-        """TPE (multivariate, constant liar for parallel workers) or random; grid and oat use enqueued points."""
-        seed = self.seed + seed_offset
-        if self.kind == "tpe":
-            return optuna.samplers.TPESampler(multivariate=True, constant_liar=True, seed=seed)
-        return optuna.samplers.RandomSampler(seed=seed)
+        """The kind's sampler; grid and oat run enqueued points, which Optuna's random sampler passes through."""
+        sampler = self.kind_of.sampler or KIND_TABLE["random"].sampler
+        assert sampler is not None
+        return sampler(self.seed + seed_offset)
 
     def replace(self, **changes: Any) -> StudySpec:
         return dataclasses.replace(self, **changes)
@@ -150,7 +216,7 @@ class StudySpec:
         identity: dict[str, Any] = {"kind": self.kind, "regularization": self.regularization, "seeds": self.seeds}
         identity["max_epochs"] = self.max_epochs  # it changes the space
         identity["space"] = "grid" if self.grid_space else "full"  # so does --space grid
-        if self.kind == "grid":
+        if self.kind_of.seeded_order:
             identity["seed"] = self.seed  # it orders the grid's points
             identity["grid_order"] = GRID_ORDER
         return identity

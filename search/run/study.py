@@ -43,7 +43,8 @@ def _settle_identity(study: optuna.Study, spec: StudySpec) -> None:
     identity = spec.identity()
     attrs = study.user_attrs
     if "kind" in attrs:
-        if attrs["kind"] == spec.kind == "grid" and "grid_order" not in attrs and study.get_trials(deepcopy=False):
+        seeded = attrs["kind"] == spec.kind and spec.kind_of.seeded_order
+        if seeded and "grid_order" not in attrs and study.get_trials(deepcopy=False):
             raise StudyError(
                 f"study {spec.name!r} was made by an older version that ordered the grid's points otherwise: "
                 "resuming it would run some points twice and skip others; pass another --study-name"
