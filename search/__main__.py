@@ -55,6 +55,11 @@ def seed_int(text: str) -> int:
     return value
 
 
+def objective_names(text: str) -> tuple[str, ...]:
+    """``accuracy,parameters`` as a tuple; StudySpec checks the names."""
+    return tuple(name.strip() for name in text.split(","))
+
+
 def port_int(text: str) -> int:
     """A TCP port, 0..65535 (0 picks a free one)."""
     try:
@@ -192,6 +197,15 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
     )
     _add_artifacts(group)
     if not info.has_points:
+        group.add_argument(
+            "--objectives",
+            type=objective_names,
+            default=("accuracy",),
+            metavar="accuracy[,parameters][,seconds]",
+            help="what the study optimizes: the validation accuracy (maximized), and with parameters or seconds "
+            "(minimized) a multi-objective study whose result is a Pareto front; it does not prune "
+            "(default: accuracy)",
+        )
         group.add_argument(
             "--space",
             choices=("full", "grid"),

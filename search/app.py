@@ -55,7 +55,7 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
     if note:
         print(note, file=sys.stderr)
     spec = spec.replace(workers=workers, compile="on" if compiled else "off")
-    best = summarize(study).best if counts.finished else None
+    best = summarize(records.accuracy_study(study)).best if counts.finished else None
     print(
         f"study {spec.name!r} ({spec.kind}, pruner {spec.pruner_name}) in {mask_url(spec.storage)}: "
         f"{counts.finished}/{spec.budget} trials finished, {spec.workers} worker(s)",
@@ -82,9 +82,12 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
     finally:
         progress.close()
     save_study_outputs(study, [p.name for p in spec.space])
-    summary = summarize(study)
+    summary = summarize(records.accuracy_study(study))
     if summary.best is not None:
         print(f"best: {best_line(summary.best)}  {format_params(summary.best.params)}", file=sys.stderr)
+    if spec.multi_objective:
+        print(f"front: {len(study.best_trials)} trial(s) of {', '.join(spec.metric_names)}: "
+              f"python -m search best --study-name {shlex.quote(spec.name)}", file=sys.stderr)  # fmt: skip
     done = records.outcomes(study.get_trials(deepcopy=False))
     if interrupted:
         print(
@@ -142,7 +145,7 @@ def report(storage_url: str, study_name: str, out: str | None) -> int:
 
 def effects(storage_url: str, study_name: str, fmt: str, seed: int) -> int:
     """Print which choices matter in the study, with intervals, as a table, JSON or CSV."""
-    study = load(storage_url, study_name)
+    study = records.accuracy_study(load(storage_url, study_name))
     try:
         found = gather_effects(study, seed)
     except ValueError as e:
@@ -157,20 +160,46 @@ def effects(storage_url: str, study_name: str, fmt: str, seed: int) -> int:
 
 
 def best(storage_url: str, study_name: str, artifacts: str | None = None) -> int:
-    summary = summarize(load(storage_url, study_name))
+    """Print the best trial; of a multi-objective study, every trial of its Pareto front."""
+    study = load(storage_url, study_name)
+    if len(study.directions) > 1:
+        return _front(study, artifact_dir(storage_url, artifacts))
+    summary = summarize(study)
     if summary.best is None:
         raise StudyError(f"study {study_name!r} has no complete trial yet")
-    t = summary.best
+    _print_trial(summary.best, artifact_dir(storage_url, artifacts))
+    return 0
+
+
+def _front(study: optuna.Study, folder: Path) -> int:
+    front = sorted(study.best_trials, key=lambda t: t.number)
+    if not front:
+        raise StudyError(f"study {study.study_name!r} has no complete trial yet")
+    names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
+    print(
+        f"Pareto front of {study.study_name!r}: {len(front)} trial(s), "
+        + ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions, strict=True))
+    )
+    shown = {"parameters": "{:,.0f}", "training seconds": "{:.2f} s"}
+    for t in front:
+        objectives = ", ".join(
+            f"{n} {shown.get(n, '{:.4f}').format(v)}" for n, v in zip(names, t.values, strict=True)
+        )
+        print(f"\n{objectives}")
+        _print_trial(t, folder)
+    return 0
+
+
+def _print_trial(t: optuna.trial.FrozenTrial, folder: Path) -> None:
     print(best_line(t))
     for k, v in t.params.items():
         print(f"  {k} = {v}")
     if records.MODEL_ARTIFACT in t.user_attrs:
         artifact_id = t.user_attrs[records.MODEL_ARTIFACT]
         print(
-            f"  model artifact: {artifact_id}, file {artifact_dir(storage_url, artifacts) / artifact_id} "
+            f"  model artifact: {artifact_id}, file {folder / artifact_id} "
             "(a state dict; torch.load(path, weights_only=True))"
         )
-    return 0
 
 
 def list_studies(storage_url: str) -> int:
@@ -179,9 +208,11 @@ def list_studies(storage_url: str) -> int:
     if not names:
         print(f"no studies in {mask_url(storage_url)}", file=sys.stderr)
     for name in names:
-        s = summarize(optuna.load_study(study_name=name, storage=storage))
+        study = optuna.load_study(study_name=name, storage=storage)
+        s = summarize(records.accuracy_study(study))
         best_text = f"best {format_accuracy(s.best.value)}" if s.best is not None else "no best yet"
-        print(f"{s.name}  ({s.kind})  {s.outcomes.describe(by_state=True)}  {best_text}")
+        objectives = f", {len(study.directions)} objectives" if len(study.directions) > 1 else ""
+        print(f"{s.name}  ({s.kind}{objectives})  {s.outcomes.describe(by_state=True)}  {best_text}")
     return 0
 
 

@@ -42,6 +42,7 @@ DIVERGED = "diverged"  # fail_reason prefix of a run whose loss became NaN or in
 POINT = "point"  # user attr: the index of a grid or oat point in the study's order
 SHARED_RUN_ATTR = "shared_run"  # user attr: the first trial number of the group a trial shared
 MODEL_ARTIFACT = "model_artifact_id"  # user attr: the artifact id of the trial's model file
+ASK_SECONDS = "ask_seconds"  # user attr of a sampler's trial: how long the sampler took to propose it
 FIXED_PARAMS = "fixed_params"  # Optuna's system attr holding an enqueued trial's parameters
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts against a study's budget
 
@@ -188,6 +189,48 @@ def point(trial: FrozenTrial) -> int | None:
     """The index of the trial's grid or oat point, or None."""
     value = trial.user_attrs.get(POINT)
     return int(value) if value is not None else None
+
+
+def accuracy(trial: FrozenTrial) -> float | None:
+    """The trial's validation accuracy: its value, or its first objective in a multi-objective study."""
+    return trial.values[0] if trial.values else None
+
+
+def accuracy_study(study: optuna.Study) -> optuna.Study:
+    """``study`` read by its validation accuracy alone: itself when it has one objective, else an
+    in-memory copy whose trials' value is their first objective (the accuracy, maximized).
+
+    The analyses (effects, figures, summaries) read one value per trial; this lets them read a
+    study of accuracy against cost too, leaving the study itself untouched.
+    """
+    if len(study.directions) == 1:
+        return study
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory" is not news here
+    try:
+        view = optuna.create_study(study_name=study.study_name, direction=study.directions[0].name.lower())
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    for key, value in study.user_attrs.items():
+        view.set_user_attr(key, value)
+    for t in study.get_trials(deepcopy=False):
+        view.add_trial(
+            FrozenTrial(
+                number=t.number,
+                state=t.state,
+                value=None,
+                values=[t.values[0]] if t.values else None,
+                datetime_start=t.datetime_start,
+                datetime_complete=t.datetime_complete,
+                params=t.params,
+                distributions=t.distributions,
+                user_attrs=t.user_attrs,
+                system_attrs=t.system_attrs,
+                intermediate_values=t.intermediate_values,
+                trial_id=t._trial_id,
+            )
+        )
+    return view
 
 
 def outcomes(trials: Sequence[optuna.trial.FrozenTrial]) -> Outcomes:

@@ -28,6 +28,27 @@ Space = tuple[Parameter, ...]
 
 
 @dataclass(frozen=True)
+class Objective:
+    """What a study optimizes: a name on the command line, a direction, and its name in the dashboard."""
+
+    name: str
+    direction: str
+    metric: str
+
+
+# accuracy: the validation accuracy (mean over seeds); parameters: the network's, exact; seconds: the
+# trial's training time (its share of a group's run), measured, so as noisy as the machine.
+OBJECTIVES: dict[str, Objective] = {
+    o.name: o
+    for o in (
+        Objective("accuracy", "maximize", "validation accuracy"),
+        Objective("parameters", "minimize", "parameters"),
+        Objective("seconds", "minimize", "training seconds"),
+    )
+}
+
+
+@dataclass(frozen=True)
 class Kind:
     """A study kind: fixed points (grid, oat) or a sampler's proposals (random, tpe), and its defaults.
 
@@ -84,6 +105,16 @@ KIND_TABLE: dict[str, Kind] = {
             sampler=lambda seed: optuna.samplers.TPESampler(multivariate=True, constant_liar=True, seed=seed),
         ),
         Kind("oat", "one parameter at a time: the baseline, then each parameter moved alone (15 runs)", points=_oat),
+        Kind(
+            "gp",
+            "Bayesian search with Optuna's Gaussian-process sampler (slower decisions, fewer trials)",
+            sampler=lambda seed: optuna.samplers.GPSampler(seed=seed),
+        ),
+        Kind(
+            "nsga2",
+            "Optuna's NSGA-II evolutionary sampler, for accuracy against cost (--objectives)",
+            sampler=lambda seed: optuna.samplers.NSGAIISampler(seed=seed),
+        ),
     )
 }
 KINDS = tuple(KIND_TABLE)
@@ -118,6 +149,7 @@ class StudySpec:
     share_runs: bool = True
     grid_space: bool = False  # random and tpe over the grid's values only (the tabular benchmark's space)
     compile: str = "auto"  # the CPU's Adadelta update compiled: on, off, or auto (when it pays back)
+    objectives: tuple[str, ...] = ("accuracy",)  # accuracy first; parameters, seconds: a multi-objective study
 
     def __post_init__(self) -> None:
         if self.kind not in KIND_TABLE:
@@ -137,6 +169,12 @@ class StudySpec:
             _check_range("max_epochs", self.max_epochs, MAX_EPOCHS)
         if self.timeout is not None and not self.timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, but got timeout={self.timeout!r}.")
+        _check_objectives(self.objectives, self.kind_of)
+        if len(self.objectives) > 1 and self.pruner not in (None, "none"):
+            raise ValueError(
+                "a multi-objective study cannot prune (Optuna's pruners read one objective's intermediate "
+                f"values): pass --pruner none or leave it out, but got pruner={self.pruner!r}."
+            )
         TrainConfig(seed=self.seed, device=self.device)  # validates both
         check_url(self.storage)
 
@@ -149,7 +187,24 @@ class StudySpec:
         return KIND_TABLE[self.kind]
 
     @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def directions(self) -> list[str]:
+        return [OBJECTIVES[name].direction for name in self.objectives]
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The objectives' names as the dashboard shows them."""
+        return [OBJECTIVES[name].metric for name in self.objectives]
+
+    @property
     def pruner_name(self) -> str:
+        # Optuna's pruners read one objective's intermediate values, which a multi-objective
+        # trial cannot report (Trial.report raises): such a study does not prune.
+        if self.multi_objective:
+            return "none"
         return self.pruner or self.kind_of.default_pruner
 
     @property
@@ -216,10 +271,29 @@ class StudySpec:
         identity: dict[str, Any] = {"kind": self.kind, "regularization": self.regularization, "seeds": self.seeds}
         identity["max_epochs"] = self.max_epochs  # it changes the space
         identity["space"] = "grid" if self.grid_space else "full"  # so does --space grid
+        identity["objectives"] = ",".join(self.objectives)
         if self.kind_of.seeded_order:
             identity["seed"] = self.seed  # it orders the grid's points
             identity["grid_order"] = GRID_ORDER
         return identity
+
+
+def _check_objectives(objectives: tuple[str, ...], kind: Kind) -> None:
+    names = ",".join(objectives)
+    known = ", ".join(OBJECTIVES)
+    if not objectives or objectives[0] != "accuracy" or len(set(objectives)) != len(objectives):
+        raise ValueError(
+            f"objectives must be accuracy followed by none, one or both of parameters, seconds, each once, "
+            f"but got objectives={names!r}."
+        )
+    unknown = [o for o in objectives if o not in OBJECTIVES]
+    if unknown:
+        raise ValueError(f"objectives must be among {known}, but got {unknown[0]!r} in objectives={names!r}.")
+    if len(objectives) > 1 and kind.has_points:
+        raise ValueError(
+            f"a {kind.name} study runs fixed points and has one objective; its front of accuracy against "
+            f"parameters and seconds is in `python -m search effects`, but got objectives={names!r}."
+        )
 
 
 def _parameter_steps(config: TrainConfig, train_images: int) -> int:

@@ -127,7 +127,8 @@ class Objective:
 
     The seeds are ``base.seed, base.seed + 1, ...``. A trial's value is the mean over
     its seeds of the last epoch's validation accuracy. Each epoch's mean is reported to
-    the trial once all its seeds reached that epoch (learning curves, pruning).
+    the trial once all its seeds reached that epoch (learning curves, pruning), unless
+    ``report`` is False (a multi-objective trial, which Optuna cannot report to).
     ``after_run`` stores a finished trial's ``TrialResult``. A diverged or out-of-memory
     run raises ``TrialFailed`` with its reason; a pruned one ``optuna.TrialPruned``.
     With ``checkpoints``, each run keeps a checkpoint there and resumes an interrupted one
@@ -143,12 +144,14 @@ class Objective:
         after_run: AfterRun | None = None,
         on_progress: OnProgress | None = None,
         checkpoints: CheckpointFolder | None = None,
+        report: bool = True,
     ) -> None:
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
             raise ValueError(f"seeds must be an integer >= 1, but got seeds={seeds!r}.")
         self.base, self.splits, self.space = base, splits, dict(space)
         self.seeds, self.after_run, self.on_progress = seeds, after_run, on_progress
         self.checkpoints = checkpoints
+        self.report = report  # each epoch's mean to the trial; a multi-objective trial cannot take it
 
     def configs(self, trial: optuna.Trial) -> list[TrainConfig]:
         """The trial's configuration under each of its seeds."""
@@ -164,7 +167,7 @@ class Objective:
         ``checkpoints``, each run keeps a checkpoint while it trains.
         """
         started = time.perf_counter()
-        seeds = {t.number: _Seeds(t, self.seeds) for t in trials}
+        seeds = {t.number: _Seeds(t, self.seeds, self.report) for t in trials}
         members = [(t, k, c) for t in trials for k, c in enumerate(self.configs(t))]
         runs: dict[TrainConfig, list[tuple[optuna.Trial, int, TrainConfig]]] = {}
         for member in members:
@@ -264,8 +267,8 @@ class _Seeds:
     next epoch: the trial's verdict no longer depends on them.
     """
 
-    def __init__(self, trial: optuna.Trial, seeds: int) -> None:
-        self.trial = trial
+    def __init__(self, trial: optuna.Trial, seeds: int, report: bool = True) -> None:
+        self.trial, self.report = trial, report
         self.val: list[list[float]] = [[] for _ in range(seeds)]
         self.results: list[RunResult | None] = [None] * seeds
         self.stop = False
@@ -273,7 +276,7 @@ class _Seeds:
     def on_epoch(self, k: int) -> EpochCallback:
         def record(epoch: EpochRecord) -> bool:
             self.val[k].append(epoch.val_accuracy)
-            if not self.stop and all(len(v) >= epoch.epoch for v in self.val):
+            if self.report and not self.stop and all(len(v) >= epoch.epoch for v in self.val):
                 self.trial.report(float(np.mean([v[epoch.epoch - 1] for v in self.val])), epoch.epoch)
                 self.stop = self.trial.should_prune()
             return self.stop

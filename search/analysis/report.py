@@ -9,6 +9,7 @@ import optuna
 import plotly.graph_objects as go
 from optuna import visualization as vis
 
+from search import records
 from search.analysis.effects import Effects, study_effects
 from search.analysis.effects_text import Table, headline, tables
 from search.analysis.figures import study_figures
@@ -49,6 +50,34 @@ def optuna_figures(study: optuna.Study) -> dict[str, go.Figure]:
     return figures
 
 
+def front_figures(study: optuna.Study) -> dict[str, go.Figure]:
+    """A multi-objective study's Pareto front and hypervolume history (none for one objective).
+
+    The hypervolume's reference point is the worst corner: accuracy 0, and 1.1 times the
+    largest cost seen in each cost objective.
+    """
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(study.directions) < 2 or not complete:
+        return {}
+    names = study.metric_names or None
+    reference = [
+        0.0 if d == optuna.study.StudyDirection.MAXIMIZE else 1.1 * max(t.values[i] for t in complete)
+        for i, d in enumerate(study.directions)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        figures = {
+            "Pareto front": vis.plot_pareto_front(study, target_names=names),
+            "Hypervolume history": vis.plot_hypervolume_history(study, reference),
+        }
+    for title, fig in figures.items():
+        fig.update_layout(title={"text": title, "x": 0.01}, template="plotly_white", height=460)
+    figures["Hypervolume history"].update_layout(
+        yaxis_title=f"hypervolume (reference point {', '.join(f'{r:.4g}' for r in reference)})"
+    )
+    return figures
+
+
 class _Page:
     """The report's body, inlining plotly.js with the first figure only."""
 
@@ -82,11 +111,18 @@ class _Page:
 
 
 def render_report(study: optuna.Study, params: list[str]) -> str:
-    """The report's HTML; plotly.js is inlined once so that the page works offline."""
+    """The report's HTML; plotly.js is inlined once so that the page works offline.
+
+    A multi-objective study's front comes first; everything else reads its accuracy.
+    """
+    front = front_figures(study)
+    study = records.accuracy_study(study)
     effects = study_effects(study)
     ours = study_figures(study, params, effects, test_view=True)
     page = _Page()
     page.parts.append(_summary_html(summarize(study)))
+    for title, fig in front.items():
+        page.section(title, {title: fig}, title)
     if effects is not None:
         command = f"python -m search effects --study-name {study.study_name}"
         page.parts.append(

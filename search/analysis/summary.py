@@ -26,7 +26,7 @@ def summarize(study: optuna.Study) -> StudySummary:
     """Counts by state, the best complete trial, training and wall time: cheap, for every command."""
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = max(complete, key=lambda t: t.value) if complete else None  # type: ignore[arg-type, return-value]
+    best = max(complete, key=records.accuracy) if complete else None  # type: ignore[arg-type, return-value]
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
     wall = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
@@ -59,6 +59,9 @@ def write_csv(study: optuna.Study, out: TextIO) -> int:
     """One row per trial: number, state, value, parameters, test accuracy, seconds, epochs. Returns the rows."""
     trials = study.get_trials(deepcopy=False)
     params = sorted({k for t in trials for k in t.params})
+    # A multi-objective study's other objectives, by their names in the study (val_accuracy is the first).
+    others = study.metric_names[1:] if len(study.directions) > 1 and study.metric_names else []
+    others = [f"objective_{name.replace(' ', '_')}" for name in others]
     writer = csv.writer(out)
     writer.writerow(
         [
@@ -69,6 +72,7 @@ def write_csv(study: optuna.Study, out: TextIO) -> int:
             "train_seconds",
             "epochs_run",
             "parameter_count",
+            *others,
             *params,
             records.FAIL_REASON,
         ]
@@ -78,11 +82,12 @@ def write_csv(study: optuna.Study, out: TextIO) -> int:
             [
                 t.number,
                 t.state.name,
-                t.value,
+                records.accuracy(t),
                 records.test_accuracy(t),
                 t.user_attrs.get("train_seconds"),
                 records.epochs_run(t),
                 t.user_attrs.get("parameter_count"),
+                *(t.values[1:] if t.values else [None] * len(others)),
                 *[t.params.get(k) for k in params],
                 records.fail_reason(t),
             ]

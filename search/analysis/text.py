@@ -31,6 +31,6 @@ def format_params(params: dict[str, Any]) -> str:
 def best_line(trial: FrozenTrial) -> str:
     """``trial 7: validation accuracy 0.9805, test accuracy 0.9787`` (the test part when stored)."""
     test = records.test_accuracy(trial)
-    return f"trial {trial.number}: validation accuracy {format_accuracy(trial.value)}" + (
+    return f"trial {trial.number}: validation accuracy {format_accuracy(records.accuracy(trial))}" + (
         f", test accuracy {format_accuracy(test)}" if test is not None else ""
     )

@@ -15,6 +15,7 @@ keeps a checkpoint of its run, so that the points an interrupt queued again resu
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from trainer import TrainConfig
 from trainer.objective import Objective, TrialFailed, TrialResult
 
 Key = Callable[[dict[str, Any]], TrainConfig]
+Values = Callable[[float, TrialResult], list[float]]  # a trial's objectives from its accuracy and result
 
 
 def waiting_group(study: optuna.Study, key: Key, limit: int, part: Part | None = None) -> int:
@@ -133,17 +135,24 @@ def run_group(
     interrupts: Interrupts,
     report: Callable[[optuna.trial.FrozenTrial], None],
     requeue: Callable[[optuna.Study, optuna.Trial], None],
+    values: Values | None = None,
 ) -> bool:
     """Ask ``count`` trials (the waiting points at the head of the queue, else the sampler's) and train them.
 
     Called with the study's lock held and signals held back, like a single trial: the
     trials are created before the lock is released, and each is closed with signals held.
     A trial still open when the run is interrupted or fails is closed as FAIL, and its
-    point queued again when interrupted. Returns False when a trial failed.
+    point queued again when interrupted. Returns False when a trial failed. With ``values``, a
+    trial is told the objectives it gives from its accuracy and result (a multi-objective study).
     """
     with warnings.catch_warnings():  # Optuna's hint to use optimize(): the heartbeats are recorded below
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
-        trials = [study.ask() for _ in range(count)]
+        trials, asked = [], time.perf_counter()
+        for _ in range(count):
+            trials.append(study.ask())
+            asked, seconds = time.perf_counter(), time.perf_counter() - asked
+            if fixed_params(study, trials[-1]) is None:  # a sampler's proposal: its decision time
+                trials[-1].set_user_attr(records.ASK_SECONDS, round(seconds, 4))
     if count > 1:
         for trial in trials:  # which trials' training time is one and the same
             trial.set_user_attr(records.SHARED_RUN_ATTR, trials[0].number)
@@ -155,7 +164,8 @@ def run_group(
         interrupts.hold()
         try:
             try:
-                frozen = study.tell(trial, objective.conclude(trial, result))
+                accuracy = objective.conclude(trial, result)
+                frozen = study.tell(trial, values(accuracy, result) if values is not None else accuracy)
             except optuna.TrialPruned:
                 frozen = study.tell(trial, state=TrialState.PRUNED)
             except TrialFailed as e:

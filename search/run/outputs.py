@@ -50,7 +50,9 @@ def record_trial(trial: optuna.Trial, result: TrialResult, store: FileSystemArti
     if result.diverged or result.stopped or not result.complete or result.model is None:
         return
     best = trial.study.user_attrs.get(BEST_MODEL_ATTR)
-    if best is not None and best["value"] >= result.value:
+    # A multi-objective study keeps every trial's model: any of them may be on the front.
+    front = len(trial.study.directions) > 1
+    if not front and best is not None and best["value"] >= result.value:
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, f"trial-{trial.number}-model.pt")
@@ -60,14 +62,20 @@ def record_trial(trial: optuna.Trial, result: TrialResult, store: FileSystemArti
             artifact_store=store, file_path=path, study_or_trial=trial, mimetype="application/octet-stream"
         )
     trial.set_user_attr(records.MODEL_ARTIFACT, artifact_id)
-    trial.study.set_user_attr(
-        BEST_MODEL_ATTR, {"value": result.value, "trial": trial.number, "artifact_id": artifact_id}
-    )
+    if best is None or result.value > best["value"]:
+        trial.study.set_user_attr(
+            BEST_MODEL_ATTR, {"value": result.value, "trial": trial.number, "artifact_id": artifact_id}
+        )
 
 
 def save_study_outputs(study: optuna.Study, params: list[str]) -> None:
-    """Save (replacing earlier versions) the study's figures and note for optuna-dashboard."""
+    """Save (replacing earlier versions) the study's figures and note for optuna-dashboard.
+
+    They are of the validation accuracy (a multi-objective study's first objective); the
+    dashboard draws a multi-objective study's front itself.
+    """
+    study, saved_to = records.accuracy_study(study), study
     effects = study_effects(study)  # gathered once: fANOVA takes seconds on a whole grid
     for graph_id, figure in study_figures(study, params, effects).items():
-        optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=graph_id)
-    optuna_dashboard.save_note(study, study_note(study, effects))
+        optuna_dashboard.save_plotly_graph_object(saved_to, figure, graph_object_id=graph_id)
+    optuna_dashboard.save_note(saved_to, study_note(study, effects))

@@ -165,6 +165,8 @@ def format_trial(event: Event) -> str:
         figures += f" test {event['test_accuracy']:.4f}"
     if event.get("seconds") is not None:
         figures += f" in {event['seconds']:.1f}s"
+    if event.get("ask_seconds") is not None:  # the sampler's decision (GP's is tens of milliseconds)
+        figures += f", asked in {1000 * event['ask_seconds']:.0f} ms"
     reason = f" ({event['reason']})" if event.get("reason") else ""
     return f"trial {event['number']:>4} {state:<8}{figures}{reason}  {format_params(event['params'])}"
 
@@ -181,11 +183,12 @@ def trial_event(frozen: optuna.trial.FrozenTrial, worker: int = 0) -> Event:
         "worker": worker,
         "number": frozen.number,
         "state": frozen.state.name,
-        "value": frozen.value,
+        "value": records.accuracy(frozen),
         "test_accuracy": records.test_accuracy(frozen),
         # The seeds' sample standard deviation: how much of a difference between points is noise.
         "spread": float(np.std(values, ddof=1)) if len(values) > 1 else None,
         "seconds": frozen.user_attrs.get("train_seconds"),
+        "ask_seconds": frozen.user_attrs.get(records.ASK_SECONDS),
         "epochs": records.epochs_run(frozen),
         "params": frozen.params,
         "reason": frozen.user_attrs.get(records.FAIL_REASON),

@@ -8,8 +8,6 @@ from search.spec import StudySpec
 from search.storage import Store, artifact_dir, open_store
 from trainer.checkpoint import CheckpointFolder
 
-OBJECTIVE_NAME = "validation accuracy"
-
 
 class StudyError(Exception):
     """The study cannot be run as asked (it exists with another kind, direction...)."""
@@ -20,13 +18,13 @@ def prepare(spec: StudySpec, store: Store | None = None) -> optuna.Study:
     store = store or open_store(spec.storage, spec.heartbeat, spec.artifacts)
     with store.lock(spec.name):
         study = optuna.create_study(
-            study_name=spec.name, storage=store.storage, direction="maximize", load_if_exists=True
+            study_name=spec.name, storage=store.storage, directions=spec.directions, load_if_exists=True
         )
-        if len(study.directions) != 1 or study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        found = [d.name.lower() for d in study.directions]
+        if found != spec.directions:
             raise StudyError(
-                f"study {spec.name!r} exists with direction "
-                f"{', '.join(d.name.lower() for d in study.directions)}; this service "
-                "maximizes validation accuracy: pass another --study-name"
+                f"study {spec.name!r} exists with direction(s) {', '.join(found)}, not {', '.join(spec.directions)} "
+                f"as --objectives {','.join(spec.objectives)} asks: pass the same --objectives or another --study-name"
             )
         _settle_identity(study, spec)
     return study
@@ -56,8 +54,8 @@ def _settle_identity(study: optuna.Study, spec: StudySpec) -> None:
                 "pass the same options or another --study-name"
             )
     # optuna-dashboard reads the objective's name from here (its set_objective_names is deprecated).
-    if study.metric_names != [OBJECTIVE_NAME]:
-        study.set_metric_names([OBJECTIVE_NAME])
+    if study.metric_names != spec.metric_names:
+        study.set_metric_names(spec.metric_names)
     for key in [k for k in identity if k != "kind"] + ["kind"]:
         if attrs.get(key, _MISSING) != identity[key]:
             study.set_user_attr(key, identity[key])

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from search import records
 from search._startup import quiet_optuna
 from search.run.budget import Counts, Verdict, claim, fail_silent_trials
-from search.run.groups import Key, Part, fixed_params, parts_per_group, run_group, waiting_group
+from search.run.groups import Key, Part, Values, fixed_params, parts_per_group, run_group, waiting_group
 from search.run.interrupts import NONE, Interrupts
 from search.run.outputs import record_trial
 from search.run.plan import compile_update
@@ -26,7 +26,7 @@ from search.space import point_key, point_network
 from search.spec import StudySpec
 from search.storage import MAX_RETRIES, Store, open_store
 from trainer import TrainConfig, load_mnist, resolve_device, split
-from trainer.objective import Objective
+from trainer.objective import Objective, TrialResult
 
 POLL_SECONDS = 1.0
 REQUEUE_GRACE_SECONDS = 120.0  # see _points_handed_out
@@ -59,7 +59,9 @@ def run_worker(
         on_progress=lambda progress: emit(epoch_event(progress, worker)),
         # A running group's checkpoint lies beside the study's artifacts (the store's own folder).
         checkpoints=checkpoint_folder(spec, store),
+        report=not spec.multi_objective,
     )
+    values = objective_values(spec.objectives) if spec.multi_objective else None
     points = spec.points()
     budget = len(points) if points is not None and spec.trials is None else spec.budget
     key: Key | None = None
@@ -82,7 +84,9 @@ def run_worker(
                     # A sampler's trial, or a point that shares with nothing, is a group of one.
                     slots = budget - counts.finished - counts.running
                     count = waiting_group(study, key, slots, part(slots)) if key is not None else 1
-                    if not run_group(study, objective, max(count, 1), lock.release, interrupts, report, _requeue):
+                    if not run_group(
+                        study, objective, max(count, 1), lock.release, interrupts, report, _requeue, values
+                    ):
                         _free_memory()
             finally:
                 lock.release()
@@ -93,6 +97,16 @@ def run_worker(
             with interrupts.held_section():
                 optuna.storages.fail_stale_trials(study)
                 fail_silent_trials(storage, study, 2 * spec.heartbeat)
+
+
+def objective_values(objectives: tuple[str, ...]) -> Values:
+    """A trial's objectives, in ``objectives``' order: accuracy, its parameter count, its training seconds."""
+
+    def values(accuracy: float, result: TrialResult) -> list[float]:
+        found = {"accuracy": accuracy, "parameters": float(result.parameter_count), "seconds": result.seconds}
+        return [found[name] for name in objectives]
+
+    return values
 
 
 class _Parts:
