@@ -17,6 +17,7 @@ from search._startup import quiet_optuna
 from search.analysis.effects import gather_effects
 from search.analysis.effects_text import to_json, to_text
 from search.analysis.effects_text import write_csv as write_effects_csv
+from search.analysis.front import cost_changes_text, fronts_json, fronts_text, oat_cost_changes, study_fronts
 from search.analysis.report import render_report
 from search.analysis.summary import summarize, write_csv
 from search.analysis.text import best_line, format_accuracy, format_params
@@ -150,12 +151,20 @@ def effects(storage_url: str, study_name: str, fmt: str, seed: int) -> int:
         found = gather_effects(study, seed)
     except ValueError as e:
         raise StudyError(str(e)) from e
+    fronts, costs = study_fronts(study), oat_cost_changes(study)
     if fmt == "json":
-        print(json.dumps(to_json(found), indent=2))
+        data = to_json(found)
+        data["fronts"] = fronts_json(fronts)
+        data["oat_costs"] = [c._asdict() for c in costs]
+        print(json.dumps(data, indent=2))
     elif fmt == "csv":
         write_effects_csv(found, sys.stdout)
     else:
         print(to_text(found))
+        if costs:
+            print(f"\n{cost_changes_text(costs)}")
+        if fronts:
+            print(f"\n{fronts_text(fronts)}")
     return 0
 
 
