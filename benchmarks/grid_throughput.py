@@ -111,16 +111,9 @@ def projection(splits: Splits, device: str, seeds: int) -> float:
     return total
 
 
-def epoch_seconds(
-    members: list[TrainConfig],
-    splits: Splits,
-    batched: bool | None = None,
-    clock: Callable[[], float] = time.perf_counter,
-) -> float:
+def epoch_seconds(members: list[TrainConfig], splits: Splits, clock: Callable[[], float] = time.perf_counter) -> float:
     """A full epoch of ``members`` as one group, from ``PROBE_STEPS`` timed steps and one timed evaluation."""
     stack = StackedMLP(members, splits.train_x.device)
-    if batched is not None:
-        stack.batched = batched
     optimizer = FlatOptimizer(members[0].optimizer, stack.param, stack.grad)
     runner = EpochSteps(stack, optimizer, splits, F.one_hot(splits.train_y, CLASSES).float(), members[0])
     batch = members[0].batch_size
@@ -131,38 +124,6 @@ def epoch_seconds(
     val_onehot = F.one_hot(splits.val_y, CLASSES).float()
     evaluation = timed(stack.evaluate, splits.val_x, splits.val_y, val_onehot, EVAL_BATCH, clock=clock)
     return -(-FULL_TRAIN // batch) * step + evaluation * FULL_EVAL / len(splits.val_y)
-
-
-def compare_paths(splits: Splits, rounds: int = 3) -> dict[str, object]:
-    """CPU seconds of a projected grid epoch of every group, per-member products against batched ones.
-
-    The two paths train the same members from the same state, timed with the process's CPU
-    clock, alternated ``rounds`` times per group (the order swapped each round), the least
-    time of each kept.
-    """
-    rows, totals = [], {"per_member": 0.0, "batched": 0.0}
-    for group in grid_groups("cpu"):
-        members = list(dict.fromkeys(member_key(c) for c in group))
-        members = [members[i] for i in member_order(members)]
-        best = {"per_member": float("inf"), "batched": float("inf")}
-        for r in range(rounds):
-            for path in ("per_member", "batched") if r % 2 == 0 else ("batched", "per_member"):
-                seconds = epoch_seconds(members, splits, batched=path == "batched", clock=time.process_time)
-                best[path] = min(best[path], seconds)
-        shape = f"{group[0].hidden_layers}x{group[0].hidden_units} batch {group[0].batch_size}"
-        rows.append({"shape": shape, **{k: round(v, 3) for k, v in best.items()}})
-        for path, seconds in best.items():
-            totals[path] += MAX_EPOCHS * seconds
-        ratio = best["per_member"] / best["batched"]
-        print(
-            f"  {shape}: per-member {best['per_member']:.2f} s, batched {best['batched']:.2f} s, {ratio:.2f}x",
-            file=sys.stderr,
-        )
-    return {
-        "shapes": rows,
-        "projected_grid_cpu_seconds": {k: round(v) for k, v in totals.items()},
-        "speedup": round(totals["per_member"] / totals["batched"], 3),
-    }
 
 
 def sample_figures(args: argparse.Namespace, splits: Splits) -> dict[str, object]:
@@ -196,9 +157,6 @@ def main() -> None:
     parser.add_argument("--projection-only", action="store_true", help="skip the sample, only project")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     parser.add_argument("--compile", action="store_true", help="compiled Adadelta updates (compiled before timing)")
-    parser.add_argument(
-        "--compare-paths", action="store_true", help="only time every grid group's per-member and batched products"
-    )
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")
     args = parser.parse_args()
     if args.threads:
@@ -206,11 +164,6 @@ def main() -> None:
     device = str(resolve_device(args.device))
     data = load_mnist(args.data_dir, device)
     figures: dict[str, object] = {"device": device, "threads": torch.get_num_threads(), "compiled": args.compile}
-    if args.compare_paths:
-        figures["paths"] = compare_paths(split(data, validation=2000))
-        json.dump(figures, sys.stdout)
-        print()
-        return
     if args.compile:
         optim.compile_updates()
         train(TrainConfig(epochs=1, device=device), split(data, limit_train=256, limit_test=10))  # compile now
