@@ -10,7 +10,7 @@ import optuna
 
 from search.space import Parameter, distributions, grid_distributions, grid_points, oat_points, search_space
 from search.storage import DEFAULT_STORAGE, check_url
-from trainer import TrainConfig
+from trainer import TrainConfig, UsageError
 from trainer.config import MAX_EPOCHS
 from trainer.loop import member_key
 from trainer.model import weights_of
@@ -56,20 +56,20 @@ class StudySpec:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"study kind must be one of {', '.join(KINDS)}, but got {self.kind!r}.")
+            raise UsageError(f"study kind must be one of {', '.join(KINDS)}, but got {self.kind!r}.")
         if self.compile not in COMPILE:
-            raise ValueError(f"compile must be one of {', '.join(COMPILE)}, but got compile={self.compile!r}.")
+            raise UsageError(f"compile must be one of {', '.join(COMPILE)}, but got compile={self.compile!r}.")
         if self.pruner is not None and self.pruner not in PRUNERS:
-            raise ValueError(f"pruner must be one of {', '.join(PRUNERS)}, but got pruner={self.pruner!r}.")
+            raise UsageError(f"pruner must be one of {', '.join(PRUNERS)}, but got pruner={self.pruner!r}.")
         for name in ("trials", "workers", "heartbeat"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be an integer >= 1, but got {name}={value!r}.")
+                raise UsageError(f"{name} must be an integer >= 1, but got {name}={value!r}.")
         _check_range("seeds", self.seeds, MAX_SEEDS)
         if self.max_epochs is not None:
             _check_range("max_epochs", self.max_epochs, MAX_EPOCHS)
         if self.timeout is not None and not self.timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds, but got timeout={self.timeout!r}.")
+            raise UsageError(f"timeout must be > 0 seconds, but got timeout={self.timeout!r}.")
         TrainConfig(seed=self.seed, device=self.device)  # validates both
         check_url(self.storage)
 
@@ -162,4 +162,4 @@ def _parameter_steps(config: TrainConfig, train_images: int) -> int:
 
 def _check_range(name: str, value: Any, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-        raise ValueError(f"{name} must be an integer in 1..{high}, but got {name}={value!r}.")
+        raise UsageError(f"{name} must be an integer in 1..{high}, but got {name}={value!r}.")

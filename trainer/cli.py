@@ -10,6 +10,7 @@ from typing import NoReturn, TypeVar
 
 from trainer.config import ACTIVATIONS, LOSSES, OPTIMIZERS, TrainConfig
 from trainer.data import DataError
+from trainer.errors import UsageError
 
 T = TypeVar("T")
 
@@ -32,12 +33,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def run_cli(main: Callable[[], T]) -> T:
-    """Run ``main``, turning user errors into one line and Ctrl-C into exit 130."""
+    """Run ``main``, turning user errors into one line and Ctrl-C into exit 130.
+
+    User errors are the project's own: ``DataError`` (exit 1) and ``UsageError`` (exit 2).
+    Any other exception, a plain ``ValueError`` included, is a bug and keeps its traceback.
+    """
     try:
         return main()
     except DataError as e:
         fail(str(e), 1)
-    except ValueError as e:
+    except UsageError as e:
         fail(str(e), 2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

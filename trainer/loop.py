@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from trainer.checkpoint import Checkpoint
 from trainer.config import TrainConfig
 from trainer.data import Splits
+from trainer.errors import UsageError
 from trainer.model import CLASSES, LossFn, build_model
 from trainer.optim import FlatOptimizer
 from trainer.stack import StackedMLP, loss_kind, member_order
@@ -87,16 +88,16 @@ DoneCallback = Callable[[int, "RunResult"], None]
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when present, else the CPU; an absent device is a ValueError."""
+    """``auto`` is CUDA when present, else the CPU; an absent device is a ``UsageError``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} but CUDA is not available here; use --device cpu or auto.")
+        raise UsageError(f"device={name!r} but CUDA is not available here; use --device cpu or auto.")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist.")
+        raise UsageError(f"device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist.")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={name!r} but MPS is not available here; use --device cpu or auto.")
+        raise UsageError(f"device={name!r} but MPS is not available here; use --device cpu or auto.")
     return device
 
 
@@ -319,7 +320,7 @@ def _restore(state: dict[str, Any], run: _Run, splits: Splits, onehot: torch.Ten
     """Put a ``_snapshot`` back; return its epoch."""
     configs, histories = run.configs, run.histories
     if state["configs"] != [c.to_dict() for c in configs]:
-        raise ValueError("the checkpoint was saved by a run of other configurations; remove it or train those")
+        raise UsageError("the checkpoint was saved by a run of other configurations; remove it or train those")
     run.narrow(splits, onehot, graphs, keep=state.get("alive", run.alive))
     run.stack.param.copy_(state["param"])
     run.optimizer.load_state_dict(state["optimizer"])
