@@ -13,6 +13,12 @@ from trainer.data import DataError
 from trainer.errors import UsageError
 
 T = TypeVar("T")
+# What every training command's help says of networks trained together (trainer.stack).
+GROUP_NOTE = (
+    "Networks of one shape train together as one group. On the CPU at one torch thread per process "
+    "(OMP_NUM_THREADS=1) each is bit for bit its run alone; with more threads, or on a GPU, it equals "
+    "its run alone within rounding only."
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -75,7 +81,7 @@ def _int(text: str) -> int:
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """Where the data comes from and how it is split; also the device."""
-    group = parser.add_argument_group("data and device")
+    group = parser.add_argument_group("data and device", GROUP_NOTE)
     group.add_argument(
         "--data-dir", default=None, help="folder with the four MNIST files (default: $MNIST_DATA_DIR, else ./data)"
     )

@@ -165,3 +165,10 @@ def test_run_cli_turns_the_projects_errors_into_one_line_and_lets_bugs_through(
 
     with pytest.raises(ValueError, match="an internal invariant broke"):
         run_cli(bug)
+
+
+def test_help_says_a_group_equals_its_runs_alone_within_rounding_beyond_one_thread() -> None:
+    proc = run_trainer("--help")
+    text = " ".join(proc.stdout.split())
+    assert "bit for bit its run alone" in text and "with more threads, or on a GPU" in text
+    assert "within rounding only" in text
