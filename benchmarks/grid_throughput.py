@@ -80,8 +80,10 @@ def timed(run: Callable[..., object], *args: object, clock: Callable[[], float] 
     return clock() - started
 
 
-def throughput(groups: Sequence[Sequence[TrainConfig]], splits: Splits, seeds_cost: int) -> dict[str, float]:
-    """Wall seconds of each way over the sample, the ways interleaved and rotated group by group."""
+def throughput(
+    groups: Sequence[Sequence[TrainConfig]], splits: Splits, seeds_cost: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Wall and CPU seconds of each way over the sample, the ways interleaved and rotated group by group."""
     ways: dict[str, Callable[[Sequence[TrainConfig]], object]] = {
         "groups": lambda group: train_together(group, splits),
         "stacks": lambda group: [train_together(run, splits) for run in stacks_of(group)],
@@ -91,13 +93,16 @@ def throughput(groups: Sequence[Sequence[TrainConfig]], splits: Splits, seeds_co
         ways[f"groups x{seeds_cost} seeds"] = lambda group: train_together(
             [c for config in group for c in seed_configs(config, seeds_cost)], splits
         )
-    walls = dict.fromkeys(ways, 0.0)
+    walls, cpus = dict.fromkeys(ways, 0.0), dict.fromkeys(ways, 0.0)
     names = list(ways)
     for i, group in enumerate(groups):
         for name in names[i % len(names) :] + names[: i % len(names)]:
-            walls[name] += timed(ways[name], group)
-            print(f"  group {i + 1}: {name} {walls[name]:.1f} s so far", file=sys.stderr)
-    return walls
+            wall, cpu = time.perf_counter(), time.process_time()
+            ways[name](group)
+            walls[name] += time.perf_counter() - wall
+            cpus[name] += time.process_time() - cpu
+            print(f"  group {i + 1}: {name} {walls[name]:.1f} s so far ({cpus[name]:.1f} s CPU)", file=sys.stderr)
+    return walls, cpus
 
 
 def grid_flops(seeds: int = 1) -> float:
@@ -215,11 +220,15 @@ def sample_figures(args: argparse.Namespace, splits: Splits) -> dict[str, object
     """Wall times and trials per hour of the three ways (and K seeds) over the sample."""
     sample = grid_groups(str(splits.train_x.device))[: args.groups]
     points = sum(len(group) for group in sample)
-    walls = throughput(sample, splits, args.seeds_cost)
+    walls, cpus = throughput(sample, splits, args.seeds_cost)
+    ways = ("groups", "stacks", "alone")
     figures: dict[str, object] = {
         "sample": {"groups": args.groups, "points": points, "train_images": len(splits.train_y)},
         "wall_seconds": {name: round(wall, 2) for name, wall in walls.items()},
-        "trials_per_hour": {name: round(points * 3600 / walls[name]) for name in ("groups", "stacks", "alone")},
+        "cpu_seconds": {name: round(cpu, 2) for name, cpu in cpus.items()},
+        "trials_per_hour": {name: round(points * 3600 / walls[name]) for name in ways},
+        # The same per hour of this process's CPU time: steadier than the wall's on a loaded machine.
+        "trials_per_cpu_hour": {name: round(points * 3600 / cpus[name]) for name in ways},
     }
     if args.seeds_cost > 1:
         ratio = walls[f"groups x{args.seeds_cost} seeds"] / walls["groups"]
@@ -229,6 +238,7 @@ def sample_figures(args: argparse.Namespace, splits: Splits) -> dict[str, object
             "seeds": args.seeds_cost,
             "ratio": round(ratio, 2),
             "per_network": round(per_network, 3),
+            "cpu_per_network": round(cpus[f"groups x{args.seeds_cost} seeds"] / cpus["groups"] / args.seeds_cost, 3),
         }
     return figures
 
@@ -288,6 +298,8 @@ def report(figures: dict) -> None:
             print(f"| {name} | {figures['wall_seconds'][name]:.1f} | {rates[name]} |")
         ratios = (rates["groups"] / rates["stacks"], rates["groups"] / rates["alone"])
         print(f"groups / stacks: {ratios[0]:.2f}x; groups / alone: {ratios[1]:.2f}x")
+        cpu = figures["trials_per_cpu_hour"]
+        print(f"per CPU hour: groups / stacks {cpu['groups'] / cpu['stacks']:.2f}x")
     if "seeds_cost" in figures:
         cost = figures["seeds_cost"]
         print(f"{cost['seeds']} seeds cost {cost['ratio']:.2f}x one seed: {cost['per_network']:.2f}x a network")
