@@ -5,9 +5,11 @@
 # Each step has its own time limit (100 + 100 + 150 + 200 s), so the whole ends inside one
 # 10-minute call; the figures land in
 # $OUT (device.json, tests.txt, throughput.json, grid-*.txt, smi-*.csv). Steps:
-#  1. the trainer's tests on CUDA (graphs bit for bit eager, groups within rounding of alone);
-#  2. benchmarks/grid_throughput.py on cuda: a sample's groups / stacks / alone, K=3 cost,
-#     and the whole grid's projection with its achieved FLOP/s;
+#  1. the trainer's tests on CUDA (graphs bit for bit eager; groups run the batched products,
+#     the one path on every device);
+#  2. benchmarks/grid_throughput.py on cuda: a sample's groups / stacks / alone, K=3 cost (a run
+#     and a network), and the whole grid's projection on one worker (--grid-workers defaults to
+#     1 on a GPU) with its achieved FLOP/s;
 #  3. the whole grid, 1 seed, as a study (target under 60 s), GPU busy share from nvidia-smi;
 #  4. the same with --seeds 5 (target under 3 minutes), if time is left.
 set -uo pipefail

@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/grid_throughput.py --data-dir ../shared/mnist [--device cpu] [--groups 1]
         [--limit-train N] [--validation N] [--limit-test N] [--seeds-cost 3] [--no-projection]
-        [--threads N] [--compile] [--json]
+        [--threads N] [--grid-workers N] [--compile] [--json]
 
 The sample is the first ``--groups`` groups of the seeded 2,187-point reference grid: the
 81 points (activation x loss x learning rate x epochs) of one depth, width and batch size.
@@ -16,13 +16,21 @@ Optuna), the ways interleaved group by group:
 - alone: every point its own run.
 
 Trials per hour is points / wall time. ``--seeds-cost K`` also trains the sample's groups
-under K seeds (K x 18 networks a run) and prints the cost against one seed. The projection
-times, for each of the grid's 27 groups, 12 training steps of the whole group and one
-evaluation of 2,000 images, and scales them to 25 epochs of 50,000 training images and
-20,000 evaluated ones, for one and for five seeds (``--projection-only`` skips the sample),
-with the FLOP/s that achieves of the grid's arithmetic (0.73 PFLOP a seed). ``--json`` prints
-``{"trials_per_hour": {"groups", "stacks", "alone"}, "projected_grid_seconds": ..., ...}`` on
-stdout.
+under K seeds (K x 18 networks a run) and prints the cost against one seed, for the run and
+for each network in it.
+
+The projection times, for each of the grid's 27 groups, 12 training steps of the whole group
+and one evaluation of 2,000 images, and scales them to 25 epochs of 50,000 training images
+and 20,000 evaluated ones, for one and for five seeds (``--projection-only`` skips the
+sample). The groups are timed in ``--grid-workers`` processes at once (default: one per core
+on the CPU, one thread each, as ``python -m search grid`` runs with both cores busy; 1 on a
+GPU), each taking the next group in grid order when it comes free. From those times it gives
+one worker's time for the whole grid (``projected_grid_seconds``, with the FLOP/s that
+achieves of the grid's arithmetic, 0.73 PFLOP a seed), the grid's wall time on the workers
+(``projected_grid_wall_seconds``: groups handed out in grid order, the last ones split into
+parts as a study splits them) and the cost of a network under five seeds against one.
+``--json`` prints ``{"trials_per_hour": {"groups", "stacks", "alone"}, "projected_grid_seconds":
+..., "projected_grid_wall_seconds": ..., ...}`` on stdout.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -64,14 +74,16 @@ def stacks_of(group: Sequence[TrainConfig]) -> list[list[TrainConfig]]:
     return list(runs.values())
 
 
-def timed(run: Callable[..., object], *args: object) -> float:
-    started = time.perf_counter()
+def timed(run: Callable[..., object], *args: object, clock: Callable[[], float] = time.perf_counter) -> float:
+    started = clock()
     run(*args)
-    return time.perf_counter() - started
+    return clock() - started
 
 
-def throughput(groups: Sequence[Sequence[TrainConfig]], splits: Splits, seeds_cost: int) -> dict[str, float]:
-    """Wall seconds of each way over the sample, the ways interleaved and rotated group by group."""
+def throughput(
+    groups: Sequence[Sequence[TrainConfig]], splits: Splits, seeds_cost: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Wall and CPU seconds of each way over the sample, the ways interleaved and rotated group by group."""
     ways: dict[str, Callable[[Sequence[TrainConfig]], object]] = {
         "groups": lambda group: train_together(group, splits),
         "stacks": lambda group: [train_together(run, splits) for run in stacks_of(group)],
@@ -81,13 +93,16 @@ def throughput(groups: Sequence[Sequence[TrainConfig]], splits: Splits, seeds_co
         ways[f"groups x{seeds_cost} seeds"] = lambda group: train_together(
             [c for config in group for c in seed_configs(config, seeds_cost)], splits
         )
-    walls = dict.fromkeys(ways, 0.0)
+    walls, cpus = dict.fromkeys(ways, 0.0), dict.fromkeys(ways, 0.0)
     names = list(ways)
     for i, group in enumerate(groups):
         for name in names[i % len(names) :] + names[: i % len(names)]:
-            walls[name] += timed(ways[name], group)
-            print(f"  group {i + 1}: {name} {walls[name]:.1f} s so far", file=sys.stderr)
-    return walls
+            wall, cpu = time.perf_counter(), time.process_time()
+            ways[name](group)
+            walls[name] += time.perf_counter() - wall
+            cpus[name] += time.process_time() - cpu
+            print(f"  group {i + 1}: {name} {walls[name]:.1f} s so far ({cpus[name]:.1f} s CPU)", file=sys.stderr)
+    return walls, cpus
 
 
 def grid_flops(seeds: int = 1) -> float:
@@ -98,20 +113,72 @@ def grid_flops(seeds: int = 1) -> float:
     return seeds * MAX_EPOCHS * per_epoch
 
 
-def projection(splits: Splits, device: str, seeds: int) -> float:
-    """Seconds for the whole grid under ``seeds`` seeds on this machine, from a few steps of every group."""
-    total = 0.0
-    for group in grid_groups(device):
-        members = list(dict.fromkeys(member_key(c) for config in group for c in seed_configs(config, seeds)))
-        members = [members[i] for i in member_order(members)]
-        epoch = epoch_seconds(members, splits)
-        total += MAX_EPOCHS * epoch
-        shape = f"{group[0].hidden_layers}x{group[0].hidden_units} batch {group[0].batch_size}"
-        print(f"  {seeds} seed(s), {shape}: {len(members)} networks, {epoch:.2f} s an epoch", file=sys.stderr)
-    return total
+def group_members(group: Sequence[TrainConfig], seeds: int) -> list[TrainConfig]:
+    """The networks of one grid group under ``seeds`` seeds, in the order a run trains them."""
+    members = list(dict.fromkeys(member_key(c) for config in group for c in seed_configs(config, seeds)))
+    return [members[i] for i in member_order(members)]
 
 
-def epoch_seconds(members: list[TrainConfig], splits: Splits) -> float:
+def group_seconds(job: tuple[str | None, str, int, int, bool, int | None]) -> float:
+    """Seconds of grid group ``index``'s whole run (25 epochs) under ``seeds`` seeds, from ``epoch_seconds``.
+
+    Runs in a worker process of the projection: it loads the data itself, at ``threads``
+    threads, with the compiled Adadelta update when ``compiled``.
+    """
+    data_dir, device, index, seeds, compiled, threads = job
+    if threads:
+        torch.set_num_threads(threads)
+    if compiled:
+        optim.compile_updates()
+    # 2,000 images evaluated, scaled to the 20,000 a grid trial evaluates.
+    splits = split(load_mnist(data_dir, device), validation=2000)
+    group = grid_groups(device)[index]
+    members = group_members(group, seeds)
+    epoch = epoch_seconds(members, splits)
+    shape = f"{group[0].hidden_layers}x{group[0].hidden_units} batch {group[0].batch_size}"
+    print(f"  {seeds} seed(s), {shape}: {len(members)} networks, {epoch:.2f} s an epoch", file=sys.stderr)
+    return MAX_EPOCHS * epoch
+
+
+def projection(args: argparse.Namespace, device: str, seeds: int) -> list[float]:
+    """Each grid group's run time in seconds under ``seeds`` seeds, timed in ``args.grid_workers`` processes at once.
+
+    The processes take the groups in grid order as they come free, as a study's workers
+    do, so that each group is timed while the others keep the other cores busy.
+    """
+    threads = 1 if args.grid_workers > 1 else args.threads
+    jobs = [(args.data_dir, device, i, seeds, args.compile, threads) for i in range(len(grid_groups(device)))]
+    if args.grid_workers == 1:
+        return [group_seconds(job) for job in jobs]
+    with multiprocessing.get_context("spawn").Pool(args.grid_workers) as pool:
+        return list(pool.imap(group_seconds, jobs))
+
+
+def parts_per_group(workers: int, groups_left: int) -> int:
+    """Into how many parts a study splits each group so that ``workers`` have work (as ``search``'s own)."""
+    return max(1, -(-workers // max(groups_left, 1)))
+
+
+def grid_wall_seconds(seconds: Sequence[float], networks: Sequence[int], workers: int) -> float:
+    """The wall time of the grid's groups on ``workers`` workers, each taking the next work as it comes free.
+
+    Groups go out whole in grid order; once fewer are left than workers, a worker takes a
+    part of the head group (``parts_per_group``), costing its share of the group's networks.
+    """
+    left = [[s, n, n] for s, n in zip(seconds, networks, strict=True)]  # seconds, networks, networks unclaimed
+    free = [0.0] * workers
+    while left:
+        worker = min(range(workers), key=free.__getitem__)
+        head = left[0]
+        size = min(head[2], -(-head[1] // parts_per_group(workers, len(left))))
+        free[worker] += head[0] * size / head[1]
+        head[2] -= size
+        if not head[2]:
+            left.pop(0)
+    return max(free)
+
+
+def epoch_seconds(members: list[TrainConfig], splits: Splits, clock: Callable[[], float] = time.perf_counter) -> float:
     """A full epoch of ``members`` as one group, from ``PROBE_STEPS`` timed steps and one timed evaluation."""
     stack = StackedMLP(members, splits.train_x.device)
     optimizer = FlatOptimizer(members[0].optimizer, stack.param, stack.grad)
@@ -120,25 +187,59 @@ def epoch_seconds(members: list[TrainConfig], splits: Splits) -> float:
     perm = torch.stack([torch.randperm(len(splits.train_y)) for _ in stack.seeds]).to(splits.train_x.device)
     lr = stack.per_network([m.learning_rate for m in members])
     runner.run(perm[:, : 2 * batch], lr)  # warm-up
-    step = timed(runner.run, perm[:, : PROBE_STEPS * batch], lr) / PROBE_STEPS
+    step = timed(runner.run, perm[:, : PROBE_STEPS * batch], lr, clock=clock) / PROBE_STEPS
     val_onehot = F.one_hot(splits.val_y, CLASSES).float()
-    evaluation = timed(stack.evaluate, splits.val_x, splits.val_y, val_onehot, EVAL_BATCH)
+    evaluation = timed(stack.evaluate, splits.val_x, splits.val_y, val_onehot, EVAL_BATCH, clock=clock)
     return -(-FULL_TRAIN // batch) * step + evaluation * FULL_EVAL / len(splits.val_y)
+
+
+def projection_figures(args: argparse.Namespace, device: str) -> dict[str, object]:
+    """The whole grid under 1 and 5 seeds: one worker's seconds, the wall time on ``--grid-workers``, per network."""
+    networks = {s: [len(group_members(g, s)) for g in grid_groups(device)] for s in (1, 5)}
+    serial, wall = {}, {}
+    for seeds in (1, 5):
+        seconds = projection(args, device, seeds)
+        serial[seeds] = round(sum(seconds))
+        wall[seeds] = round(grid_wall_seconds(seconds, networks[seeds], args.grid_workers))
+    return {
+        "grid_workers": args.grid_workers,
+        "grid_threads_per_worker": 1 if args.grid_workers > 1 else torch.get_num_threads(),
+        "projected_grid_seconds": serial[1],
+        "projected_grid_seconds_by_seeds": serial,
+        "projected_grid_wall_seconds": wall[1],
+        "projected_grid_wall_seconds_by_seeds": wall,
+        # Each network's share of a 5-seed grid against a 1-seed one (the networks per run grow 5x).
+        "projected_seeds_cost_per_network": round(serial[5] / 5 / serial[1], 3),
+        "grid_tflop": round(grid_flops() / 1e12, 1),
+        # What the projection achieves of the arithmetic, per worker: against the device's matrix-product rate.
+        "projected_gflop_per_second": {s: round(grid_flops(s) / t / 1e9, 1) for s, t in serial.items()},
+    }
 
 
 def sample_figures(args: argparse.Namespace, splits: Splits) -> dict[str, object]:
     """Wall times and trials per hour of the three ways (and K seeds) over the sample."""
     sample = grid_groups(str(splits.train_x.device))[: args.groups]
     points = sum(len(group) for group in sample)
-    walls = throughput(sample, splits, args.seeds_cost)
+    walls, cpus = throughput(sample, splits, args.seeds_cost)
+    ways = ("groups", "stacks", "alone")
     figures: dict[str, object] = {
         "sample": {"groups": args.groups, "points": points, "train_images": len(splits.train_y)},
         "wall_seconds": {name: round(wall, 2) for name, wall in walls.items()},
-        "trials_per_hour": {name: round(points * 3600 / walls[name]) for name in ("groups", "stacks", "alone")},
+        "cpu_seconds": {name: round(cpu, 2) for name, cpu in cpus.items()},
+        "trials_per_hour": {name: round(points * 3600 / walls[name]) for name in ways},
+        # The same per hour of this process's CPU time: steadier than the wall's on a loaded machine.
+        "trials_per_cpu_hour": {name: round(points * 3600 / cpus[name]) for name in ways},
     }
     if args.seeds_cost > 1:
         ratio = walls[f"groups x{args.seeds_cost} seeds"] / walls["groups"]
-        figures["seeds_cost"] = {"seeds": args.seeds_cost, "ratio": round(ratio, 2)}
+        # The K-seed run trains K times the networks: its cost per network against one seed's.
+        per_network = ratio / args.seeds_cost
+        figures["seeds_cost"] = {
+            "seeds": args.seeds_cost,
+            "ratio": round(ratio, 2),
+            "per_network": round(per_network, 3),
+            "cpu_per_network": round(cpus[f"groups x{args.seeds_cost} seeds"] / cpus["groups"] / args.seeds_cost, 3),
+        }
     return figures
 
 
@@ -156,12 +257,20 @@ def main() -> None:
     parser.add_argument("--no-projection", action="store_true", help="skip the whole grid's projection")
     parser.add_argument("--projection-only", action="store_true", help="skip the sample, only project")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    parser.add_argument(
+        "--grid-workers",
+        type=int,
+        default=None,
+        help="workers of the projected grid, one thread each (default: one per core on the CPU, 1 on a GPU)",
+    )
     parser.add_argument("--compile", action="store_true", help="compiled Adadelta updates (compiled before timing)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = str(resolve_device(args.device))
+    if args.grid_workers is None:
+        args.grid_workers = (os.cpu_count() or 1) if device == "cpu" else 1
     data = load_mnist(args.data_dir, device)
     figures: dict[str, object] = {"device": device, "threads": torch.get_num_threads(), "compiled": args.compile}
     if args.compile:
@@ -170,14 +279,7 @@ def main() -> None:
     if not args.projection_only:
         figures.update(sample_figures(args, split(data, args.validation, args.limit_train, args.limit_test)))
     if not args.no_projection:
-        # 2,000 images evaluated, scaled to the 20,000 a grid trial evaluates.
-        full = split(data, validation=2000)
-        by_seeds = {seeds: round(projection(full, device, seeds)) for seeds in (1, 5)}
-        figures["projected_grid_seconds"] = by_seeds[1]
-        figures["projected_grid_seconds_by_seeds"] = by_seeds
-        figures["grid_tflop"] = round(grid_flops() / 1e12, 1)
-        # What the projection achieves of the arithmetic: against the device's matrix-product rate.
-        figures["projected_gflop_per_second"] = {s: round(grid_flops(s) / t / 1e9, 1) for s, t in by_seeds.items()}
+        figures.update(projection_figures(args, device))
     if args.json:
         json.dump(figures, sys.stdout)
         print()
@@ -196,11 +298,22 @@ def report(figures: dict) -> None:
             print(f"| {name} | {figures['wall_seconds'][name]:.1f} | {rates[name]} |")
         ratios = (rates["groups"] / rates["stacks"], rates["groups"] / rates["alone"])
         print(f"groups / stacks: {ratios[0]:.2f}x; groups / alone: {ratios[1]:.2f}x")
+        cpu = figures["trials_per_cpu_hour"]
+        print(f"per CPU hour: groups / stacks {cpu['groups'] / cpu['stacks']:.2f}x")
     if "seeds_cost" in figures:
-        print(f"{figures['seeds_cost']['seeds']} seeds cost {figures['seeds_cost']['ratio']:.2f}x one seed")
+        cost = figures["seeds_cost"]
+        print(f"{cost['seeds']} seeds cost {cost['ratio']:.2f}x one seed: {cost['per_network']:.2f}x a network")
     for seeds, seconds in figures.get("projected_grid_seconds_by_seeds", {}).items():
-        rate = figures["projected_gflop_per_second"][seeds]
-        print(f"whole grid, {seeds} seed(s), projected: {seconds / 3600:.2f} h, {rate} GFLOP/s achieved")
+        rate, wall = (
+            figures["projected_gflop_per_second"][seeds],
+            figures["projected_grid_wall_seconds_by_seeds"][seeds],
+        )
+        print(
+            f"whole grid, {seeds} seed(s), projected: {seconds / 3600:.2f} h on one worker ({rate} GFLOP/s), "
+            f"{wall / 3600:.2f} h wall on {figures['grid_workers']} workers"
+        )
+    if "projected_seeds_cost_per_network" in figures:
+        print(f"5 seeds cost {figures['projected_seeds_cost_per_network']:.2f}x a network of 1 seed")
     if "grid_tflop" in figures:
         print(f"the grid's arithmetic: {figures['grid_tflop']} TFLOP a seed")
 

@@ -20,6 +20,7 @@ from optuna.storages import BaseStorage
 from optuna_dashboard.artifact._backend import get_study_artifact_meta, get_trial_artifact_meta
 
 from search.storage import StorageError, artifact_store, mask_url, open_reader, open_storage
+from trainer.errors import UsageError
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
@@ -185,7 +186,7 @@ def serve(
         server = make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
     except (OSError, OverflowError) as e:
         why = getattr(e, "strerror", None) or str(e)
-        raise ValueError(f"cannot listen on {host}:{port} ({why}); pass another --port or --host") from e
+        raise UsageError(f"cannot listen on {host}:{port} ({why}); pass another --port or --host") from e
     if not is_loopback(host):
         print(
             f"warning: serving on {host}, reachable from other machines; optuna-dashboard has no authentication",

@@ -11,7 +11,7 @@ import optuna
 
 from search.space import Parameter, distributions, grid_distributions, grid_points, oat_points, search_space
 from search.storage import DEFAULT_STORAGE, check_url
-from trainer import TrainConfig
+from trainer import TrainConfig, UsageError
 from trainer.config import MAX_EPOCHS
 from trainer.loop import member_key
 from trainer.model import weights_of
@@ -153,25 +153,25 @@ class StudySpec:
 
     def __post_init__(self) -> None:
         if self.kind not in KIND_TABLE:
-            raise ValueError(f"study kind must be one of {', '.join(KINDS)}, but got {self.kind!r}.")
+            raise UsageError(f"study kind must be one of {', '.join(KINDS)}, but got {self.kind!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must be an integer in 0..{MAX_SEED}, but got seed={self.seed!r}.")
+            raise UsageError(f"seed must be an integer in 0..{MAX_SEED}, but got seed={self.seed!r}.")
         if self.compile not in COMPILE:
-            raise ValueError(f"compile must be one of {', '.join(COMPILE)}, but got compile={self.compile!r}.")
+            raise UsageError(f"compile must be one of {', '.join(COMPILE)}, but got compile={self.compile!r}.")
         if self.pruner is not None and self.pruner not in PRUNERS:
-            raise ValueError(f"pruner must be one of {', '.join(PRUNERS)}, but got pruner={self.pruner!r}.")
+            raise UsageError(f"pruner must be one of {', '.join(PRUNERS)}, but got pruner={self.pruner!r}.")
         for name in ("trials", "workers", "heartbeat"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be an integer >= 1, but got {name}={value!r}.")
+                raise UsageError(f"{name} must be an integer >= 1, but got {name}={value!r}.")
         _check_range("seeds", self.seeds, MAX_SEEDS)
         if self.max_epochs is not None:
             _check_range("max_epochs", self.max_epochs, MAX_EPOCHS)
         if self.timeout is not None and not self.timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds, but got timeout={self.timeout!r}.")
+            raise UsageError(f"timeout must be > 0 seconds, but got timeout={self.timeout!r}.")
         _check_objectives(self.objectives, self.kind_of)
         if len(self.objectives) > 1 and self.pruner not in (None, "none"):
-            raise ValueError(
+            raise UsageError(
                 "a multi-objective study cannot prune (Optuna's pruners read one objective's intermediate "
                 f"values): pass --pruner none or leave it out, but got pruner={self.pruner!r}."
             )
@@ -282,15 +282,15 @@ def _check_objectives(objectives: tuple[str, ...], kind: Kind) -> None:
     names = ",".join(objectives)
     known = ", ".join(OBJECTIVES)
     if not objectives or objectives[0] != "accuracy" or len(set(objectives)) != len(objectives):
-        raise ValueError(
+        raise UsageError(
             f"objectives must be accuracy followed by none, one or both of parameters, seconds, each once, "
             f"but got objectives={names!r}."
         )
     unknown = [o for o in objectives if o not in OBJECTIVES]
     if unknown:
-        raise ValueError(f"objectives must be among {known}, but got {unknown[0]!r} in objectives={names!r}.")
+        raise UsageError(f"objectives must be among {known}, but got {unknown[0]!r} in objectives={names!r}.")
     if len(objectives) > 1 and kind.has_points:
-        raise ValueError(
+        raise UsageError(
             f"a {kind.name} study runs fixed points and has one objective; its front of accuracy against "
             f"parameters and seconds is in `python -m search effects`, but got objectives={names!r}."
         )
@@ -302,4 +302,4 @@ def _parameter_steps(config: TrainConfig, train_images: int) -> int:
 
 def _check_range(name: str, value: Any, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-        raise ValueError(f"{name} must be an integer in 1..{high}, but got {name}={value!r}.")
+        raise UsageError(f"{name} must be an integer in 1..{high}, but got {name}={value!r}.")

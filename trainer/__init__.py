@@ -2,6 +2,7 @@
 
 from trainer.config import ACTIVATIONS, LOSSES, OPTIMIZERS, TrainConfig
 from trainer.data import MNIST, DataError, Splits, load_mnist, resolve_data_dir, split
+from trainer.errors import UsageError
 from trainer.loop import EpochRecord, RunResult, evaluate, resolve_device, train
 from trainer.model import build_model
 
@@ -15,6 +16,7 @@ __all__ = [
     "RunResult",
     "Splits",
     "TrainConfig",
+    "UsageError",
     "build_model",
     "evaluate",
     "load_mnist",

@@ -10,8 +10,15 @@ from typing import NoReturn, TypeVar
 
 from trainer.config import ACTIVATIONS, LOSSES, OPTIMIZERS, TrainConfig
 from trainer.data import DataError
+from trainer.errors import UsageError
 
 T = TypeVar("T")
+# What every training command's help says of networks trained together (trainer.stack).
+GROUP_NOTE = (
+    "Networks of one shape train together as one group. On the CPU at one torch thread per process "
+    "(OMP_NUM_THREADS=1) each is bit for bit its run alone; with more threads, or on a GPU, it equals "
+    "its run alone within rounding only."
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -32,12 +39,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def run_cli(main: Callable[[], T]) -> T:
-    """Run ``main``, turning user errors into one line and Ctrl-C into exit 130."""
+    """Run ``main``, turning user errors into one line and Ctrl-C into exit 130.
+
+    User errors are the project's own: ``DataError`` (exit 1) and ``UsageError`` (exit 2).
+    Any other exception, a plain ``ValueError`` included, is a bug and keeps its traceback.
+    """
     try:
         return main()
     except DataError as e:
         fail(str(e), 1)
-    except ValueError as e:
+    except UsageError as e:
         fail(str(e), 2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -70,7 +81,7 @@ def _int(text: str) -> int:
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """Where the data comes from and how it is split; also the device."""
-    group = parser.add_argument_group("data and device")
+    group = parser.add_argument_group("data and device", GROUP_NOTE)
     group.add_argument(
         "--data-dir", default=None, help="folder with the four MNIST files (default: $MNIST_DATA_DIR, else ./data)"
     )

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from trainer.errors import UsageError
+
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu")
 LOSSES = ("nll", "cross_entropy", "mse")
 OPTIMIZERS = ("adadelta", "sgd", "adam")
@@ -23,7 +25,7 @@ class TrainConfig:
 
     The seven searched parameters come first; the rest default to "off" or to the
     classic PyTorch MNIST example. Every field is checked on construction and a bad
-    value raises ``ValueError`` naming the value and what is accepted.
+    value raises ``UsageError`` (a ``ValueError``) naming the value and what is accepted.
     """
 
     hidden_layers: int = 1
@@ -57,9 +59,9 @@ class TrainConfig:
         _check_float("l1", self.l1)
         _check_float("dropout", self.dropout)
         if not self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), but got dropout={self.dropout!r}.")
+            raise UsageError(f"dropout must be in [0, 1), but got dropout={self.dropout!r}.")
         if not isinstance(self.device, str) or not _DEVICE_PATTERN.match(self.device):
-            raise ValueError(f"device must be one of auto, cpu, cuda, cuda:N, mps, but got device={self.device!r}.")
+            raise UsageError(f"device must be one of auto, cpu, cuda, cuda:N, mps, but got device={self.device!r}.")
 
     def replace(self, **changes: Any) -> TrainConfig:
         """Return a copy with ``changes`` applied (and validated)."""
@@ -75,21 +77,21 @@ class TrainConfig:
 
 def _check_int(name: str, value: Any, low: int, high: int | None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, but got {name}={value!r}.")
+        raise UsageError(f"{name} must be an integer, but got {name}={value!r}.")
     if value < low or (high is not None and value > high):
         accepted = f"{low}..{high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be {accepted}, but got {name}={value!r}.")
+        raise UsageError(f"{name} must be {accepted}, but got {name}={value!r}.")
 
 
 def _check_float(name: str, value: Any, positive: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, but got {name}={value!r}.")
+        raise UsageError(f"{name} must be a finite number, but got {name}={value!r}.")
     if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, but got {name}={value!r}.")
+        raise UsageError(f"{name} must be > 0, but got {name}={value!r}.")
     if value < 0:
-        raise ValueError(f"{name} must be >= 0, but got {name}={value!r}.")
+        raise UsageError(f"{name} must be >= 0, but got {name}={value!r}.")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, but got {name}={value!r}.")
+        raise UsageError(f"{name} must be one of {', '.join(choices)}, but got {name}={value!r}.")

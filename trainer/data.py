@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from trainer.errors import UsageError
+
 MEAN, STD = 0.1307, 0.3081
 IMAGE_SIDE = 28
 FILES = (
@@ -81,12 +83,12 @@ def split(
     """
     total = len(data.train_y)
     if validation < 0 or validation >= total:
-        raise ValueError(
+        raise UsageError(
             f"validation must be 0..{total - 1} (the training set has {total} images), but got validation={validation}."
         )
     for name, limit in (("limit_train", limit_train), ("limit_test", limit_test)):
         if limit is not None and limit < 1:
-            raise ValueError(f"{name} must be >= 1, but got {name}={limit}.")
+            raise UsageError(f"{name} must be >= 1, but got {name}={limit}.")
     n_train = min(limit_train or total, total - validation)
     test_x, test_y = data.test_x[:limit_test], data.test_y[:limit_test]
     if validation:

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from trainer.checkpoint import Checkpoint
 from trainer.config import TrainConfig
 from trainer.data import Splits
+from trainer.errors import UsageError
 from trainer.model import CLASSES, LossFn, build_model
 from trainer.optim import FlatOptimizer
 from trainer.stack import StackedMLP, loss_kind, member_order
@@ -87,16 +88,16 @@ DoneCallback = Callable[[int, "RunResult"], None]
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when present, else the CPU; an absent device is a ValueError."""
+    """``auto`` is CUDA when present, else the CPU; an absent device is a ``UsageError``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} but CUDA is not available here; use --device cpu or auto.")
+        raise UsageError(f"device={name!r} but CUDA is not available here; use --device cpu or auto.")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist.")
+        raise UsageError(f"device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist.")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={name!r} but MPS is not available here; use --device cpu or auto.")
+        raise UsageError(f"device={name!r} but MPS is not available here; use --device cpu or auto.")
     return device
 
 
@@ -160,80 +161,16 @@ def train_together(
     """
     if not configs:
         return []
-    base = configs[0]
-    if any(group_key(c) != group_key(base) for c in configs):
-        raise ValueError(
-            "configurations trained together must share hidden_layers, hidden_units, batch_size, optimizer, "
-            "lr_decay, l1 and device (trainer.loop.group_key)"
-        )
-    callbacks = list(on_epoch) if on_epoch is not None else [None] * len(configs)
-    distinct = list(dict.fromkeys(member_key(c) for c in configs))
-    members = [distinct[i] for i in member_order(distinct)]
-    device = splits.train_x.device
-    onehot = {name: F.one_hot(y, CLASSES).to(torch.get_default_dtype()) for name, y in _labels(splits).items()}
-    graphs = cuda_graphs and all(graphs_apply(m, device) for m in members)
-    run = _Run(
-        configs=configs,
-        network=[members.index(member_key(c)) for c in configs],
-        # Each seed's own batch order, drawn on the CPU so that every device sees the same one.
-        orders={seed: torch.Generator().manual_seed(seed) for seed in dict.fromkeys(m.seed for m in members)},
-        histories=[[] for _ in configs],
-        results=[None] * len(configs),
-    )
-    run.start(StackedMLP(members, device), list(range(len(members))), splits, onehot["train"], graphs)
-    started = time.perf_counter()
-
-    def leave(i: int, diverged: bool = False, stopped: bool = False) -> None:
-        run.results[i] = RunResult(
-            config=configs[i],
-            device=str(device),
-            parameter_count=run.stack.parameter_count,
-            history=tuple(run.histories[i]),
-            diverged=diverged,
-            stopped=stopped,
-            seconds=time.perf_counter() - started,
-            model=run.stack.export(run.position(i), configs[i]),
-        )
-        if on_done is not None:
-            on_done(i, run.results[i])
-
+    run = _start(configs, splits, on_epoch, on_done, cuda_graphs)
     first = 1
     if checkpoint is not None and (state := checkpoint.load()) is not None:
-        first = _restore(state, run, splits, onehot["train"], graphs) + 1
-        for i in _replay(run, callbacks):
-            leave(i, stopped=True)
+        first = _restore(state, run) + 1
+        for i in _replay(run, run.callbacks):
+            run.leave(i, stopped=True)
     for epoch in range(first, max(c.epochs for c in configs) + 1):
-        if all(r is not None for r in run.results):
+        if run.finished():
             break
-        run.narrow(splits, onehot["train"], graphs)
-        stack, epoch_start = run.stack, time.perf_counter()
-        # StepLR: the rate depends on the epoch index alone.
-        lr = stack.per_network([m.learning_rate * base.lr_decay ** (epoch - 1) for m in stack.members])
-        n = len(splits.train_y)
-        perm = torch.stack([torch.randperm(n, generator=run.orders[seed]) for seed in stack.seeds]).to(device)
-        train_loss, train_acc = run.steps.run(perm, lr)
-        val_loss, val_acc = stack.evaluate(splits.val_x, splits.val_y, onehot["val"], EVAL_BATCH)
-        if splits.val_x is splits.test_x:  # --validation 0: the test set is the validation set
-            test_loss, test_acc = val_loss, val_acc
-        else:
-            test_loss, test_acc = stack.evaluate(splits.test_x, splits.test_y, onehot["test"], EVAL_BATCH)
-        # One host synchronisation per epoch, for all networks.
-        figures = torch.stack([train_loss, train_acc, val_loss, val_acc, test_loss, test_acc]).tolist()
-        elapsed = time.perf_counter() - epoch_start
-        for i, config in enumerate(configs):
-            if run.results[i] is not None:
-                continue
-            values = [row[run.position(i)] for row in figures]
-            if not all(math.isfinite(v) for v in values):
-                leave(i, diverged=True)
-                continue
-            record = EpochRecord(epoch, *values, seconds=elapsed)
-            run.histories[i].append(record)
-            callback = callbacks[i]
-            if callback is not None and callback(record):
-                leave(i, stopped=True)
-            elif epoch == config.epochs:
-                leave(i)
+        _epoch(run, epoch)
         if checkpoint is not None:
             checkpoint.save(_snapshot(epoch, run))
     if checkpoint is not None:
@@ -241,15 +178,87 @@ def train_together(
     return [r for r in run.results if r is not None]
 
 
+def _start(
+    configs: Sequence[TrainConfig],
+    splits: Splits,
+    on_epoch: Sequence[EpochCallback | None] | None,
+    on_done: DoneCallback | None,
+    cuda_graphs: bool,
+) -> _Run:
+    """The group's run before its first epoch: one network per distinct ``member_key``, in ``member_order``."""
+    base = configs[0]
+    if any(group_key(c) != group_key(base) for c in configs):
+        raise ValueError(
+            "configurations trained together must share hidden_layers, hidden_units, batch_size, optimizer, "
+            "lr_decay, l1 and device (trainer.loop.group_key)"
+        )
+    distinct = list(dict.fromkeys(member_key(c) for c in configs))
+    members = [distinct[i] for i in member_order(distinct)]
+    device = splits.train_x.device
+    run = _Run(
+        configs=configs,
+        network=[members.index(member_key(c)) for c in configs],
+        # Each seed's own batch order, drawn on the CPU so that every device sees the same one.
+        orders={seed: torch.Generator().manual_seed(seed) for seed in dict.fromkeys(m.seed for m in members)},
+        histories=[[] for _ in configs],
+        results=[None] * len(configs),
+        splits=splits,
+        onehot={name: F.one_hot(y, CLASSES).to(torch.get_default_dtype()) for name, y in _labels(splits).items()},
+        graphs=cuda_graphs and all(graphs_apply(m, device) for m in members),
+        callbacks=list(on_epoch) if on_epoch is not None else [None] * len(configs),
+        on_done=on_done,
+    )
+    run.start(StackedMLP(members, device), list(range(len(members))))
+    run.started = time.perf_counter()
+    return run
+
+
+def _epoch(run: _Run, epoch: int) -> None:
+    """Train and evaluate every network still needed for ``epoch``, and tell each configuration still running."""
+    run.narrow()
+    stack, splits, onehot, epoch_start = run.stack, run.splits, run.onehot, time.perf_counter()
+    # StepLR: the rate depends on the epoch index alone.
+    lr = stack.per_network([m.learning_rate * m.lr_decay ** (epoch - 1) for m in stack.members])
+    n = len(splits.train_y)
+    perm = torch.stack([torch.randperm(n, generator=run.orders[seed]) for seed in stack.seeds])
+    train_loss, train_acc = run.steps.run(perm.to(splits.train_x.device), lr)
+    val_loss, val_acc = stack.evaluate(splits.val_x, splits.val_y, onehot["val"], EVAL_BATCH)
+    if splits.val_x is splits.test_x:  # --validation 0: the test set is the validation set
+        test_loss, test_acc = val_loss, val_acc
+    else:
+        test_loss, test_acc = stack.evaluate(splits.test_x, splits.test_y, onehot["test"], EVAL_BATCH)
+    # One host synchronisation per epoch, for all networks.
+    figures = torch.stack([train_loss, train_acc, val_loss, val_acc, test_loss, test_acc]).tolist()
+    _tell(run, epoch, figures, time.perf_counter() - epoch_start)
+
+
+def _tell(run: _Run, epoch: int, figures: list[list[float]], seconds: float) -> None:
+    """Give each configuration still running its network's ``figures`` [6, K]; let it leave when done."""
+    for i, config in enumerate(run.configs):
+        if run.results[i] is not None:
+            continue
+        values = [row[run.position(i)] for row in figures]
+        if not all(math.isfinite(v) for v in values):
+            run.leave(i, diverged=True)
+            continue
+        record = EpochRecord(epoch, *values, seconds=seconds)
+        run.histories[i].append(record)
+        callback = run.callbacks[i]
+        if callback is not None and callback(record):
+            run.leave(i, stopped=True)
+        elif epoch == config.epochs:
+            run.leave(i)
+
+
 @dataclass
 class _Run:
-    """What a group's run holds between epochs: what a checkpoint saves and restores.
+    """What a group's run holds between epochs: what a checkpoint saves and restores, and where results go.
 
     ``network[i]`` is configuration i's network, an index into the group's members;
     ``alive`` lists the members the stack still trains, in its order. Once every
     configuration of a network has left, the network leaves the stack (``narrow``): a
-    finished 14-epoch point no longer trains along with a 25-epoch one. Each member's
-    arithmetic is its own on the CPU, so the others' numbers do not change.
+    finished 14-epoch point no longer trains along with a 25-epoch one. At one CPU thread
+    each member's arithmetic is its own, so the others' numbers do not change.
     """
 
     configs: Sequence[TrainConfig]
@@ -257,41 +266,65 @@ class _Run:
     orders: dict[int, torch.Generator]
     histories: list[list[EpochRecord]]
     results: list[RunResult | None]
+    splits: Splits
+    onehot: dict[str, torch.Tensor]  # the one-hot labels of each split
+    graphs: bool  # the steps replay as CUDA graphs
+    callbacks: list[EpochCallback | None]
+    on_done: DoneCallback | None
+    started: float = 0.0  # perf_counter when training began
     stack: StackedMLP = field(init=False)
     optimizer: FlatOptimizer = field(init=False)
     steps: EpochSteps = field(init=False)
     alive: list[int] = field(init=False)
 
-    def start(self, stack: StackedMLP, alive: list[int], splits: Splits, onehot: torch.Tensor, graphs: bool) -> None:
+    def start(self, stack: StackedMLP, alive: list[int]) -> None:
         """Train ``stack``, which holds the members ``alive``, from here on."""
         decays = [m.weight_decay for m in stack.members]
         decay = stack.per_network(decays) if any(decays) else 0.0
         base = stack.members[0]
         self.stack, self.alive = stack, alive
         self.optimizer = FlatOptimizer(base.optimizer, stack.param, stack.grad, decay)
-        chunk = GRAPH_STEPS if graphs else 0
-        self.steps = EpochSteps(stack, self.optimizer, splits, onehot, base, chunk=chunk, capture=graphs)
+        chunk = GRAPH_STEPS if self.graphs else 0
+        self.steps = EpochSteps(stack, self.optimizer, self.splits, self.onehot["train"], base, chunk, self.graphs)
 
     def position(self, i: int) -> int:
         """Where configuration i's network sits in the stack."""
         return self.alive.index(self.network[i])
+
+    def finished(self) -> bool:
+        return all(r is not None for r in self.results)
 
     def needed(self) -> list[int]:
         """The members some configuration still running trains on, in the stack's order."""
         running = {self.network[i] for i, r in enumerate(self.results) if r is None}
         return [m for m in self.alive if m in running]
 
-    def narrow(self, splits: Splits, onehot: torch.Tensor, graphs: bool, keep: list[int] | None = None) -> None:
+    def narrow(self, keep: list[int] | None = None) -> None:
         """Go on with only the members ``keep`` (default: those still needed), their weights and optimizer state."""
         keep = self.needed() if keep is None else keep
         if keep == self.alive or not keep:
             return
         at = [self.alive.index(m) for m in keep]
         old_stack, state = self.stack, self.optimizer.state_dict()
-        self.start(old_stack.keep(at), keep, splits, onehot, graphs)
+        self.start(old_stack.keep(at), keep)
         self.optimizer.load_state_dict(
             {"steps": state["steps"], "a": old_stack.take(state["a"], at), "b": old_stack.take(state["b"], at)}
         )
+
+    def leave(self, i: int, diverged: bool = False, stopped: bool = False) -> None:
+        """Configuration i is done: its result, with its network's weights now, goes to ``on_done``."""
+        self.results[i] = RunResult(
+            config=self.configs[i],
+            device=str(self.stack.param.device),
+            parameter_count=self.stack.parameter_count,
+            history=tuple(self.histories[i]),
+            diverged=diverged,
+            stopped=stopped,
+            seconds=time.perf_counter() - self.started,
+            model=self.stack.export(self.position(i), self.configs[i]),
+        )
+        if self.on_done is not None:
+            self.on_done(i, self.results[i])
 
 
 def _snapshot(epoch: int, run: _Run) -> dict[str, Any]:
@@ -315,12 +348,12 @@ def _snapshot(epoch: int, run: _Run) -> dict[str, Any]:
     }
 
 
-def _restore(state: dict[str, Any], run: _Run, splits: Splits, onehot: torch.Tensor, graphs: bool) -> int:
+def _restore(state: dict[str, Any], run: _Run) -> int:
     """Put a ``_snapshot`` back; return its epoch."""
     configs, histories = run.configs, run.histories
     if state["configs"] != [c.to_dict() for c in configs]:
-        raise ValueError("the checkpoint was saved by a run of other configurations; remove it or train those")
-    run.narrow(splits, onehot, graphs, keep=state.get("alive", run.alive))
+        raise UsageError("the checkpoint was saved by a run of other configurations; remove it or train those")
+    run.narrow(keep=state.get("alive", run.alive))
     run.stack.param.copy_(state["param"])
     run.optimizer.load_state_dict(state["optimizer"])
     orders = state["orders"]

@@ -84,7 +84,7 @@ class TrialResult:
 class GroupProgress:
     """Where a running group of trials stands after an epoch of one of its runs.
 
-    Runs that cannot share (today: other seeds) train one after another: ``run`` of
+    Configurations of other ``run_key`` s cannot share a run and train one after another: ``run`` of
     ``runs``, each for up to ``epochs`` epochs.
     """
 
@@ -162,7 +162,7 @@ class Objective:
         """Train every seed of every trial; configurations with one ``run_key`` train as one run.
 
         ``done`` gets each trial and its ``TrialResult`` as soon as all its seeds are done.
-        Runs that cannot share (other seeds, today) train one after another. With
+        The seeds of a configuration share its run; other ``run_key`` s train one after another. With
         ``resumable`` (the trials' points are asked again after an interrupt) and
         ``checkpoints``, each run keeps a checkpoint while it trains.
         """

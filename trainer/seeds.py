@@ -9,13 +9,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from trainer.config import TrainConfig
+from trainer.errors import UsageError
 from trainer.loop import RunResult
 
 
 def seed_configs(config: TrainConfig, k: int) -> list[TrainConfig]:
     """``config`` under the ``k`` seeds ``config.seed, config.seed + 1, ...``: one group (``train_together``)."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"seeds must be an integer >= 1, but got seeds={k!r}.")
+        raise UsageError(f"seeds must be an integer >= 1, but got seeds={k!r}.")
     return [config.replace(seed=config.seed + i) for i in range(k)]
 
 

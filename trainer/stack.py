@@ -8,18 +8,24 @@ small costs more than the arithmetic. The element-wise backward functions are AT
 
 The members of a group share a shape (depth and width) and a batch size, and may differ
 in activation, loss, seed (initial weights, batch order, dropout masks), learning rate,
-weight decay and dropout. One set of element-wise operations and one optimizer step per
-batch serve them all, and on a GPU each layer's products are one batched product. Each
-member's numbers are its own, bit for bit those of its run alone on the CPU:
+weight decay and dropout. One batched product per layer (``bmm``, ``baddbmm``), one set of
+element-wise operations and one optimizer step per batch serve them all, on every device.
+On the CPU at one thread each member's numbers are its own, bit for bit those of its run
+alone:
 
-- the CPU's products run one member at a time (a batched product splits its work across
-  threads differently for different group sizes, which changes the rounding);
+- a batched product at one thread is each member's own product, in the same order;
 - functions whose vectorised and scalar code round differently (sigmoid, elu, exp...: ATen
-  runs the last elements of a tensor through the scalar code) and sums run on each
-  member's own slice, which has the shape of the run alone; only ReLU and leaky ReLU,
-  exact wherever an element falls, run over a whole slice of members at once;
+  runs the last elements of a tensor through the scalar code) run over a slice of members
+  at once only where each member's part is whole vector blocks, so that every element goes
+  through the code it goes through alone; otherwise on each member's own slice, which has
+  the shape of the run alone. ReLU and leaky ReLU, exact wherever an element falls, and the
+  sums, which reduce each member's part as its run alone does, always run over the group;
 - each seed draws its own batch order, and each member with dropout its own masks from its
   own generator, so that nothing a member sees depends on the rest of its group.
+
+With more threads (or on a GPU), the kernels split a product or an element-wise pass across them at points
+that depend on the group's size, so a member equals its run alone within rounding only
+(``tests/trainer/test_stack.py`` bounds it).
 
 Members are ordered so that equal activations (and losses) are contiguous. Parameters live
 layer-major in one flat tensor, for each layer the K weight matrices and then the K bias
@@ -42,6 +48,9 @@ aten = torch.ops.aten
 LEAKY_SLOPE = 0.01  # nn.LeakyReLU's default
 # Activations computed by comparisons and one product: the same bits in ATen's vector and scalar code.
 EXACT_ANYWHERE = ("relu", "leaky_relu")
+# Elements of a vector block in ATen's CPU loops (twice the widest vector, AVX-512's 16 floats):
+# a member's part made of whole blocks never meets the scalar tail code.
+VECTOR_BLOCK = 32
 # Offset of a member's dropout stream from its seed, so that masks and batch order are separate draws.
 DROPOUT_STREAM = 1 << 32
 
@@ -60,7 +69,7 @@ class Layer:
 class _Tape:
     """What the backward pass needs from the forward one."""
 
-    inputs: list  # each layer's input: the first, member views of the batch; the others [K, B, in]
+    inputs: list[torch.Tensor]  # each layer's input [K, B, in]
     pre: list[torch.Tensor]  # each hidden layer's pre-activation [K, B, H]
     post: list[torch.Tensor]  # and its activation, before dropout
     masks: list[list[torch.Tensor | None]]  # each hidden layer's dropout mask per member, scaled by 1 / (1 - p)
@@ -114,7 +123,8 @@ class StackedMLP:
             torch.Generator(device).manual_seed(m.seed + DROPOUT_STREAM) if m.dropout else None for m in self.members
         ]
         self.l1 = base.l1
-        self.batched = device.type != "cpu"
+        # A GPU's element-wise kernels compute every element alike, wherever it falls.
+        self._vector_tails = device.type == "cpu"
 
     @classmethod
     def copies(cls, config: TrainConfig, k: int, device: torch.device) -> StackedMLP:
@@ -232,60 +242,54 @@ class StackedMLP:
             if generator is not None:
                 generator.set_state(state)
 
-    def _member_inputs(self, x: torch.Tensor):
-        """Each member's batch: a list of views on the CPU (no copy), one [K, B, 784] tensor when batched."""
+    def _member_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Each member's batch [K, B, 784]: a view when all members see one batch."""
         if x.dim() == 2:
-            return x.expand(self.k, *x.shape) if self.batched else [x] * self.k
-        if self.batched:
-            return x.expand(self.k, *x.shape[1:]) if len(x) == 1 else x.index_select(0, self._rows)
-        return [x[row] for row in self.rows]
+            return x.expand(self.k, *x.shape)
+        return x.expand(self.k, *x.shape[1:]) if len(x) == 1 else x.index_select(0, self._rows)
 
     def _by_member(self, t: torch.Tensor) -> torch.Tensor:
         """A per-seed tensor [S, ...] as a per-member one [K, ...]."""
         return t.expand(self.k, *t.shape[1:]) if len(t) == 1 else t.index_select(0, self._rows)
 
-    def _product(self, a, b, bias: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
-        """``a[k] @ b[k] (+ bias[k])`` for each member k (``a`` or ``b`` may be a list of K tensors).
+    def _product(
+        self, a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``a[k] @ b[k] (+ bias[k])`` for each member k, as one batched product."""
+        if bias is None:
+            return torch.bmm(a, b, out=out)
+        return torch.baddbmm(bias.unsqueeze(1), a, b, out=out)
 
-        One batched product where it is worth it (GPUs); on the CPU one product per member,
-        for the reason in the module's note.
-        """
-        if out is None:
-            out = torch.empty(self.k, a[0].shape[0], b[0].shape[1], device=self.param.device, dtype=self.param.dtype)
-        if self.batched:
-            if bias is None:
-                return torch.bmm(a, b, out=out)
-            return torch.baddbmm(bias.unsqueeze(1), a, b, out=out)
-        for k in range(self.k):
-            if bias is None:
-                torch.mm(a[k], b[k], out=out[k])
-            else:
-                torch.addmm(bias[k], a[k], b[k], out=out[k])
-        return out
-
-    def _each(self, segments: list[tuple[str, int, int]], exact: Callable[[str], bool], fn, *tensors: torch.Tensor):
-        """``fn(name, *slices)`` over each segment of members, or over each member where ``exact(name)`` fails.
+    def _each(self, segments: list[tuple[str, int, int]], fn, *tensors: torch.Tensor):
+        """``fn(name, *slices)`` over each segment of members, or over each member where ``_whole`` fails.
 
         One segment covering the group (or one member) returns ``fn``'s result itself;
         otherwise the pieces are written into a new tensor shaped like the first input.
         """
-        if len(segments) == 1 and (self.batched or self.k == 1 or exact(segments[0][0])):
+        whole = self._whole(tensors[0][0].numel())
+        if len(segments) == 1 and whole(segments[0][0]):
             return fn(segments[0][0], *tensors)
         out = torch.empty_like(tensors[0])
         for name, start, stop in segments:
-            if self.batched or exact(name):
+            if whole(name):
                 out[start:stop] = fn(name, *(t[start:stop] for t in tensors))
             else:
                 for k in range(start, stop):
                     out[k] = fn(name, *(t[k] for t in tensors))
         return out
 
+    def _whole(self, member_elements: int) -> Callable[[str], bool]:
+        """Whether an activation may run over several members whose parts hold ``member_elements`` each."""
+        if self.k == 1 or not self._vector_tails or member_elements % VECTOR_BLOCK == 0:
+            return lambda name: True
+        return _exact_anywhere
+
     def _activate(self, h: torch.Tensor) -> torch.Tensor:
-        return self._each(self.activations, _exact_anywhere, lambda name, t: _ACTIVATIONS[name][0](t), h)
+        return self._each(self.activations, lambda name, t: _ACTIVATIONS[name][0](t), h)
 
     def _activation_backward(self, da: torch.Tensor, pre: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
         backward = lambda name, g, h, a: _ACTIVATIONS[name][1](g, h, a)  # noqa: E731
-        return self._each(self.activations, _exact_anywhere, backward, da, pre, post)
+        return self._each(self.activations, backward, da, pre, post)
 
     def _drop(self, post: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
         """Dropout's output and each member's mask, drawn from the member's own generator."""
@@ -299,19 +303,15 @@ class StackedMLP:
             masks.append(mask)
         return a, masks
 
-    def _sum_rows(self, dz: torch.Tensor, out: torch.Tensor) -> None:
-        """Each member's sum over the batch [K, B, H] -> [K, H] (per member on the CPU: see the module's note)."""
-        if self.batched:
-            torch.sum(dz, dim=1, out=out)
-            return
-        for k in range(self.k):
-            torch.sum(dz[k], dim=0, out=out[k])
+    @staticmethod
+    def _sum_rows(dz: torch.Tensor, out: torch.Tensor) -> None:
+        """Each member's sum over the batch [K, B, H] -> [K, H]."""
+        torch.sum(dz, dim=1, out=out)
 
-    def _member_sums(self, t: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _member_sums(t: torch.Tensor) -> torch.Tensor:
         """Each member's sum of ``t`` [n, ...] -> [n]."""
-        if self.batched:
-            return t.sum(tuple(range(1, t.dim())))
-        return torch.stack([t[k].sum() for k in range(len(t))])
+        return t.sum(tuple(range(1, t.dim())))
 
     def _loss(
         self, z: torch.Tensor, y: torch.Tensor, onehot: torch.Tensor, grad: bool

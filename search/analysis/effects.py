@@ -28,6 +28,7 @@ from search.analysis.anova import Interaction, exact_anova, grid_size, interacti
 from search.analysis.levels import levels
 from search.analysis.summary import oat_baseline
 from search.analysis.table import TrialTable, finished, trial_table
+from trainer.errors import UsageError
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -94,11 +95,11 @@ def gather_effects(study: optuna.Study, seed: int = 0) -> Effects:
     """Everything ``effects`` reports on ``study``; bootstrap resampling is seeded with ``seed``.
 
     Raises:
-        ValueError: the study has no complete trial.
+        UsageError: the study has no complete trial (a ``ValueError``).
     """
     complete, diverged = finished(study)
     if not complete:
-        raise ValueError(f"study {study.study_name!r} has no complete trial yet")
+        raise UsageError(f"study {study.study_name!r} has no complete trial yet")
     kind = str(study.user_attrs.get("kind", "?"))
     table = trial_table(complete, diverged)
     seeds = max(len(records.seed_values(t)) for t in complete)

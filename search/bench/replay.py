@@ -30,13 +30,14 @@ from search.bench.problem import TableProblem
 from search.bench.table import Table
 from search.space import grid_points
 from search.spec import StudySpec
+from trainer.errors import UsageError
 from trainer.objective import suggest
 
 SAMPLERS = ("grid", "random", "tpe", "gp")
 PRUNERS = ("none", "median", "hyperband")
 
 
-class ReplayError(ValueError):
+class ReplayError(UsageError):
     """A sampler or pruner that cannot run here; the message says which and why."""
 
 

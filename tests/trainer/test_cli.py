@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import REAL_MNIST, REPO
+from trainer import TrainConfig
+from trainer.cli import run_cli
 
 
 def run_trainer(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -145,3 +147,28 @@ def test_zero_seeds_is_one_line(mnist_dir: Path) -> None:
     proc = run_trainer("--data-dir", str(mnist_dir), "--no-download", "--seeds", "0")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "'0'" in proc.stderr
+
+
+def test_run_cli_turns_the_projects_errors_into_one_line_and_lets_bugs_through(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def bad_input() -> None:
+        TrainConfig(epochs=0)
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(bad_input)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: epochs must be 1..25, but got epochs=0.\n"
+
+    def bug() -> None:
+        raise ValueError("an internal invariant broke")
+
+    with pytest.raises(ValueError, match="an internal invariant broke"):
+        run_cli(bug)
+
+
+def test_help_says_a_group_equals_its_runs_alone_within_rounding_beyond_one_thread() -> None:
+    proc = run_trainer("--help")
+    text = " ".join(proc.stdout.split())
+    assert "bit for bit its run alone" in text and "with more threads, or on a GPU" in text
+    assert "within rounding only" in text

@@ -1,11 +1,13 @@
-"""The objective's bookkeeping of a trial's seeds, on hand-made epochs (no training)."""
+"""The objective's bookkeeping of a trial's seeds, on hand-made epochs, and its groups' runs."""
 
 from __future__ import annotations
 
+import optuna
 import pytest
 
+from trainer import TrainConfig, objective
 from trainer.loop import EpochRecord
-from trainer.objective import _Seeds
+from trainer.objective import Objective, _Seeds
 
 
 class FakeTrial:
@@ -48,3 +50,26 @@ def test_a_pruned_trial_stops_all_its_seeds() -> None:
     assert b(epoch(1, 0.7)) is True  # the mean is reported, the pruner stops this seed
     assert a(epoch(2, 0.6)) is True  # and the other at its next epoch
     assert trial.reported == pytest.approx({1: 0.6})
+
+
+def test_the_seeds_of_a_group_train_in_one_run(splits, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three points of one group under three seeds: one run of nine configurations, each trial told its three."""
+    runs: list[list[TrainConfig]] = []
+    real = objective.train_together
+
+    def spy(configs, *args, **kwargs):
+        runs.append(list(configs))
+        return real(configs, *args, **kwargs)
+
+    monkeypatch.setattr(objective, "train_together", spy)
+    space = {"learning_rate": optuna.distributions.CategoricalDistribution((0.1, 1.0, 10.0))}
+    base = TrainConfig(hidden_units=16, batch_size=50, epochs=1, device="cpu")
+    study = optuna.create_study(direction="maximize")
+    trials = [study.ask(space) for _ in range(3)]
+    told: dict[int, list[int]] = {}
+    Objective(base, splits, space, seeds=3).run_group(trials, lambda t, r: told.__setitem__(t.number, r.seeds))
+    assert len(runs) == 1 and len(runs[0]) == 9
+    assert sorted((c.learning_rate, c.seed) for c in runs[0]) == sorted(
+        (t.params["learning_rate"], seed) for t in trials for seed in (1, 2, 3)
+    )
+    assert told == {t.number: [1, 2, 3] for t in trials}
