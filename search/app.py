@@ -16,6 +16,7 @@ from search import atomic, records
 from search.analysis.effects import gather_effects
 from search.analysis.effects_text import to_json, to_text
 from search.analysis.effects_text import write_csv as write_effects_csv
+from search.analysis.verdicts import MARGIN
 from search.analysis.report import render_report
 from search.analysis.summary import summarize, write_csv
 from search.analysis.text import best_line, format_accuracy, format_params
@@ -146,15 +147,15 @@ def report(storage_url: str, study_name: str, out: str | None) -> int:
     return 0
 
 
-def effects(storage_url: str, study_name: str, fmt: str, seed: int) -> int:
-    """Print which choices matter in the study, with intervals, as a table, JSON or CSV."""
+def effects(storage_url: str, study_name: str, fmt: str, seed: int, margin: float = MARGIN) -> int:
+    """Print which choices matter in the study, with intervals and verdicts, as a table, JSON or CSV."""
     study = load(storage_url, study_name)
     try:
-        found = gather_effects(study, seed)
+        found = gather_effects(study, seed, margin)
     except ValueError as e:
         raise StudyError(str(e)) from e
     if fmt == "json":
-        print(json.dumps(to_json(found), indent=2))
+        print(json.dumps(to_json(found), indent=2, allow_nan=False))
     elif fmt == "csv":
         write_effects_csv(found, sys.stdout)
     else:
