@@ -124,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--format", choices=("table", "json", "csv"), default="table", help="what to print")
     sub.add_argument("--seed", type=seed_int, default=0, help="seed of the bootstrap and permutation resampling")
     sub.add_argument(
-        "--margin", type=float, default=0.002, help="a change inside +-MARGIN is negligible (0.002: 20 images in 10,000)"
+        "--margin",
+        type=float,
+        default=0.002,
+        help="a change inside +-MARGIN is negligible (default: 0.002, 20 images in 10,000)",
     )
     sub = add("best", READERS["best"])
     _add_storage(sub)

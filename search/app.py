@@ -16,10 +16,10 @@ from search import atomic, records
 from search.analysis.effects import gather_effects
 from search.analysis.effects_text import to_json, to_text
 from search.analysis.effects_text import write_csv as write_effects_csv
-from search.analysis.verdicts import MARGIN
 from search.analysis.report import render_report
 from search.analysis.summary import summarize, write_csv
 from search.analysis.text import best_line, format_accuracy, format_params
+from search.analysis.verdicts import MARGIN
 from search.budget import Counts, available_memory, plan_compile, plan_workers
 from search.outputs import save_study_outputs
 from search.progress import Progress
