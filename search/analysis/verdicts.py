@@ -19,6 +19,7 @@ from scipy import stats
 ALPHA = 0.05
 MARGIN = 0.002  # 20 images in 10,000: a change smaller than this is negligible by default
 SAME = "the same runs to the last digit"
+TOLERANCE = 1e-9  # differences of quantized accuracies closer than this are equal (float rounding, not data)
 MIN_SEEDS = 3  # with fewer, a t test has one degree of freedom and says nothing useful
 IDENTICAL, NEGLIGIBLE, MATTERS, UNDETERMINED = "identical", "negligible", "matters", "undetermined"
 VERDICTS = (MATTERS, NEGLIGIBLE, UNDETERMINED, IDENTICAL)
@@ -54,9 +55,9 @@ def paired_test(a: Sequence[float], b: Sequence[float], paired: bool) -> PairedT
         return PairedTest(seeds, paired, 0.0, None, SAME)
     if seeds < MIN_SEEDS:
         return PairedTest(seeds, paired, change, None, f"{seeds} seed(s): fewer than {MIN_SEEDS}")
-    if paired and np.ptp(x - y) == 0:
+    if paired and np.ptp(x - y) <= TOLERANCE:
         return PairedTest(seeds, paired, change, None, f"every seed differs by {change:+.4f}: no variance to test")
-    if not paired and np.ptp(x) == 0 and np.ptp(y) == 0:
+    if not paired and np.ptp(x) <= TOLERANCE and np.ptp(y) <= TOLERANCE:
         return PairedTest(seeds, paired, change, None, "no variance over the seeds to test")
     result = stats.ttest_rel(x, y) if paired else stats.ttest_ind(x, y, equal_var=False)
     return PairedTest(seeds, paired, change, float(result.pvalue), "")
@@ -71,11 +72,11 @@ def t_interval(
         return None, None
     if paired:
         diff = x - y
-        if np.ptp(diff) == 0:
-            return float(diff[0]), float(diff[0])
+        if np.ptp(diff) <= TOLERANCE:
+            return float(diff.mean()), float(diff.mean())
         ci = stats.ttest_1samp(diff, 0.0).confidence_interval(confidence)
     else:
-        if np.ptp(x) == 0 and np.ptp(y) == 0:
+        if np.ptp(x) <= TOLERANCE and np.ptp(y) <= TOLERANCE:
             return float(x.mean() - y.mean()), float(x.mean() - y.mean())
         ci = stats.ttest_ind(x, y, equal_var=False).confidence_interval(confidence)
     return float(ci.low), float(ci.high)
