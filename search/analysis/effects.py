@@ -273,7 +273,7 @@ def oat_method(rows: list[OatChange], margin: float) -> str:
     return (
         f"K = {k} training seeds, margin +-{margin:.4f}; paired t test per move, Holm over {family} moves "
         f"(identical ones left out), Bonferroni {1 - verdicts.ALPHA / max(family, 1):.2%} interval: "
-        f"matters = p_adj < {verdicts.ALPHA} and that interval not inside +-margin; negligible = inside "
+        f"matters = p_adj < {verdicts.ALPHA}, that interval excluding 0 and not inside +-margin; negligible = inside "
         f"+-margin (an equivalence test); undetermined = neither, or K < {verdicts.MIN_SEEDS}, or no variance"
     )
 

@@ -99,7 +99,9 @@ def holm(p: Sequence[float | None]) -> list[float | None]:
 
 def verdict(test: PairedTest, p_adjusted: float | None, low: float | None, high: float | None, margin: float) -> str:
     """``identical`` (every seed's difference is zero), else ``negligible`` when the adjusted interval
-    lies inside +-``margin``, ``matters`` when ``p_adjusted`` < 0.05 and it does not, else ``undetermined``."""
+    lies inside +-``margin``, ``matters`` when ``p_adjusted`` < 0.05 and the adjusted interval excludes zero
+    (so that a ``matters`` never shows an interval holding zero: Holm can reject where Bonferroni's
+    interval still holds it), else ``undetermined``."""
     if test.identical:
         return IDENTICAL
     if test.p is None or p_adjusted is None or low is None or high is None:
@@ -107,7 +109,7 @@ def verdict(test: PairedTest, p_adjusted: float | None, low: float | None, high:
     inside = -margin <= low and high <= margin
     if inside:
         return NEGLIGIBLE
-    return MATTERS if p_adjusted < ALPHA else UNDETERMINED
+    return MATTERS if p_adjusted < ALPHA and (high < 0 or low > 0) else UNDETERMINED
 
 
 def permutation_max(

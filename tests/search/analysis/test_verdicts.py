@@ -129,6 +129,8 @@ def test_verdict_rules() -> None:
     assert verdict(test, 0.5, -0.001, 0.0015, 0.002) == "negligible"
     assert verdict(test, 0.01, 0.0005, 0.0030, 0.002) == "matters"
     assert verdict(test, 0.06, 0.0005, 0.0030, 0.002) == "undetermined"
+    # Holm may reject where Bonferroni's interval still holds zero: no `matters` beside such an interval.
+    assert verdict(test, 0.04, -0.0005, 0.0030, 0.002) == "undetermined"
     same = paired_test([0.98, 0.97], [0.98, 0.97], paired=True)
     assert same.identical and verdict(same, None, 0.0, 0.0, 0.002) == "identical"
     assert paired_test([0.98, float("nan"), 0.97], [0.98, 0.97, 0.97], paired=True).p is None
