@@ -21,7 +21,11 @@ def replay_figure(
     fig = make_subplots(
         rows=1,
         cols=3,
-        subplot_titles=("test accuracy of the pick (best validation)", "best validation so far", "against time"),
+        subplot_titles=(
+            "test accuracy of the pick (best validation)",
+            "best validation so far",
+            "best validation, against time",
+        ),
         horizontal_spacing=0.07,
     )
     for i, (name, s) in enumerate(summaries.items()):
