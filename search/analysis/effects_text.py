@@ -156,6 +156,8 @@ def _main_table(e: Effects) -> Table:
         if e.kind == "grid":
             row.append("" if is_ref or r.wins is None else f"{r.wins:.0%} of {r.pairs}")
         rows.append(row)
+    if all(r.contrast is None or r.value == r.reference for r in e.main_effects):  # oat: the changes say it
+        header, rows = header[:6], [r[:6] for r in rows]
     return Table(title, header, rows, "main")
 
 
