@@ -39,39 +39,40 @@ class Interaction(NamedTuple):
     medians: list[list[float | None]]  # None where no trial fell in the cell
 
 
-def _groups(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's group among the distinct rows of ``codes``, and the groups' sizes."""
+def _one_hot(codes: np.ndarray) -> np.ndarray:
+    """Indicator columns of ``codes``' distinct rows."""
     _, group = np.unique(codes, axis=0, return_inverse=True)
-    group = group.reshape(-1)
-    return group, np.bincount(group)
+    return np.eye(int(group.max()) + 1)[group.reshape(-1)]
 
 
-def _between(groups: tuple[np.ndarray, np.ndarray], y: np.ndarray) -> float:
-    """The sum of squares between the groups (``_groups``) that cut ``y``."""
-    group, n = groups
-    sums = np.bincount(group, weights=y, minlength=len(n))
-    return float((sums**2 / n).sum() - y.sum() ** 2 / len(y))
+def _basis(x: np.ndarray) -> np.ndarray:
+    """An orthonormal basis of ``x``'s column space (collinear columns allowed)."""
+    u, sv, _ = np.linalg.svd(x, full_matrices=False)
+    return u[:, sv > sv[0] * 1e-10]
 
 
 def _pair_shares(table: TrialTable, rows: np.ndarray | None = None) -> tuple[list[tuple[str, str]], Callable]:
     """The pairs with enough trials per cell, and a function of the values giving each pair's share beyond
-    its main effects (negative shares of unbalanced designs count as none)."""
-    codes = {p: table.codes[p] if rows is None else table.codes[p][rows] for p in table.params}
-    n = len(next(iter(codes.values()))) if codes else 0
-    main = {p: _groups(codes[p][:, None]) for p in table.params}
-    pairs, cells = [], []
+    the additive model of every parameter: what its cells add to that least-squares fit, over the total.
+
+    On a complete grid this is the two-way ANOVA's interaction sum of squares; on an unbalanced
+    design (a random study) it does not count a confounded main effect as an interaction.
+    """
+    rows = np.arange(len(table.values)) if rows is None else rows
+    codes = {p: table.codes[p][rows] for p in table.params}
+    additive = np.hstack([np.ones((len(rows), 1)), *(_one_hot(c[:, None]) for c in codes.values())])
+    base = _basis(additive)
+    pairs, bases = [], []
     for a, b in itertools.combinations(table.params, 2):
-        joint = np.column_stack([codes[a], codes[b]])
-        groups = _groups(joint)
-        if n >= MIN_PER_CELL * len(groups[1]):
+        cells = _one_hot(np.column_stack([codes[a], codes[b]]))
+        if len(rows) >= MIN_PER_CELL * cells.shape[1]:
             pairs.append((a, b))
-            cells.append(groups)
+            bases.append(_basis(np.hstack([additive, cells])))
 
     def shares(y: np.ndarray) -> np.ndarray:
         total = float(((y - y.mean()) ** 2).sum())
-        ss = {p: _between(g, y) for p, g in main.items()}
-        out = [(_between(g, y) - ss[a] - ss[b]) / total for (a, b), g in zip(pairs, cells, strict=True)]
-        return np.maximum(0.0, np.array(out))
+        fitted = float(((base.T @ y) ** 2).sum())
+        return np.maximum(0.0, np.array([(((u.T @ y) ** 2).sum() - fitted) / total for u in bases]))
 
     return pairs, shares
 
@@ -81,8 +82,8 @@ def interactions(
 ) -> list[Interaction]:
     """Up to ``top`` pairs whose share beyond their main effects beats the permutation null, with medians.
 
-    The share is the two-way ANOVA's interaction sum of squares (the cells' between sum
-    of squares less both main effects') over the total. The null is the largest share of
+    The share is what the pair's cells add to the additive model of every parameter, over
+    the total sum of squares (on a complete grid, the two-way ANOVA's). The null is the largest share of
     any pair when the values are shuffled (``resamples`` times, seeded with ``seed``): a
     pair is reported when fewer than 5% of the shuffles reach its share, which holds the
     chance of reporting any pair on pure noise at 5%. Pairs with fewer than two trials
@@ -105,21 +106,34 @@ def interactions(
     return sorted(found, key=lambda i: -i.share)[:top]
 
 
+def _residual(x: np.ndarray, y: np.ndarray) -> float:
+    """The residual sum of squares of the least-squares fit of ``y`` on ``x`` (collinear columns allowed)."""
+    return float((y**2).sum() - ((_basis(x).T @ y) ** 2).sum())
+
+
 def above_chance_anova(table: TrialTable, chance: float) -> dict[str, float]:
     """Each parameter's and pair's share of the variance over the trials at or above ``chance``, and the rest.
 
-    Without the at-chance points the design is unbalanced, so these are sums of squares
-    (each main effect's between squares, each pair's cells beyond both), not the exact
-    decomposition; "rest" is what they leave, at least 0.
+    Without the at-chance points the design is unbalanced, so the shares come from least
+    squares (type II): a parameter's is what leaving it out of the additive model of every
+    parameter loses; a pair's is what its cells add to that model. They need not add to 1;
+    "rest" is what they leave, at least 0.
     """
     rows = np.flatnonzero(table.values >= chance)
     y = table.values[rows]
     if len(y) < 2 or float(np.ptp(y)) == 0:
         return {}
     total = float(((y - y.mean()) ** 2).sum())
-    out = {p: _between(_groups(table.codes[p][rows][:, None]), y) / total for p in table.params}
+    columns = {p: _one_hot(table.codes[p][rows][:, None]) for p in table.params}
+    ones = np.ones((len(y), 1))
+    additive = np.hstack([ones, *columns.values()])
+    base = _residual(additive, y)
+    out = {}
+    for p in table.params:
+        others = np.hstack([ones, *(c for q, c in columns.items() if q != p)])
+        out[p] = (_residual(others, y) - base) / total
     pairs, shares = _pair_shares(table, rows)
-    out |= {f"{a} x {b}": float(s) for (a, b), s in zip(pairs, shares(y), strict=True)}
+    out |= {f"{a} x {b}": float(v) for (a, b), v in zip(pairs, shares(y), strict=True)}
     out["rest"] = max(0.0, 1.0 - sum(out.values()))
     return out
 

@@ -287,3 +287,20 @@ def test_no_interaction_is_read_from_cells_of_one_trial() -> None:
     for i, (layers, activation) in enumerate([(1, "relu"), (3, "tanh"), (5, "sigmoid"), (1, "tanh"), (3, "sigmoid")]):
         add(s, {"layers": layers, "activation": activation}, [0.5 + 0.1 * i])
     assert gather_effects(s).interactions == []
+
+
+def test_the_anova_above_chance_leaves_out_the_runs_at_chance() -> None:
+    def value(p: dict) -> float:
+        stuck = p["layers"] == 5 and p["activation"] == "sigmoid"
+        return 0.1 if stuck else additive(p)
+
+    e = gather_effects(grid_study(value))
+    # The two stuck points make most of the grid's variance, as an interaction; without them the rest is additive.
+    assert e.exact_anova["layers x activation"] > 0.2
+    assert e.anova_above_chance["layers x activation"] < 0.01
+    assert sum(v for k, v in e.anova_above_chance.items() if " x " not in k and k != "rest") > 0.95
+
+
+def test_large_main_effects_on_an_unbalanced_random_study_are_not_an_interaction() -> None:
+    e = gather_effects(random_study(trials=60))
+    assert e.interactions == []
