@@ -1,10 +1,11 @@
 """How the variance of a study's values divides among parameters and pairs of them.
 
-- interactions: the pairs whose cells explain more variance beyond their two main
-  effects (two-way ANOVA sums of squares) than the largest pair does on shuffled values
-  (a seeded permutation null of the family's maximum), each with its table of medians;
-- the exact functional ANOVA of a complete grid, and the two-way ANOVA of its points above
-  chance (the at-chance runs otherwise dominate every share);
+- interactions: the pairs whose cells explain more variance beyond every main effect
+  (least squares; on a complete grid, two-way ANOVA sums of squares) than the largest pair
+  does on shuffled values (a seeded permutation null of the family's maximum), each with
+  its table of medians;
+- the exact functional ANOVA of a complete grid, and a least-squares ANOVA of its points
+  above chance (the at-chance runs otherwise dominate every share);
 - Optuna's PED-ANOVA and fANOVA estimators, to set beside it.
 """
 
@@ -29,7 +30,7 @@ MIN_PER_CELL = 2  # fewer trials per filled cell on average, and the cells would
 
 
 class Interaction(NamedTuple):
-    """A parameter pair's share of the variance beyond its main effects, and its table of medians."""
+    """A parameter pair's share of the variance beyond the main effects, its permutation p, and its medians."""
 
     parameters: tuple[str, str]
     share: float  # of the total variance, beyond the two main effects

@@ -140,7 +140,7 @@ def interaction_figure(i: Interaction) -> go.Figure:
     )  # fmt: skip
     fig.update_layout(
         title={"text": f"{a} x {b}: median validation accuracy<br><sup>{i.share:.1%} of the variance beyond "
-                       f"both main effects (permutation p = {i.p:.3f})</sup>", "x": 0.01},
+                       f"every main effect (permutation p = {i.p:.3f})</sup>", "x": 0.01},
         xaxis={"title": b, "type": "category"}, yaxis={"title": a, "type": "category"},
         template=TEMPLATE, height=380, width=560, margin={"l": 90, "r": 20, "t": 80, "b": 60},
     )  # fmt: skip
@@ -148,10 +148,13 @@ def interaction_figure(i: Interaction) -> go.Figure:
 
 
 def importance_info(effects: Effects) -> dict[str, dict[str, float]]:
-    """Each estimator's shares by term (PED-ANOVA, fANOVA, and the exact grid ANOVA when the grid is complete)."""
+    """Each estimator's shares by term (PED-ANOVA, fANOVA, and on a complete grid the exact ANOVA, over all
+    points and over those above chance)."""
     out = {IMPORTANCE_NAMES.get(k, k): v for k, v in effects.importance.items()}
     if effects.exact_anova:
         out["exact grid ANOVA"] = effects.exact_anova
+    if effects.anova_above_chance:
+        out["ANOVA above chance"] = effects.anova_above_chance
     return out
 
 
@@ -164,7 +167,7 @@ def importance_figure(shares: dict[str, dict[str, float]]) -> go.Figure:
     )  # fmt: skip
     fig.update_layout(
         title={"text": "Importance: share of the variance each estimator gives each term", "x": 0.01},
-        barmode="group", xaxis_title="share (each estimator adds up to 1)", template=TEMPLATE,
+        barmode="group", xaxis_title="share of the variance (the exact ANOVA adds up to 1)", template=TEMPLATE,
         yaxis={"autorange": "reversed"}, height=160 + 22 * len(terms) * max(1, len(shares)),
         margin={"l": 220, "r": 20, "t": 60, "b": 50},
     )  # fmt: skip

@@ -187,7 +187,7 @@ def tables(e: Effects) -> list[Table]:
     for i in e.interactions:
         a, b = i.parameters
         out.append(Table(
-            f"Interaction {a} x {b}: {i.share:.1%} of the variance beyond both main effects "
+            f"Interaction {a} x {b}: {i.share:.1%} of the variance beyond every main effect "
             f"(permutation p = {i.p:.3f}; medians)",
             [f"{a} \\ {b}", *i.columns],
             [[r, *[_num(m) for m in ms]] for r, ms in zip(i.rows, i.medians, strict=True)],

@@ -84,7 +84,7 @@ def test_oat_changes_are_drawn_largest_first() -> None:
 def test_importance_figure_shows_the_exact_anova_beside_optunas_estimators() -> None:
     s = grid_study(additive, seeds=2, noise=0.001)
     shares = importance_info(gather_effects(s))
-    assert set(shares) == {"PED-ANOVA", "fANOVA", "exact grid ANOVA"}
+    assert set(shares) == {"PED-ANOVA", "fANOVA", "exact grid ANOVA", "ANOVA above chance"}
     assert sum(shares["exact grid ANOVA"].values()) == pytest.approx(1)
     figures = study_figures(s, ["layers", "activation", "rate"])
     assert {"effects-values", "effects-importance"} <= set(figures)
