@@ -28,8 +28,8 @@ READERS = {
     "export": "write a study's trials as CSV",
 }
 ANALYSES = {
-    "effects": "which choices matter in a study: main effects, oat changes, interactions, importance, "
-    "with 95% intervals",
+    "effects": "which choices matter in a study: oat verdicts (matters, negligible, undetermined), main "
+    "effects, interactions, importance, with 95% intervals",
     "bench": "the grid as a tabular benchmark: build a table, replay samplers on it",
 }
 
@@ -122,7 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_storage(sub)
     sub.add_argument("--study-name", type=study_name, required=True, help="the study")
     sub.add_argument("--format", choices=("table", "json", "csv"), default="table", help="what to print")
-    sub.add_argument("--seed", type=seed_int, default=0, help="seed of the bootstrap resampling")
+    sub.add_argument("--seed", type=seed_int, default=0, help="seed of the bootstrap and permutation resampling")
+    sub.add_argument(
+        "--margin",
+        type=float,
+        default=0.002,
+        help="a change inside +-MARGIN is negligible (default: 0.002, 20 images in 10,000)",
+    )
     sub = add("best", READERS["best"])
     _add_storage(sub)
     sub.add_argument("--study-name", type=study_name, required=True, help="the study")
@@ -242,7 +248,7 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "report":
         return app.report(args.storage, args.study_name, args.out)
     if args.command == "effects":
-        return app.effects(args.storage, args.study_name, args.format, args.seed)
+        return app.effects(args.storage, args.study_name, args.format, args.seed, args.margin)
     if args.command == "best":
         return app.best(args.storage, args.study_name, args.artifacts)
     if args.command == "bench":

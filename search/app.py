@@ -21,6 +21,7 @@ from search.analysis.front import cost_changes_text, fronts_json, fronts_text, o
 from search.analysis.report import render_report
 from search.analysis.summary import summarize, write_csv
 from search.analysis.text import best_line, format_accuracy, format_params
+from search.analysis.verdicts import MARGIN
 from search.run.budget import Counts
 from search.run.outputs import save_study_outputs
 from search.run.plan import available_memory, plan_compile, plan_workers
@@ -144,11 +145,11 @@ def report(storage_url: str, study_name: str, out: str | None) -> int:
     return 0
 
 
-def effects(storage_url: str, study_name: str, fmt: str, seed: int) -> int:
-    """Print which choices matter in the study, with intervals, as a table, JSON or CSV."""
+def effects(storage_url: str, study_name: str, fmt: str, seed: int, margin: float = MARGIN) -> int:
+    """Print which choices matter in the study, with intervals and verdicts, as a table, JSON or CSV."""
     study = records.accuracy_study(load(storage_url, study_name))
     try:
-        found = gather_effects(study, seed)
+        found = gather_effects(study, seed, margin)
     except ValueError as e:
         raise StudyError(str(e)) from e
     fronts, costs = study_fronts(study), oat_cost_changes(study)
@@ -156,7 +157,7 @@ def effects(storage_url: str, study_name: str, fmt: str, seed: int) -> int:
         data = to_json(found)
         data["fronts"] = fronts_json(fronts)
         data["oat_costs"] = [c._asdict() for c in costs]
-        print(json.dumps(data, indent=2))
+        print(json.dumps(data, indent=2, allow_nan=False))
     elif fmt == "csv":
         write_effects_csv(found, sys.stdout)
     else:

@@ -1,8 +1,11 @@
 """How the variance of a study's values divides among parameters and pairs of them.
 
-- interactions: the pairs whose cells explain the most variance beyond their two main
-  effects (two-way ANOVA sums of squares), each with its table of medians;
-- the exact functional ANOVA of a complete grid;
+- interactions: the pairs whose cells explain more variance beyond every main effect
+  (least squares; on a complete grid, two-way ANOVA sums of squares) than the largest pair
+  does on shuffled values (a seeded permutation null of the family's maximum), each with
+  its table of medians;
+- the exact functional ANOVA of a complete grid, and a least-squares ANOVA of its points
+  above chance (the at-chance runs otherwise dominate every share);
 - Optuna's PED-ANOVA and fANOVA estimators, to set beside it.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -17,57 +21,122 @@ import optuna
 from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
 
 from search.analysis.table import TrialTable
+from search.analysis.verdicts import ALPHA, permutation_max
 from search.space import search_space
 
 TOP_PAIRS = 3
-MIN_SHARE = 0.01  # a pair explaining less of the variance than this is not reported as an interaction
+PERMUTATIONS = 999
 MIN_PER_CELL = 2  # fewer trials per filled cell on average, and the cells would only fit the noise
 
 
 class Interaction(NamedTuple):
-    """A parameter pair's share of the variance beyond its main effects, and its table of medians."""
+    """A parameter pair's share of the variance beyond the main effects, its permutation p, and its medians."""
 
     parameters: tuple[str, str]
     share: float  # of the total variance, beyond the two main effects
+    p: float  # the share of shuffles whose largest pair share reaches this one (family-wise)
     rows: list[str]  # levels of the first parameter
     columns: list[str]  # levels of the second
     medians: list[list[float | None]]  # None where no trial fell in the cell
 
 
-def _between_squares(codes: np.ndarray, y: np.ndarray) -> float:
-    """The sum of squares between the groups that ``codes`` cuts ``y`` into."""
+def _one_hot(codes: np.ndarray) -> np.ndarray:
+    """Indicator columns of ``codes``' distinct rows."""
     _, group = np.unique(codes, axis=0, return_inverse=True)
-    group = group.reshape(-1)
-    n = np.bincount(group)
-    means = np.bincount(group, weights=y) / n
-    return float((n * (means - y.mean()) ** 2).sum())
+    return np.eye(int(group.max()) + 1)[group.reshape(-1)]
 
 
-def interactions(table: TrialTable, top: int = TOP_PAIRS) -> list[Interaction]:
-    """The ``top`` pairs whose cells explain most variance beyond their main effects (at least 1%), with medians.
+def _basis(x: np.ndarray) -> np.ndarray:
+    """An orthonormal basis of ``x``'s column space (collinear columns allowed)."""
+    u, sv, _ = np.linalg.svd(x, full_matrices=False)
+    return u[:, sv > sv[0] * 1e-10]
 
-    The share is the two-way ANOVA's interaction sum of squares (the cells' between sum
-    of squares less both main effects') over the total; unbalanced designs can make it
-    slightly negative, which counts as none. Pairs with fewer than two trials per filled
-    cell on average are skipped: their cells would explain the noise.
+
+def _pair_shares(table: TrialTable, rows: np.ndarray | None = None) -> tuple[list[tuple[str, str]], Callable]:
+    """The pairs with enough trials per cell, and a function of the values giving each pair's share beyond
+    the additive model of every parameter: what its cells add to that least-squares fit, over the total.
+
+    On a complete grid this is the two-way ANOVA's interaction sum of squares; on an unbalanced
+    design (a random study) it does not count a confounded main effect as an interaction.
+    """
+    rows = np.arange(len(table.values)) if rows is None else rows
+    codes = {p: table.codes[p][rows] for p in table.params}
+    additive = np.hstack([np.ones((len(rows), 1)), *(_one_hot(c[:, None]) for c in codes.values())])
+    base = _basis(additive)
+    pairs, bases = [], []
+    for a, b in itertools.combinations(table.params, 2):
+        cells = _one_hot(np.column_stack([codes[a], codes[b]]))
+        if len(rows) >= MIN_PER_CELL * cells.shape[1]:
+            pairs.append((a, b))
+            bases.append(_basis(np.hstack([additive, cells])))
+
+    def shares(y: np.ndarray) -> np.ndarray:
+        total = float(((y - y.mean()) ** 2).sum())
+        fitted = float(((base.T @ y) ** 2).sum())
+        return np.maximum(0.0, np.array([(((u.T @ y) ** 2).sum() - fitted) / total for u in bases]))
+
+    return pairs, shares
+
+
+def interactions(
+    table: TrialTable, top: int = TOP_PAIRS, seed: int = 0, resamples: int = PERMUTATIONS
+) -> list[Interaction]:
+    """Up to ``top`` pairs whose share beyond their main effects beats the permutation null, with medians.
+
+    The share is what the pair's cells add to the additive model of every parameter, over
+    the total sum of squares (on a complete grid, the two-way ANOVA's). The null is the largest share of
+    any pair when the values are shuffled (``resamples`` times, seeded with ``seed``): a
+    pair is reported when fewer than 5% of the shuffles reach its share, which holds the
+    chance of reporting any pair on pure noise at 5%. Pairs with fewer than two trials
+    per filled cell on average are skipped: their cells would explain the noise.
     """
     y = table.values
-    total = float(((y - y.mean()) ** 2).sum())
-    if total == 0 or len(table.params) < 2:
+    if len(table.params) < 2 or float(np.ptp(y)) == 0:
         return []
-    main = {p: _between_squares(table.codes[p][:, None], y) for p in table.params}
+    pairs, shares = _pair_shares(table)
+    if not pairs:
+        return []
+    observed = shares(y)
+    null = permutation_max(shares, y, resamples, seed)
     found = []
-    for a, b in itertools.combinations(table.params, 2):
-        pairs = np.column_stack([table.codes[a], table.codes[b]])
-        if len(y) < MIN_PER_CELL * len(np.unique(pairs, axis=0)):
-            continue
-        cells = _between_squares(pairs, y)
-        share = max(0.0, (cells - main[a] - main[b]) / total)
-        if share >= MIN_SHARE:
-            found.append(
-                Interaction((a, b), share, table.levels[a].labels, table.levels[b].labels, _median_cells(table, a, b))
-            )
+    for (a, b), share in zip(pairs, observed, strict=True):
+        p = float((1 + (null >= share - 1e-12).sum()) / (resamples + 1))
+        if p < ALPHA:
+            found.append(Interaction((a, b), float(share), p, table.levels[a].labels, table.levels[b].labels,
+                                     _median_cells(table, a, b)))  # fmt: skip
     return sorted(found, key=lambda i: -i.share)[:top]
+
+
+def _residual(x: np.ndarray, y: np.ndarray) -> float:
+    """The residual sum of squares of the least-squares fit of ``y`` on ``x`` (collinear columns allowed)."""
+    return float((y**2).sum() - ((_basis(x).T @ y) ** 2).sum())
+
+
+def above_chance_anova(table: TrialTable, chance: float) -> dict[str, float]:
+    """Each parameter's and pair's share of the variance over the trials at or above ``chance``, and the rest.
+
+    Without the at-chance points the design is unbalanced, so the shares come from least
+    squares (type II): a parameter's is what leaving it out of the additive model of every
+    parameter loses; a pair's is what its cells add to that model. They need not add to 1;
+    "rest" is what they leave, at least 0.
+    """
+    rows = np.flatnonzero(table.values >= chance)
+    y = table.values[rows]
+    if len(y) < 2 or float(np.ptp(y)) == 0:
+        return {}
+    total = float(((y - y.mean()) ** 2).sum())
+    columns = {p: _one_hot(table.codes[p][rows][:, None]) for p in table.params}
+    ones = np.ones((len(y), 1))
+    additive = np.hstack([ones, *columns.values()])
+    base = _residual(additive, y)
+    out = {}
+    for p in table.params:
+        others = np.hstack([ones, *(c for q, c in columns.items() if q != p)])
+        out[p] = (_residual(others, y) - base) / total
+    pairs, shares = _pair_shares(table, rows)
+    out |= {f"{a} x {b}": float(v) for (a, b), v in zip(pairs, shares(y), strict=True)}
+    out["rest"] = max(0.0, 1.0 - sum(out.values()))
+    return out
 
 
 def _median_cells(table: TrialTable, a: str, b: str) -> list[list[float | None]]:

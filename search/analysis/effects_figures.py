@@ -12,13 +12,14 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from search.analysis.anova import Interaction
-from search.analysis.effects import CONFIDENCE, Effects, MainEffect, OatChange
+from search.analysis.effects import Effects, MainEffect, OatChange
 from search.analysis.effects_text import IMPORTANCE_NAMES
 from search.analysis.table import trial_levels
+from search.analysis.verdicts import IDENTICAL, MARGIN, MATTERS, NEGLIGIBLE, UNDETERMINED
 
 POINT_COLOR = "rgba(31, 119, 180, 0.55)"
 MEAN_COLOR = "#d62728"
-VERDICT_COLORS = {"clear": "#d62728", "within noise": "#7f7f7f", None: "#1f77b4"}
+VERDICT_COLORS = {MATTERS: "#d62728", NEGLIGIBLE: "#2ca02c", UNDETERMINED: "#7f7f7f", IDENTICAL: "#1f77b4"}
 TEMPLATE = "plotly_white"
 
 
@@ -63,8 +64,7 @@ def strips_figure(strips: dict[str, list[LevelStrip]]) -> go.Figure:
             go.Scatter(
                 x=[e.value for e in effects], y=[e.mean for e in effects], mode="markers",
                 marker={"color": MEAN_COLOR, "size": 9, "symbol": "diamond"},
-                error_y=_errors([e.mean for e in effects], [e.ci_low for e in effects], [e.ci_high for e in effects]),
-                name=f"mean, {CONFIDENCE:.0%} interval", legendgroup="mean", showlegend=i == 0,
+                name="mean", legendgroup="mean", showlegend=i == 0,
                 customdata=[[e.n] for e in effects],
                 hovertemplate=f"{param}=%{{x}}<br>mean %{{y:.4f}} over %{{customdata[0]}} trials<extra></extra>",
             ),
@@ -73,8 +73,8 @@ def strips_figure(strips: dict[str, list[LevelStrip]]) -> go.Figure:
     fig.update_xaxes(type="category")
     fig.update_yaxes(title_text="validation accuracy", col=1)
     fig.update_layout(
-        title={"text": "Validation accuracy per value<br><sup>every complete trial, its box, and the mean with "
-                       f"its {CONFIDENCE:.0%} bootstrap interval</sup>", "x": 0.01},
+        title={"text": "Validation accuracy per value<br><sup>every complete trial, its box and its mean: a "
+                       "description; the contrasts and their intervals are in the effects table</sup>", "x": 0.01},
         height=330 * rows + 80, template=TEMPLATE, margin={"l": 60, "r": 10, "t": 100, "b": 40},
         legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"},
     )  # fmt: skip
@@ -95,8 +95,8 @@ def oat_order(changes: list[OatChange]) -> list[OatChange]:
     return sorted(changes, key=lambda c: abs(c.change))
 
 
-def oat_figure(changes: list[OatChange]) -> go.Figure:
-    """Each moved value's change from the baseline with its interval, the largest at the top."""
+def oat_figure(changes: list[OatChange], margin: float = MARGIN) -> go.Figure:
+    """Each moved value's change from the baseline with its adjusted interval, the largest at the top, by verdict."""
     ordered = oat_order(changes)
     labels = [f"{c.parameter} = {c.value}" for c in ordered]
     fig = go.Figure()
@@ -105,19 +105,20 @@ def oat_figure(changes: list[OatChange]) -> go.Figure:
         if not mine:
             continue
         cs = [c for _, c in mine]
-        errors = _errors([c.change for c in cs], [c.ci_low for c in cs], [c.ci_high for c in cs])
+        errors = _errors([c.change for c in cs], [c.adjusted_low for c in cs], [c.adjusted_high for c in cs])
         fig.add_trace(
             go.Scatter(
                 x=[c.change for c in cs], y=[label for label, _ in mine], mode="markers",
                 marker={"color": color, "size": 10}, error_x={**errors, "color": color},
-                name=verdict or "one seed: no interval",
-                hovertemplate="%{y}<br>change %{x:+.4f}<extra></extra>",
+                name=verdict, hovertemplate="%{y}<br>change %{x:+.4f}<extra></extra>",
             )
         )  # fmt: skip
     fig.add_vline(x=0, line={"color": "#444", "width": 1})
-    one_seed = all(c.ci_low is None for c in changes)
-    sub = ("one seed per point: no interval and no verdict (run with --seeds K)" if one_seed
-           else f"{CONFIDENCE:.0%} t interval over the seeds; clear when it excludes zero")  # fmt: skip
+    if margin:
+        fig.add_vrect(x0=-margin, x1=margin, fillcolor="#2ca02c", opacity=0.08, line_width=0)
+    tested = any(c.adjusted_low is not None for c in changes)
+    sub = (f"Holm-adjusted tests, Bonferroni intervals over the seeds; shaded: the +-{margin:.4f} margin" if tested
+           else f"fewer than 3 seeds per point: no verdict (run with --seeds K); shaded: +-{margin:.4f}")  # fmt: skip
     fig.update_layout(
         title={"text": f"Change from the baseline, one parameter moved at a time<br><sup>{sub}</sup>", "x": 0.01},
         xaxis_title="change in validation accuracy", template=TEMPLATE, height=120 + 28 * len(ordered),
@@ -139,7 +140,7 @@ def interaction_figure(i: Interaction) -> go.Figure:
     )  # fmt: skip
     fig.update_layout(
         title={"text": f"{a} x {b}: median validation accuracy<br><sup>{i.share:.1%} of the variance beyond "
-                       "both main effects</sup>", "x": 0.01},
+                       f"every main effect (permutation p = {i.p:.3f})</sup>", "x": 0.01},
         xaxis={"title": b, "type": "category"}, yaxis={"title": a, "type": "category"},
         template=TEMPLATE, height=380, width=560, margin={"l": 90, "r": 20, "t": 80, "b": 60},
     )  # fmt: skip
@@ -147,10 +148,13 @@ def interaction_figure(i: Interaction) -> go.Figure:
 
 
 def importance_info(effects: Effects) -> dict[str, dict[str, float]]:
-    """Each estimator's shares by term (PED-ANOVA, fANOVA, and the exact grid ANOVA when the grid is complete)."""
+    """Each estimator's shares by term (PED-ANOVA, fANOVA, and on a complete grid the exact ANOVA, over all
+    points and over those above chance)."""
     out = {IMPORTANCE_NAMES.get(k, k): v for k, v in effects.importance.items()}
     if effects.exact_anova:
         out["exact grid ANOVA"] = effects.exact_anova
+    if effects.anova_above_chance:
+        out["ANOVA above chance"] = effects.anova_above_chance
     return out
 
 
@@ -163,7 +167,7 @@ def importance_figure(shares: dict[str, dict[str, float]]) -> go.Figure:
     )  # fmt: skip
     fig.update_layout(
         title={"text": "Importance: share of the variance each estimator gives each term", "x": 0.01},
-        barmode="group", xaxis_title="share (each estimator adds up to 1)", template=TEMPLATE,
+        barmode="group", xaxis_title="share of the variance (the exact ANOVA adds up to 1)", template=TEMPLATE,
         yaxis={"autorange": "reversed"}, height=160 + 22 * len(terms) * max(1, len(shares)),
         margin={"l": 220, "r": 20, "t": 60, "b": 50},
     )  # fmt: skip
@@ -174,7 +178,7 @@ def effects_figures(study: optuna.Study, effects: Effects) -> dict[str, go.Figur
     """The effects figures by graph id, in reading order: oat changes or strips, interactions, importance."""
     figures = {}
     if effects.oat:
-        figures["effects-oat"] = oat_figure(effects.oat)
+        figures["effects-oat"] = oat_figure(effects.oat, effects.margin)
     else:
         figures["effects-values"] = strips_figure(strips_info(study, effects))
     for i in effects.interactions:

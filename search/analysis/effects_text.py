@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from typing import Any, NamedTuple, TextIO
 
 from search.analysis.effects import CHANCE, CONFIDENCE, Effects
@@ -16,10 +17,19 @@ CSV_FIELDS = (
     "median",
     "mean",
     "best",
+    "reference",
+    "contrast",
     "ci_low",
     "ci_high",
     "change",
+    "p",
+    "p_adjusted",
+    "adjusted_low",
+    "adjusted_high",
     "verdict",
+    "test_change",
+    "test_low",
+    "test_high",
     "at_chance",
     "diverged",
     "share",
@@ -27,45 +37,49 @@ CSV_FIELDS = (
 
 
 def to_json(e: Effects) -> dict[str, Any]:
-    """The effects as one JSON-ready object (the keys the issue names, and the details beside them)."""
-    return {
-        "study": e.study,
-        "kind": e.kind,
-        "trials": e.trials,
-        "seeds": e.seeds,
-        "confidence": CONFIDENCE,
-        "binning": e.binning,
-        "main_effects": [
-            {
-                "parameter": r.parameter,
-                "value": r.value,
-                "n": r.n,
-                "median": r.median,
-                "median_ci_low": r.median_low,
-                "median_ci_high": r.median_high,
-                "mean": r.mean,
-                "best": r.best,
-                "ci_low": r.ci_low,
-                "ci_high": r.ci_high,
-            }
-            for r in e.main_effects
-        ],
-        "oat": [r._asdict() for r in e.oat],
-        "interactions": [
-            {
-                "parameters": list(i.parameters),
-                "share": i.share,
-                "rows": i.rows,
-                "columns": i.columns,
-                "medians": i.medians,
-            }
-            for i in e.interactions
-        ],
-        "importance": e.importance,
-        "exact_anova": e.exact_anova,
-        "at_chance": {"threshold": CHANCE, **_failure_totals(e), "per_value": [r._asdict() for r in e.failures]},
-        "notes": e.notes,
-    }
+    """The effects as one strict-JSON-ready object (a non-finite number is null)."""
+    return finite(
+        {
+            "study": e.study,
+            "kind": e.kind,
+            "trials": e.trials,
+            "seeds": e.seeds,
+            "confidence": CONFIDENCE,
+            "margin": e.margin,
+            "binning": e.binning,
+            "main_effects_method": e.contrast_method or "description only",
+            "main_effects": [r._asdict() for r in e.main_effects],
+            "oat_method": e.oat_method,
+            "oat": [r._asdict() for r in e.oat],
+            "interactions": [
+                {
+                    "parameters": list(i.parameters),
+                    "share": i.share,
+                    "p": i.p,
+                    "rows": i.rows,
+                    "columns": i.columns,
+                    "medians": i.medians,
+                }
+                for i in e.interactions
+            ],
+            "importance": e.importance,
+            "exact_anova": e.exact_anova,
+            "anova_above_chance": e.anova_above_chance,
+            "at_chance": {"threshold": CHANCE, **_failure_totals(e), "per_value": [r._asdict() for r in e.failures]},
+            "notes": e.notes,
+        }
+    )
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity, however deep in lists and dicts, made None (JSON's null)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 def _failure_totals(e: Effects) -> dict[str, int]:
@@ -78,12 +92,9 @@ def csv_rows(e: Effects) -> list[dict[str, Any]]:
     """One row per main effect, oat change, importance share and failure count; ``section`` says which."""
     rows: list[dict[str, Any]] = []
     for r in e.main_effects:
-        rows.append({"section": "main_effect", **{k: getattr(r, k) for k in CSV_FIELDS[1:9] if hasattr(r, k)}})
+        rows.append({"section": "main_effect", **{k: getattr(r, k) for k in CSV_FIELDS if hasattr(r, k)}})
     for c in e.oat:
-        rows.append(
-            {"section": "oat", "parameter": c.parameter, "value": c.value, "n": c.seeds, "change": c.change,
-             "ci_low": c.ci_low, "ci_high": c.ci_high, "verdict": c.verdict or ""}
-        )  # fmt: skip
+        rows.append({"section": "oat", **{k: getattr(c, k) for k in CSV_FIELDS if hasattr(c, k)}, "n": c.seeds})
     for name, shares in {**e.importance, **({"exact_anova": e.exact_anova} if e.exact_anova else {})}.items():
         rows += [{"section": name, "parameter": p, "share": s} for p, s in shares.items()]
     for f in e.failures:
@@ -116,37 +127,68 @@ class Table(NamedTuple):
     header: list[str]
     rows: list[list[str]]
     section: str = ""  # "main" for the main effects
+    caption: str = ""  # a line under the title: how the numbers were made
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "<0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
+def _main_table(e: Effects) -> Table:
+    how = e.contrast_method
+    title = (
+        f"Main effects: validation accuracy per value (n, median, mean, best: description), and each value "
+        f"against the reference value ({how}, {CONFIDENCE:.0%} interval)"
+        if how
+        else "Main effects: validation accuracy per value (description only, no interval)"
+    )
+    header = ["parameter", "value", "n", "median", "mean", "best", "vs", "contrast", f"{CONFIDENCE:.0%}"]
+    if e.kind == "grid":
+        header.append("higher in")
+    rows = []
+    for r in e.main_effects:
+        is_ref = r.value == r.reference
+        row = [r.parameter, r.value, str(r.n), _num(r.median), _num(r.mean), _num(r.best),
+               "(reference)" if is_ref else r.reference, "" if is_ref else _num(r.contrast, sign=True),
+               "" if is_ref else _interval(r.ci_low, r.ci_high, sign=True)]  # fmt: skip
+        if e.kind == "grid":
+            row.append("" if is_ref or r.wins is None else f"{r.wins:.0%} of {r.pairs}")
+        rows.append(row)
+    if all(r.contrast is None or r.value == r.reference for r in e.main_effects):  # oat: the changes say it
+        header, rows = header[:6], [r[:6] for r in rows]
+    return Table(title, header, rows, "main")
+
+
+def _oat_table(e: Effects) -> Table:
+    pct = f"{CONFIDENCE:.0%}"
+    return Table(
+        "One at a time: change from the baseline in validation accuracy; intervals are over the training seeds, "
+        "on this validation set; the test columns replicate the change on the test set",
+        ["parameter", "value", "seeds", "change", pct, "p", "p adj", "adjusted interval", "verdict",
+         "test change", f"test {pct}"],
+        [
+            [c.parameter, c.value, f"{c.seeds}{' paired' if c.paired else ''}", _num(c.change, sign=True),
+             _interval(c.ci_low, c.ci_high, sign=True), _p(c.p), _p(c.p_adjusted),
+             _interval(c.adjusted_low, c.adjusted_high, sign=True), c.verdict + (f" ({c.note})" if c.note else ""),
+             _num(c.test_change, sign=True), _interval(c.test_low, c.test_high, sign=True)]
+            for c in e.oat
+        ],
+        "oat",
+        e.oat_method,
+    )  # fmt: skip
 
 
 def tables(e: Effects) -> list[Table]:
     """The effects as titled tables, in reading order; the text and markdown forms both draw these."""
-    pct = f"{CONFIDENCE:.0%}"
-    out = [
-        Table(
-            f"Main effects: validation accuracy per value, {pct} bootstrap intervals over trials",
-            ["parameter", "value", "n", "median", f"median {pct}", "mean", f"mean {pct}", "best"],
-            [
-                [r.parameter, r.value, str(r.n), _num(r.median), _interval(r.median_low, r.median_high),
-                 _num(r.mean), _interval(r.ci_low, r.ci_high), _num(r.best)]
-                for r in e.main_effects
-            ],
-            "main",
-        )
-    ]  # fmt: skip
-    if e.oat:
-        out.insert(0, Table(
-            f"One at a time: change from the baseline, {pct} t interval over the seeds",
-            ["parameter", "value", "seeds", "change", pct, "verdict"],
-            [
-                [c.parameter, c.value, f"{c.seeds}{' paired' if c.paired else ''}", _num(c.change, sign=True),
-                 _interval(c.ci_low, c.ci_high, sign=True), c.verdict or "no interval (one seed)"]
-                for c in e.oat
-            ],
-        ))  # fmt: skip
+    out = [_oat_table(e)] if e.oat else []
+    out.append(_main_table(e))
     for i in e.interactions:
         a, b = i.parameters
         out.append(Table(
-            f"Interaction {a} x {b}: {i.share:.1%} of the variance beyond both main effects (medians)",
+            f"Interaction {a} x {b}: {i.share:.1%} of the variance beyond every main effect "
+            f"(permutation p = {i.p:.3f}; medians)",
             [f"{a} \\ {b}", *i.columns],
             [[r, *[_num(m) for m in ms]] for r, ms in zip(i.rows, i.medians, strict=True)],
         ))  # fmt: skip
@@ -154,6 +196,8 @@ def tables(e: Effects) -> list[Table]:
         columns = {**{IMPORTANCE_NAMES.get(k, k): v for k, v in e.importance.items()}}
         if e.exact_anova:
             columns["exact grid ANOVA"] = e.exact_anova
+        if e.anova_above_chance:
+            columns[f"ANOVA above {CHANCE}"] = e.anova_above_chance
         terms = list(dict.fromkeys(k for c in columns.values() for k in c))
         out.append(Table(
             "Importance (shares of 1)",
@@ -196,7 +240,7 @@ def to_text(e: Effects) -> str:
     """The effects as plain-text tables for a terminal."""
     out = [headline(e)]
     for t in tables(e):
-        out += ["", t.title, *(_padded(t) if t.rows else ["none"])]
+        out += ["", t.title, *([t.caption] if t.caption else []), *(_padded(t) if t.rows else ["none"])]
     if e.notes:
         out += ["", *[f"note: {n}" for n in e.notes]]
     return "\n".join(out)

@@ -156,7 +156,8 @@ def _table_html(t: Table) -> str:
         ) + "</tr>"
         for row in t.rows
     )  # fmt: skip
-    return f"<h3>{html.escape(t.title)}</h3><table><tr>{head}</tr>{body}</table>"
+    caption = f"<p>{html.escape(t.caption)}</p>" if t.caption else ""
+    return f"<h3>{html.escape(t.title)}</h3>{caption}<table><tr>{head}</tr>{body}</table>"
 
 
 def _effects_html(e: Effects) -> str:

@@ -41,7 +41,11 @@ def _add_replay_args(parser: argparse.ArgumentParser) -> None:
     from trainer.cli import positive_int
 
     parser.add_argument("--table", default=str(SHIPPED), help="the table file (default: the one shipped)")
-    parser.add_argument("--samplers", default="grid,random,tpe,gp", help=f"comma-separated, from {', '.join(SAMPLERS)}")
+    parser.add_argument(
+        "--samplers",
+        default="grid,shuffled,random,tpe,gp",
+        help=f"comma-separated, from {', '.join(SAMPLERS)} (shuffled: the grid in a uniformly random order)",
+    )
     parser.add_argument("--trials", type=positive_int, default=100, help="finished trials per repeat")
     parser.add_argument("--repeats", type=positive_int, default=20, help="repeats per sampler (seeds SEED, SEED+1...)")
     parser.add_argument("--workers", type=positive_int, default=1, help="simulated workers running trials at once")
@@ -145,18 +149,24 @@ def _replay(args: argparse.Namespace) -> int:
         )
     except ReplayError as e:
         fail(str(e), 2)
-    best = table.best()
+    best, best_test = table.best(), table.best("test_accuracy")
     summaries, times = summarize(runs, best)
     header = table.header()
     about = {k: header.get(k) for k in ("content_hash", "data", "note", "seeds", "device", "created")}
     result = to_json(
         summaries,
         times,
-        {"path": str(args.table), "points": len(table.points()) * len(table.fidelities), **about, "best": best},
+        {
+            "path": str(args.table),
+            "points": len(table.points()) * len(table.fidelities),
+            **about,
+            "best": best,
+            "best_test": best_test,
+        },
     )
     if args.out is not None:
         title = f"{args.repeats} repeats x {args.trials} trials, {args.workers} worker(s), pruner {args.pruner}"
-        html, png = figures.write(figures.replay_figure(summaries, times, best, title), args.out)
+        html, png = figures.write(figures.replay_figure(summaries, times, best, title, best_test), args.out)
         print(f"wrote {html}" + (f" and {png}" if png else " (no PNG: kaleido could not draw)"), file=sys.stderr)
     if args.format == "json":
         print(json.dumps(result))
@@ -165,23 +175,53 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ci(mean: float, ci: list[float]) -> str:
+    return f"{mean:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
 def terminal_table(result: dict, trials: int) -> str:
-    """The replay's summary as aligned text, one row per sampler."""
+    """The replay's summary as aligned text: what each sampler's pick tests at, then the samplers paired."""
     table = result["table"]
+    samplers = result["samplers"]
+    after = next(iter(result["paired"].values()))["after"] if result["paired"] else [trials]
+    repeats = len(next(iter(samplers.values()))["repeats"])
     lines = [
         f"table {table['path']}: {table['points']} points, seeds {table['seeds']}, data {table['data']}",
         *([f"note: {table['note']}"] if table.get("note") else []),
-        f"best validation accuracy in the table: {table['best']:.4f}",
+        f"the table's best: validation {table['best']:.4f}, test {table['best_test']:.4f}; {repeats} repeats, "
+        "mean and 95% t interval over them",
         "",
-        f"{'sampler':<8} {f'best after {trials} (95% CI)':>28} {'regret':>7} {'rank':>5} {'<=0.1pt':>8} "
-        f"{'<=0.2pt':>8} {'trials to 0.2pt':>15} {'sim. min':>9} {'ask ms':>7} (CPU per trial)",
+        "test accuracy of each repeat's best-validation trial (what a user gets), after N trials:",
+        f"{'sampler':<9}" + "".join(f"{f'after {n}':>26}" for n in after) + f"{'test regret':>12}",
     ]
-    for name, s in result["samplers"].items():
-        mean, (lo, hi) = s["best_so_far_mean"][-1], s["best_so_far_ci"][-1]
-        to = s["trials_to_0.002"]
+    for name, s in samplers.items():
+        cells = "".join(f"{_ci(s['test_of_best_mean'][n - 1], s['test_of_best_ci'][n - 1]):>26}" for n in after)
+        lines.append(f"{name:<9}{cells}{s['test_regret_mean'][-1]:>12.4f}")
+    lines += [
+        "",
+        f"best validation accuracy so far (what the samplers selected by) after {trials} trials:",
+        f"{'sampler':<9} {'best (95% CI)':>26} {'regret':>7} {'rank':>5} {'<=0.2pt (Wilson 95%)':>22} "
+        f"{'trials to 0.2pt':>15} {'sim. min':>9} {'ask ms':>7} (CPU per trial)",
+    ]
+    for name, s in samplers.items():
+        to, share, (lo, hi) = s["trials_to_0.002"], s["within_0.002"], s["within_0.002_ci"]
         lines.append(
-            f"{name:<8} {f'{mean:.4f} [{lo:.4f}, {hi:.4f}]':>28} {s['regret_mean'][-1]:>7.4f} {s['mean_rank']:>5.2f} "
-            f"{s['within_0.001']:>8.0%} {s['within_0.002']:>8.0%} {'-' if to is None else f'{to:g}':>15} "
+            f"{name:<9} {_ci(s['best_so_far_mean'][-1], s['best_so_far_ci'][-1]):>26} {s['regret_mean'][-1]:>7.4f} "
+            f"{s['mean_rank']:>5.2f} {f'{share:.0%} [{lo:.0%}, {hi:.0%}]':>22} {'-' if to is None else f'{to:g}':>15} "
             f"{s['simulated_seconds_mean'] / 60:>9.1f} {1000 * s['ask_seconds_per_trial']:>7.1f}"
         )
+    if result["paired"]:
+        lines += [
+            "",
+            "paired by repeat seed, on the test accuracy of each repeat's pick: A - B, mean difference and 95% t "
+            "interval, P(A higher) with ties counting half and its Wilson 95% interval",
+            f"{'A - B':<18} {'after':>5} {'difference (95% CI)':>28} {'P(A higher)':>20} {'A/tie/B':>9}",
+        ]
+        for key, p in result["paired"].items():
+            for i, n in enumerate(p["after"]):
+                (lo, hi), (plo, phi) = p["ci"][i], p["probability_of_improvement_ci"][i]
+                diff = f"{p['mean_difference'][i]:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+                counts = f"{p['wins'][i]}/{p['ties'][i]}/{p['losses'][i]}"
+                prob = f"{p['probability_of_improvement'][i]:.2f} [{plo:.2f}, {phi:.2f}]"
+                lines.append(f"{key.replace('-', ' - '):<18} {n:>5} {diff:>28} {prob:>20} {counts:>9}")
     return "\n".join(lines)

@@ -43,6 +43,7 @@ class TableProblem:
             seconds = np.where(np.isnan(seconds), np.nanmean(seconds, axis=1, keepdims=True), seconds)
             self._seconds = np.where(np.isnan(seconds), np.nanmedian(seconds), seconds)
         self._accuracy = accuracy
+        self._test = table.metric("test_accuracy").astype(np.float64).mean(axis=1)
 
     @property
     def search_space(self) -> dict[str, BaseDistribution]:
@@ -71,6 +72,11 @@ class TableProblem:
         """The point's per-epoch validation accuracy and seconds, up to its ``epochs``."""
         row, epochs = self.table.index(params), int(params[FIDELITY])
         return self._accuracy[row, :epochs], self._seconds[row, :epochs]
+
+    def test_accuracy(self, params: dict[str, Any]) -> float | None:
+        """The point's seed-mean test accuracy after its ``epochs`` (None where its run diverged)."""
+        value = float(self._test[self.table.index(params), int(params[FIDELITY]) - 1])
+        return None if np.isnan(value) else value
 
     def evaluate(self, params: dict[str, Any]) -> float:
         """The validation accuracy of a point given in grid values (NaN: its run diverged)."""

@@ -33,7 +33,7 @@ from search.spec import StudySpec
 from trainer.errors import UsageError
 from trainer.objective import suggest
 
-SAMPLERS = ("grid", "random", "tpe", "gp")
+SAMPLERS = ("grid", "shuffled", "random", "tpe", "gp")
 PRUNERS = ("none", "median", "hyperband")
 
 
@@ -43,16 +43,24 @@ class ReplayError(UsageError):
 
 @dataclass(frozen=True)
 class TrialRecord:
-    """A finished trial of a replay: its grid point, its value (None when pruned or failed), when it ran."""
+    """A finished trial of a replay: its grid point, its value and test accuracy (None when pruned or failed)
+    and when it ran."""
 
     params: dict[str, Any]
     state: str
     value: float | None
     begin: float
     end: float
+    test: float | None = None  # the point's seed-mean test accuracy, what a user who picked it would get
 
     def to_dict(self) -> dict[str, Any]:
-        return {"params": self.params, "value": self.value, "state": self.state, "time": round(self.end, 3)}
+        return {
+            "params": self.params,
+            "value": self.value,
+            "test": self.test,
+            "state": self.state,
+            "time": round(self.end, 3),
+        }
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ def check_sampler(name: str) -> None:
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """The sampler a live study of that kind uses (grid: random draws, but every trial is enqueued)."""
+    """The sampler a live study of that kind uses (grid, shuffled: random draws, but every trial is enqueued)."""
     check_sampler(name)
     if name in ("random", "tpe"):
         return StudySpec(kind=name, seed=seed).sampler()
@@ -113,8 +121,8 @@ def replay_one(table: Table, sampler: str, seed: int, trials: int, workers: int 
     study = optuna.create_study(
         direction="maximize", sampler=make_sampler(sampler, seed), pruner=make_pruner(pruner, max(table.fidelities))
     )
-    if sampler == "grid":
-        for point in grid_points(problem.grid(), seed)[: trials + workers]:
+    if sampler in ("grid", "shuffled"):
+        for point in _order(problem, sampler, seed)[: trials + workers]:
             study.enqueue_trial(point)
     run = Run(sampler, seed)
     events: list[tuple[float, int, int]] = []  # (time, order, trial number): a running trial's next epoch end
@@ -134,7 +142,8 @@ def replay_one(table: Table, sampler: str, seed: int, trials: int, workers: int 
     def end(number: int, now: float, state: TrialState, value: float | None) -> None:
         item = running.pop(number)
         study.tell(item.trial, value if state == TrialState.COMPLETE else None, state=state)
-        run.trials.append(TrialRecord(item.params, state.name, value, item.begin, now))
+        test = problem.test_accuracy(item.params) if state == TrialState.COMPLETE else None
+        run.trials.append(TrialRecord(item.params, state.name, value, item.begin, now, test))
 
     for _ in range(min(workers, trials)):
         start(0.0)
@@ -158,6 +167,16 @@ def replay_one(table: Table, sampler: str, seed: int, trials: int, workers: int 
         while len(running) < workers and len(run.finished()) + len(running) < trials:
             start(now)
     return Run(sampler, seed, run.trials, ask_seconds)
+
+
+def _order(problem: TableProblem, sampler: str, seed: int) -> list[dict[str, Any]]:
+    """The grid's points in the grid study's seeded order (``grid``), or uniformly shuffled (``shuffled``):
+    sampling without replacement, the fair grid baseline, as the study's order keeps a run's points together."""
+    if sampler == "grid":
+        return grid_points(problem.grid(), seed)
+    points = grid_points(problem.grid(), 0)
+    order = np.random.default_rng(seed).permutation(len(points))
+    return [points[i] for i in order]
 
 
 def replay(

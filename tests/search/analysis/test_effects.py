@@ -10,11 +10,12 @@ from optuna.trial import TrialState
 
 from search.__main__ import main
 from search.analysis.anova import exact_anova
-from search.analysis.effects import CLEAR, NOISE, gather_effects
+from search.analysis.effects import gather_effects
 from search.analysis.effects_text import csv_rows, to_json, to_text
 from search.analysis.levels import levels
 from search.analysis.table import trial_table
 from search.analysis.text import format_value
+from search.analysis.verdicts import IDENTICAL, MATTERS, UNDETERMINED
 from tests.search.analysis.conftest import GRID, add, grid_study, study
 
 LAYERS = {1: 0.0, 3: -0.01, 5: -0.05}
@@ -26,27 +27,63 @@ def additive(point: dict) -> float:
     return 0.9 + LAYERS[point["layers"]] + ACTIVATION[point["activation"]] + RATE[point["rate"]]
 
 
-def test_main_effects_recover_known_effects_and_their_intervals_cover_them() -> None:
+def test_grid_contrasts_are_matched_and_their_seed_intervals_cover_the_known_effects() -> None:
     s = grid_study(additive, seeds=3, noise=0.003)
     e = gather_effects(s, seed=1)
     effects = {"layers": LAYERS, "activation": ACTIVATION, "rate": RATE}
+    assert e.contrast_method.startswith("matched pairs")
+    covered = []
     for row in e.main_effects:
         truth = effects[row.parameter]
-        key = next(k for k in truth if format_value(k) == row.value)
-        # On a complete grid a level's mean is 0.9 + its effect + the mean effect of every other parameter.
-        others = sum(np.mean(list(v.values())) for p, v in effects.items() if p != row.parameter)
-        expected = 0.9 + truth[key] + others
+        level = next(k for k in truth if format_value(k) == row.value)
+        reference = next(k for k in truth if format_value(k) == row.reference)
         assert row.n == 18 // len(GRID[row.parameter])
-        assert row.ci_low <= expected <= row.ci_high
-        assert abs(row.mean - expected) < 0.003
-        assert row.median_low <= row.median <= row.median_high
+        if level == reference:
+            assert row.contrast == 0 and row.ci_low is None
+            continue
+        # Every other parameter is held fixed in a matched pair: the contrast is the effect's difference.
+        expected = truth[level] - truth[reference]
+        assert row.pairs == 18 // len(GRID[row.parameter])
+        covered.append(row.ci_low <= expected <= row.ci_high)
+        assert abs(row.contrast - expected) < 0.004
+    # 95% intervals over three seeds each: a miss in one of the 8 is expected now and then, not in three.
+    assert sum(covered) >= len(covered) - 2
+    assert {r.reference for r in e.main_effects if r.parameter == "activation"} == {"relu"}  # the baseline's
     assert [r.value for r in e.main_effects if r.parameter == "activation"] == ["relu", "sigmoid", "tanh"]
 
 
-def test_bootstrap_intervals_are_seeded() -> None:
-    s = grid_study(additive, seeds=2, noise=0.01)
-    assert gather_effects(s, seed=3).main_effects == gather_effects(s, seed=3).main_effects
-    assert gather_effects(s, seed=3).main_effects != gather_effects(s, seed=4).main_effects
+def test_one_seed_grid_contrasts_have_no_interval_and_say_so() -> None:
+    e = gather_effects(grid_study(additive, seeds=1, noise=0.003))
+    assert all(r.ci_low is None for r in e.main_effects)
+    assert any("one seed per grid point" in n for n in e.notes)
+
+
+def random_study(seeds: int = 2, trials: int = 40, seed: int = 0) -> object:
+    rng = np.random.default_rng(seed)
+    s = study("random")
+    for _ in range(trials):
+        point = {k: v[rng.integers(len(v))] for k, v in GRID.items()}
+        add(s, point, additive(point) + rng.normal(0, 0.003, seeds))
+    return s
+
+
+def test_random_contrasts_bootstrap_over_trials_and_are_seeded() -> None:
+    s = random_study()
+    e = gather_effects(s, seed=3)
+    assert e.contrast_method.startswith("difference of means")
+    sigmoid = next(r for r in e.main_effects if r.value == "sigmoid")
+    assert sigmoid.ci_low < sigmoid.contrast < sigmoid.ci_high < 0
+    assert gather_effects(s, seed=3).main_effects == e.main_effects
+    assert gather_effects(s, seed=4).main_effects != e.main_effects
+
+
+def test_tpe_main_effects_are_description_only_and_say_so() -> None:
+    s = random_study()
+    s.set_user_attr("kind", "tpe")
+    e = gather_effects(s)
+    assert e.contrast_method == "" and all(r.ci_low is None for r in e.main_effects)
+    assert any("description only" in n for n in e.notes)
+    assert "description only, no interval" in to_text(e)
 
 
 def test_exact_anova_recovers_known_variance_shares() -> None:
@@ -123,18 +160,32 @@ def test_oat_changes_have_paired_intervals_that_hold_the_change_and_verdicts() -
         assert row.paired and row.seeds == 5
         assert row.ci_low <= row.change <= row.ci_high
         assert row.ci_low <= truth <= row.ci_high
-    assert by["layers", "5"].verdict == CLEAR
-    assert by["activation", "tanh"].verdict == NOISE
+        assert row.adjusted_low <= row.ci_low and row.ci_high <= row.adjusted_high
+    assert by["layers", "5"].verdict == MATTERS and by["layers", "5"].p_adjusted < 0.05
+    assert by["activation", "tanh"].verdict != MATTERS
+    assert by["layers", "5"].p_adjusted >= by["layers", "5"].p
     # Optuna's estimators mislead on oat studies; the changes replace them.
     assert e.importance == {} and e.interactions == []
 
 
-def test_one_seed_gives_no_interval_and_no_verdict_and_says_so() -> None:
-    s, _ = oat_study(seeds=1)
+@pytest.mark.parametrize("seeds", [1, 2])
+def test_fewer_than_three_seeds_give_no_verdict_and_say_so(seeds: int) -> None:
+    s, _ = oat_study(seeds=seeds)
     e = gather_effects(s)
-    assert e.oat and all(r.ci_low is None and r.verdict is None for r in e.oat)
-    assert any("one seed" in n for n in e.notes)
-    assert "no interval (one seed)" in to_text(e)
+    assert e.oat and all(r.verdict == UNDETERMINED and r.p is None for r in e.oat)
+    assert all("fewer than 3" in r.note for r in e.oat)
+    assert any("no verdict below 3 seeds" in n for n in e.notes)
+    assert "undetermined (" in to_text(e)
+
+
+def test_a_move_that_reruns_the_baseline_is_identical_and_left_out_of_the_family() -> None:
+    s, _ = oat_study(seeds=4)
+    base = next(t for t in s.get_trials() if t.user_attrs.get("point") == 0)
+    add(s, {**base.params, "activation": "sigmoid"}, base.user_attrs["seed_values"], point=9)
+    e = gather_effects(s)
+    same = next(r for r in e.oat if r.value == "sigmoid")
+    assert same.verdict == IDENTICAL and same.p_adjusted is None
+    assert "Holm over 3 moves" in e.oat_method and "K = 4" in e.oat_method
 
 
 def test_failures_count_trials_at_chance_and_diverged_runs_per_value() -> None:
@@ -176,7 +227,11 @@ def test_json_and_csv_carry_the_issue_keys() -> None:
     data = json.loads(json.dumps(to_json(gather_effects(s))))
     assert {"main_effects", "oat", "interactions", "importance", "at_chance"} <= set(data)
     assert set(data["main_effects"][0]) >= {"parameter", "value", "n", "median", "mean", "best", "ci_low", "ci_high"}
-    assert set(data["oat"][0]) >= {"parameter", "value", "change", "ci_low", "ci_high", "verdict"}
+    assert set(data["oat"][0]) >= {
+        "parameter", "value", "change", "ci_low", "ci_high", "p", "p_adjusted", "adjusted_low", "adjusted_high",
+        "verdict", "test_change", "test_low", "test_high",
+    }  # fmt: skip
+    assert data["margin"] == 0.002 and "Holm" in data["oat_method"]
     grid = gather_effects(grid_study(additive, seeds=2, noise=0.01))
     assert set(to_json(grid)["importance"]) == {"PedAnovaImportanceEvaluator", "FanovaImportanceEvaluator"}
     sections = {r["section"] for r in csv_rows(grid)}
@@ -232,3 +287,20 @@ def test_no_interaction_is_read_from_cells_of_one_trial() -> None:
     for i, (layers, activation) in enumerate([(1, "relu"), (3, "tanh"), (5, "sigmoid"), (1, "tanh"), (3, "sigmoid")]):
         add(s, {"layers": layers, "activation": activation}, [0.5 + 0.1 * i])
     assert gather_effects(s).interactions == []
+
+
+def test_the_anova_above_chance_leaves_out_the_runs_at_chance() -> None:
+    def value(p: dict) -> float:
+        stuck = p["layers"] == 5 and p["activation"] == "sigmoid"
+        return 0.1 if stuck else additive(p)
+
+    e = gather_effects(grid_study(value))
+    # The two stuck points make most of the grid's variance, as an interaction; without them the rest is additive.
+    assert e.exact_anova["layers x activation"] > 0.2
+    assert e.anova_above_chance["layers x activation"] < 0.01
+    assert sum(v for k, v in e.anova_above_chance.items() if " x " not in k and k != "rest") > 0.95
+
+
+def test_large_main_effects_on_an_unbalanced_random_study_are_not_an_interaction() -> None:
+    e = gather_effects(random_study(trials=60))
+    assert e.interactions == []

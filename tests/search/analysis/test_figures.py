@@ -84,7 +84,7 @@ def test_oat_changes_are_drawn_largest_first() -> None:
 def test_importance_figure_shows_the_exact_anova_beside_optunas_estimators() -> None:
     s = grid_study(additive, seeds=2, noise=0.001)
     shares = importance_info(gather_effects(s))
-    assert set(shares) == {"PED-ANOVA", "fANOVA", "exact grid ANOVA"}
+    assert set(shares) == {"PED-ANOVA", "fANOVA", "exact grid ANOVA", "ANOVA above chance"}
     assert sum(shares["exact grid ANOVA"].values()) == pytest.approx(1)
     figures = study_figures(s, ["layers", "activation", "rate"])
     assert {"effects-values", "effects-importance"} <= set(figures)
@@ -93,7 +93,7 @@ def test_importance_figure_shows_the_exact_anova_beside_optunas_estimators() -> 
 def test_study_note_carries_the_oat_effects_instead_of_importances() -> None:
     s, _ = oat_study(seeds=3)
     note = study_note(s)
-    assert "One at a time" in note and "clear" in note and "within noise" in note
+    assert "One at a time" in note and "matters" in note and "Holm over" in note
     assert "Importance" not in note and "fANOVA" not in note and "Main effects" not in note
     assert "validation accuracy 0.9" in note and "0.95000" not in note  # rounded to four places
 

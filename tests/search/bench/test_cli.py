@@ -34,9 +34,18 @@ def test_replay_prints_the_json_of_the_issue(table_file: Path, capsys: pytest.Ca
         assert len(mean) == 12 and np.all(np.diff(mean) >= 0) and mean[-1] <= best + 1e-9
         assert all(lo <= m <= hi for m, (lo, hi) in zip(mean, s["best_so_far_ci"], strict=True))
         assert 1 <= s["mean_rank"] <= 2 and 0 <= s["within_0.002"] <= 1
+        low, high = s["within_0.002_ci"]
+        assert low <= s["within_0.002"] <= high
+        test = np.array(s["test_of_best_mean"])
+        assert len(test) == 12 and test[-1] <= result["table"]["best_test"] + 1e-9
+        assert all(lo <= m <= hi for m, (lo, hi) in zip(test, s["test_of_best_ci"], strict=True))
         assert [r["seed"] for r in s["repeats"]] == [1, 2, 3]
         trial = s["repeats"][0]["trials"][0]
-        assert set(trial) >= {"params", "value"} and "epochs" in trial["params"]
+        assert set(trial) >= {"params", "value", "test"} and "epochs" in trial["params"]
+    paired = result["paired"]["tpe-random"]
+    assert paired["after"] == [10, 12]
+    assert set(paired) >= {"after", "mean_difference", "ci", "probability_of_improvement"}
+    assert all(0 <= p <= 1 for p in paired["probability_of_improvement"])
 
 
 def test_replay_writes_a_report(table_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

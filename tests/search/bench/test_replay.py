@@ -13,7 +13,7 @@ from search import app
 from search.bench.build import build_by_training, grid_values
 from search.bench.problem import TableProblem
 from search.bench.replay import ReplayError, replay, replay_one
-from search.bench.summary import best_so_far, summarize
+from search.bench.summary import best_so_far, pairs, picked_test, summarize
 from search.bench.table import Table
 from search.spec import StudySpec
 from tests.search.bench.conftest import random_table
@@ -43,7 +43,7 @@ def test_replay_makes_the_trials_of_a_live_study_with_the_same_seed(
     assert {t.state.name for t in live} >= {"COMPLETE"}
 
 
-@pytest.mark.parametrize("sampler", ["grid", "random", "tpe", "gp"])
+@pytest.mark.parametrize("sampler", ["grid", "shuffled", "random", "tpe", "gp"])
 def test_best_so_far_never_falls_and_never_passes_the_tables_best(sampler: str) -> None:
     table = random_table()
     run = replay_one(table, sampler, seed=5, trials=25, workers=3, pruner="median")
@@ -104,3 +104,39 @@ def test_summary_ranks_and_targets(table_file: Path) -> None:
 def test_unknown_sampler_is_refused(table_file: Path) -> None:
     with pytest.raises(ReplayError, match="unknown sampler 'cmaes'"):
         replay(str(table_file), ["random", "cmaes"], trials=5, repeats=1)
+
+
+def test_shuffled_visits_distinct_grid_points_in_a_seeded_uniform_order() -> None:
+    table = random_table()
+    one, again, other = (replay_one(table, "shuffled", seed=s, trials=40) for s in (3, 3, 4))
+    points = [tuple(sorted(t.params.items())) for t in one.trials]
+    assert len(set(points)) == len(points)  # without replacement
+    assert one == again and [t.params for t in one.trials] != [t.params for t in other.trials]
+    grid = [tuple(sorted(t.params.items())) for t in replay_one(table, "grid", seed=3, trials=40).trials]
+    assert points != grid
+
+
+def test_the_pick_is_the_best_validation_trial_and_its_test_accuracy_is_the_points() -> None:
+    table = random_table()
+    run = replay_one(table, "random", seed=2, trials=30)
+    picked = picked_test(run)
+    problem = TableProblem(table)
+    complete = [t for t in run.finished() if t.value is not None]
+    best = max(complete, key=lambda t: t.value)
+    assert picked[-1] == best.test == problem.test_accuracy(best.params)
+    assert len(picked) == 30
+
+
+def test_samplers_are_paired_by_repeat_seed(table_file: Path) -> None:
+    table = random_table()
+    runs = replay(str(table_file), ["random", "tpe"], trials=12, repeats=4)
+    summaries, _ = summarize(runs, table.best())
+    found = pairs(summaries)
+    assert list(found) == ["tpe-random"]
+    p = found["tpe-random"]
+    assert p.after == [10, 12]
+    # TPE's first 10 trials are random search's draws under the same seed: every repeat ties.
+    assert p.mean_difference[0] == 0 and p.ties[0] == 4 and p.probability_of_improvement[0] == 0.5
+    diff = summaries["tpe"].test_of_best[:, -1] - summaries["random"].test_of_best[:, -1]
+    assert p.mean_difference[1] == pytest.approx(diff.mean())
+    assert p.ci[1][0] <= p.mean_difference[1] <= p.ci[1][1]

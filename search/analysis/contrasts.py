@@ -1,0 +1,129 @@
+"""Main effects as contrasts against a reference level, with intervals that fit how the trials were chosen.
+
+- grid: matched contrasts. For a parameter and a level, the pairs of points that differ
+  only in that parameter (the level against the reference); the contrast is the mean of
+  their differences. The grid's points are the population, not a sample of it, so the
+  interval is over the training seeds only: the per-seed contrast (the same seed on both
+  sides of every pair) and its t interval over the seeds.
+- random: the trials are independent draws, so the difference of the level's mean from
+  the reference level's mean has a seeded bootstrap interval over trials (each trial's
+  value carries its seeds' noise).
+- TPE and anything adaptive: the trials depend on each other; the difference of means
+  is description only, with no interval.
+- oat: none (the oat changes are the contrasts).
+
+The reference level is the project's baseline value (``TrainConfig()``) when a level
+holds it, else the first level.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from optuna.trial import FrozenTrial
+from scipy import stats
+
+from search import records
+from search.analysis.table import TrialTable
+from trainer.config import TrainConfig
+
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+MATCHED, BOOTSTRAP, DESCRIPTION = "matched pairs, t over seeds", "difference of means, bootstrap over trials", ""
+
+
+class Contrast(NamedTuple):
+    """One level against its parameter's reference level."""
+
+    reference: str
+    contrast: float | None  # None: no pair (grid) or no trial to compare with
+    low: float | None
+    high: float | None
+    pairs: int  # matched pairs (grid), else trials at this level
+    wins: float | None  # share of matched pairs where this level is higher (ties count half)
+
+
+def reference_level(table: TrialTable, param: str) -> int:
+    """The level holding the baseline's value, else the first."""
+    default = getattr(TrainConfig(), param, None)
+    return table.levels[param].index.get(default, 0) if default is not None else 0
+
+
+def method(kind: str) -> str:
+    """How the contrasts of a study of ``kind`` are made and their intervals taken ("" for description only)."""
+    return {"grid": MATCHED, "random": BOOTSTRAP}.get(kind, DESCRIPTION)
+
+
+def contrasts(
+    table: TrialTable, trials: list[FrozenTrial], kind: str, seed: int = 0
+) -> dict[tuple[str, int], Contrast]:
+    """Every (parameter, level)'s contrast with its reference; ``trials`` are the table's rows, in order."""
+    out = {}
+    seeds = _seed_matrix(trials)
+    for p in table.params:
+        ref = reference_level(table, p)
+        label = table.levels[p].labels[ref]
+        for level in range(len(table.levels[p].labels)):
+            if kind == "grid":
+                out[p, level] = _matched(table, p, level, ref, seeds, label)
+            elif kind == "random":
+                out[p, level] = _bootstrap(table, p, level, ref, label, seed)
+            elif kind == "oat":  # the oat table holds the changes; a level's mean mixes the other moves
+                out[p, level] = Contrast(label, None, None, None, 0, None)
+            else:
+                out[p, level] = _difference(table, p, level, ref, label)
+    return out
+
+
+def _seed_matrix(trials: list[FrozenTrial]) -> np.ndarray | None:
+    """``[trial, seed]`` validation accuracies when every trial ran the same K >= 2 seeds, else None."""
+    first = trials[0].user_attrs.get("seeds") if trials else None
+    if first is None or len(first) < 2 or any(t.user_attrs.get("seeds") != first for t in trials):
+        return None
+    return np.array([records.seed_values(t) for t in trials], dtype=float)
+
+
+def _difference(table: TrialTable, p: str, level: int, ref: int, label: str) -> Contrast:
+    y, other = table.values[table.codes[p] == level], table.values[table.codes[p] == ref]
+    if not len(y) or not len(other):
+        return Contrast(label, None, None, None, len(y), None)
+    return Contrast(label, float(y.mean() - other.mean()), None, None, len(y), None)
+
+
+def _bootstrap(table: TrialTable, p: str, level: int, ref: int, label: str, seed: int) -> Contrast:
+    y, other = table.values[table.codes[p] == level], table.values[table.codes[p] == ref]
+    base = _difference(table, p, level, ref, label)
+    if level == ref or len(y) < 2 or len(other) < 2:
+        return base
+    result = stats.bootstrap(
+        (y, other),
+        lambda a, b, axis=-1: a.mean(axis=axis) - b.mean(axis=axis),
+        confidence_level=CONFIDENCE,
+        n_resamples=RESAMPLES,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return base._replace(low=float(result.confidence_interval.low), high=float(result.confidence_interval.high))
+
+
+def _matched(table: TrialTable, p: str, level: int, ref: int, seeds: np.ndarray | None, label: str) -> Contrast:
+    others = [q for q in table.params if q != p]
+    keys = [tuple(table.codes[q][i] for q in others) for i in range(len(table.values))]
+    at_ref = {k: i for i, k in reversed(list(enumerate(keys))) if table.codes[p][i] == ref}
+    pairs = [(i, at_ref[k]) for i, k in enumerate(keys) if table.codes[p][i] == level and k in at_ref]
+    if not pairs:
+        return Contrast(label, None, None, None, 0, None)
+    moved, base = np.array(pairs).T
+    diff = table.values[moved] - table.values[base]
+    contrast = float(diff.mean())
+    wins = float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / len(diff))
+    if level == ref or seeds is None:
+        return Contrast(label, contrast, None, None, len(pairs), wins)
+    per_seed = (seeds[moved] - seeds[base]).mean(axis=0)  # the contrast each training seed alone gives
+    if np.isnan(per_seed).any():
+        return Contrast(label, contrast, None, None, len(pairs), wins)
+    if np.ptp(per_seed) == 0:
+        return Contrast(label, contrast, contrast, contrast, len(pairs), wins)
+    ci = stats.ttest_1samp(per_seed, 0.0).confidence_interval(CONFIDENCE)
+    return Contrast(label, contrast, float(ci.low), float(ci.high), len(pairs), wins)
