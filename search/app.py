@@ -182,7 +182,7 @@ def best(storage_url: str, study_name: str, artifacts: str | None = None) -> int
 
 
 def _front(study: optuna.Study, folder: Path) -> int:
-    front = sorted(study.best_trials, key=lambda t: t.number)
+    front = sorted(study.best_trials, key=lambda t: (t.values[1], t.number))  # cheapest first
     if not front:
         raise StudyError(f"study {study.study_name!r} has no complete trial yet")
     names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]

@@ -72,6 +72,8 @@ def front_figures(study: optuna.Study) -> dict[str, go.Figure]:
         }
     for title, fig in figures.items():
         fig.update_layout(title={"text": title, "x": 0.01}, template="plotly_white", height=460)
+    if len(study.directions) == 2:  # costs span decades (parameters: 10^4..10^6), the front sits low on a linear axis
+        figures["Pareto front"].update_yaxes(type="log", dtick=1)  # a label per decade only
     figures["Hypervolume history"].update_layout(
         yaxis_title=f"hypervolume (reference point {', '.join(f'{r:.4g}' for r in reference)})"
     )
