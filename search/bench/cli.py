@@ -54,6 +54,13 @@ def _add_replay_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--processes", type=positive_int, default=2, help="processes the repeats are spread over")
     parser.add_argument("--out", default=None, help="write a plotly HTML report here, and a PNG beside it")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="what to print")
+    parser.add_argument(
+        "--objectives",
+        default="accuracy",
+        metavar="accuracy[,parameters|,seconds]",
+        help="accuracy, or accuracy and one cost: a multi-objective replay (no pruner), scored by the hypervolume "
+        "of the test accuracy of each repeat's selected front (default: accuracy)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,8 +151,17 @@ def _replay(args: argparse.Namespace) -> int:
     table = load(args.table)
     samplers = [name.strip() for name in args.samplers.split(",") if name.strip()]
     try:
+        objectives = tuple(name.strip() for name in args.objectives.split(","))
         runs = replay(
-            args.table, samplers, args.trials, args.repeats, args.workers, args.pruner, args.seed, args.processes
+            args.table,
+            samplers,
+            args.trials,
+            args.repeats,
+            args.workers,
+            args.pruner,
+            args.seed,
+            args.processes,
+            objectives,
         )
     except ReplayError as e:
         fail(str(e), 2)
@@ -168,10 +184,21 @@ def _replay(args: argparse.Namespace) -> int:
         title = f"{args.repeats} repeats x {args.trials} trials, {args.workers} worker(s), pruner {args.pruner}"
         html, png = figures.write(figures.replay_figure(summaries, times, best, title, best_test), args.out)
         print(f"wrote {html}" + (f" and {png}" if png else " (no PNG: kaleido could not draw)"), file=sys.stderr)
+    fronts = None
+    if len(objectives) > 1:
+        from search.bench.fronts import fronts_text, summarize_fronts
+        from search.bench.problem import TableProblem
+
+        fronts = summarize_fronts(runs, TableProblem(table), objectives[1], args.trials)
+        result["fronts"] = fronts
+        for name, scores in fronts["samplers"].items():
+            result["samplers"][name]["hypervolume"] = scores
     if args.format == "json":
         print(json.dumps(result))
     else:
         print(terminal_table(result, args.trials))
+        if fronts is not None:
+            print(f"\n{fronts_text(fronts)}")
     return 0
 
 

@@ -11,6 +11,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 
 from search.bench.table import FIDELITY, Table
 from search.space import SEVEN, Parameter
+from trainer.config import TrainConfig
+from trainer.model import weights_of
 from trainer.objective import suggest
 
 # Parameters whose grid values are ordered; the others (activation, loss) are categories.
@@ -77,6 +79,13 @@ class TableProblem:
         """The point's seed-mean test accuracy after its ``epochs`` (None where its run diverged)."""
         value = float(self._test[self.table.index(params), int(params[FIDELITY]) - 1])
         return None if np.isnan(value) else value
+
+    def cost(self, params: dict[str, Any], name: str) -> float:
+        """The point's ``parameters`` (its network's, exact) or ``seconds`` (its recorded training time)."""
+        if name == "parameters":
+            shape = {k: int(params[k]) for k in ("hidden_layers", "hidden_units")}
+            return float(weights_of(TrainConfig(**shape)))
+        return float(np.sum(self.curve(params)[1]))
 
     def evaluate(self, params: dict[str, Any]) -> float:
         """The validation accuracy of a point given in grid values (NaN: its run diverged)."""

@@ -33,7 +33,8 @@ from search.spec import StudySpec
 from trainer.errors import UsageError
 from trainer.objective import suggest
 
-SAMPLERS = ("grid", "shuffled", "random", "tpe", "gp")
+SAMPLERS = ("grid", "shuffled", "random", "tpe", "gp", "nsga2")
+COSTS = ("parameters", "seconds")  # the second objective of a multi-objective replay
 PRUNERS = ("none", "median", "hyperband")
 
 
@@ -52,6 +53,7 @@ class TrialRecord:
     begin: float
     end: float
     test: float | None = None  # the point's seed-mean test accuracy, what a user who picked it would get
+    cost: float | None = None  # a multi-objective replay's second objective (parameters, or seconds)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +62,7 @@ class TrialRecord:
             "test": self.test,
             "state": self.state,
             "time": round(self.end, 3),
+            **({"cost": self.cost} if self.cost is not None else {}),
         }
 
 
@@ -91,7 +94,7 @@ def check_sampler(name: str) -> None:
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     """The sampler a live study of that kind uses (grid, shuffled: random draws, but every trial is enqueued)."""
     check_sampler(name)
-    if name in ("random", "tpe"):
+    if name in ("random", "tpe", "nsga2"):
         return StudySpec(kind=name, seed=seed).sampler()
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, deterministic_objective=True)
@@ -115,11 +118,38 @@ class _Running:
     epoch: int = 0
 
 
-def replay_one(table: Table, sampler: str, seed: int, trials: int, workers: int = 1, pruner: str = "none") -> Run:
-    """Run ``sampler`` (seeded ``seed``) for ``trials`` finished trials on the table, in simulated time."""
+def check_objectives(objectives: tuple[str, ...], pruner: str) -> None:
+    """``ReplayError`` unless ``objectives`` is accuracy, or accuracy and one cost (with no pruner)."""
+    names = ",".join(objectives)
+    if objectives == ("accuracy",):
+        return
+    if len(objectives) != 2 or objectives[0] != "accuracy" or objectives[1] not in COSTS:
+        raise ReplayError(f"--objectives must be accuracy or accuracy,{'|'.join(COSTS)}, but got {names!r}")
+    if pruner != "none":
+        raise ReplayError(f"a multi-objective replay cannot prune (trials report nothing); got --pruner {pruner}")
+
+
+def replay_one(
+    table: Table,
+    sampler: str,
+    seed: int,
+    trials: int,
+    workers: int = 1,
+    pruner: str = "none",
+    objectives: tuple[str, ...] = ("accuracy",),
+) -> Run:
+    """Run ``sampler`` (seeded ``seed``) for ``trials`` finished trials on the table, in simulated time.
+
+    With ``objectives`` accuracy and a cost, the study is multi-objective, as a live one with
+    ``--objectives``: its trials report nothing and are told (accuracy, cost).
+    """
+    check_objectives(objectives, pruner)
     problem = TableProblem(table, ordinal=sampler == "gp")
+    multi = len(objectives) > 1
     study = optuna.create_study(
-        direction="maximize", sampler=make_sampler(sampler, seed), pruner=make_pruner(pruner, max(table.fidelities))
+        directions=["maximize", "minimize"] if multi else ["maximize"],
+        sampler=make_sampler(sampler, seed),
+        pruner=make_pruner(pruner, max(table.fidelities)),
     )
     if sampler in ("grid", "shuffled"):
         for point in _order(problem, sampler, seed)[: trials + workers]:
@@ -141,9 +171,11 @@ def replay_one(table: Table, sampler: str, seed: int, trials: int, workers: int 
 
     def end(number: int, now: float, state: TrialState, value: float | None) -> None:
         item = running.pop(number)
-        study.tell(item.trial, value if state == TrialState.COMPLETE else None, state=state)
+        cost = problem.cost(item.params, objectives[1]) if multi else None
+        told = ([value, cost] if multi else value) if state == TrialState.COMPLETE else None
+        study.tell(item.trial, told, state=state)
         test = problem.test_accuracy(item.params) if state == TrialState.COMPLETE else None
-        run.trials.append(TrialRecord(item.params, state.name, value, item.begin, now, test))
+        run.trials.append(TrialRecord(item.params, state.name, value, item.begin, now, test, cost))
 
     for _ in range(min(workers, trials)):
         start(0.0)
@@ -154,6 +186,12 @@ def replay_one(table: Table, sampler: str, seed: int, trials: int, workers: int 
         item.epoch += 1
         if math.isnan(value):
             end(number, now, TrialState.FAIL, None)
+        elif multi:  # a multi-objective trial reports nothing: it runs its epochs and is told at the end
+            if item.epoch == len(item.values):
+                end(number, now, TrialState.COMPLETE, value)
+            else:
+                heapq.heappush(events, (now + float(item.seconds[item.epoch]), number, number))
+                continue
         else:
             item.trial.report(value, item.epoch)
             # A live trial asks the pruner after every epoch, its last one included.
@@ -188,13 +226,15 @@ def replay(
     pruner: str = "none",
     seed: int = 1,
     processes: int = 1,
+    objectives: tuple[str, ...] = ("accuracy",),
 ) -> dict[str, list[Run]]:
     """Replay each sampler ``repeats`` times (seeds ``seed, seed + 1, ...``), spread over ``processes``."""
     for name in samplers:
         check_sampler(name)
     make_pruner(pruner, 1)
+    check_objectives(objectives, pruner)
     tasks = [(name, seed + r) for name in samplers for r in range(repeats)]
-    args = (trials, workers, pruner)
+    args = (trials, workers, pruner, objectives)
     if processes == 1:
         threads = torch.get_num_threads()
         _load_table(table_path)
@@ -229,6 +269,6 @@ def _load_table(path: str) -> None:
     _TABLE[:] = [load(path)]
 
 
-def _task(task: tuple[str, int], args: tuple[int, int, str]) -> Run:
+def _task(task: tuple[str, int], args: tuple[int, int, str, tuple[str, ...]]) -> Run:
     sampler, seed = task
     return replay_one(_TABLE[0], sampler, seed, *args)

@@ -11,6 +11,7 @@ import pytest
 
 from search import app
 from search.bench.build import build_by_training, grid_values
+from search.bench.fronts import hypervolume, summarize_fronts
 from search.bench.problem import TableProblem
 from search.bench.replay import ReplayError, replay, replay_one
 from search.bench.summary import best_so_far, pairs, picked_test, summarize
@@ -41,6 +42,41 @@ def test_replay_makes_the_trials_of_a_live_study_with_the_same_seed(
     assert [t.state for t in run.trials] == [t.state.name for t in live]
     assert [t.value for t in run.trials] == [t.value if t.state.name == "COMPLETE" else None for t in live]
     assert {t.state.name for t in live} >= {"COMPLETE"}
+
+
+@pytest.mark.parametrize("kind", ["tpe", "nsga2"])
+def test_a_multi_objective_replay_makes_the_trials_of_the_live_study(
+    make_spec: Callable[..., StudySpec], kind: str
+) -> None:
+    spec = make_spec(kind, seed=3, trials=6, grid_space=True, limit_train=100, objectives=("accuracy", "parameters"))
+    assert app.run_study(spec, []) == 0
+    live = sorted(optuna.load_study(study_name=spec.name, storage=spec.storage).trials, key=lambda t: t.number)
+
+    values, fidelities = grid_values()
+    empty = Table(values, fidelities, (3,), np.zeros((3**6, 1, 25, 7), np.float32))
+    splits = split(load_mnist(spec.data_dir, "cpu", False), FAST["validation"], 100, FAST["limit_test"])
+    table = build_by_training(values, fidelities, [3], splits, {}, rows={empty.index(t.params) for t in live})
+    run = replay_one(table, kind, seed=3, trials=6, objectives=("accuracy", "parameters"))
+
+    assert [t.params for t in run.trials] == [t.params for t in live]
+    assert [[t.value, t.cost] for t in run.trials] == [t.values for t in live]
+
+
+def test_hypervolume_of_a_known_staircase() -> None:
+    # Two points, (0.9, 10) and (0.95, 30), reference cost 100: 0.9 * 90 + 0.05 * 70.
+    assert hypervolume(np.array([0.9, 0.95, 0.8]), np.array([10.0, 30.0, 50.0]), 100.0) == pytest.approx(84.5)
+    assert hypervolume(np.array([]), np.array([]), 1.0) == 0.0
+
+
+def test_a_multi_objective_replay_scores_each_sampler_by_the_true_fronts_share(table_file: Path) -> None:
+    table = random_table()
+    runs = replay(str(table_file), ["random", "nsga2"], trials=12, repeats=3, objectives=("accuracy", "parameters"))
+    summary = summarize_fronts(runs, TableProblem(table), "parameters", 12)
+    for scores in summary["samplers"].values():
+        assert all(0 <= m <= 1 + 1e-9 for m in scores["hypervolume_share_mean"])
+    assert set(summary["paired"]) == {"nsga2-random"}
+    with pytest.raises(ReplayError, match="cannot prune"):
+        replay_one(table, "random", seed=1, trials=3, pruner="median", objectives=("accuracy", "parameters"))
 
 
 @pytest.mark.parametrize("sampler", ["grid", "shuffled", "random", "tpe", "gp"])
