@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import gc
 import os
 import time
@@ -24,12 +23,11 @@ from search.run.progress import Emit, epoch_event, trial_event
 from search.run.study import checkpoint_folder
 from search.space import point_key, point_network
 from search.spec import StudySpec
-from search.storage import MAX_RETRIES, Store, open_store
+from search.storage import MAX_RETRIES, Store, StudyLock, open_store
 from trainer import TrainConfig, load_mnist, resolve_device, split
 from trainer.objective import Objective
 
 POLL_SECONDS = 1.0
-REQUEUE_GRACE_SECONDS = 120.0  # see _points_handed_out
 
 
 def run_worker(
@@ -71,6 +69,7 @@ def run_worker(
     next_point = (lambda slots: _enqueue_next(study, points, slots, key)) if points is not None else None
     lock = store.lock(spec.name)
     report = lambda frozen: emit(trial_event(frozen, worker))  # noqa: E731
+    requeue = lambda study, trial: _under(lock, _requeue, study, trial)  # noqa: E731
     deadline = time.monotonic() + spec.timeout if spec.timeout else None
     while deadline is None or time.monotonic() < deadline:
         with interrupts.held_section():  # a claim is never cut in half
@@ -82,7 +81,7 @@ def run_worker(
                     # A sampler's trial, or a point that shares with nothing, is a group of one.
                     slots = budget - counts.finished - counts.running
                     count = waiting_group(study, key, slots, part(slots)) if key is not None else 1
-                    if not run_group(study, objective, max(count, 1), lock.release, interrupts, report, _requeue):
+                    if not run_group(study, objective, max(count, 1), lock.release, interrupts, report, requeue):
                         _free_memory()
             finally:
                 lock.release()
@@ -91,8 +90,29 @@ def run_worker(
         if verdict is Verdict.WAIT:
             time.sleep(POLL_SECONDS)
             with interrupts.held_section():
-                optuna.storages.fail_stale_trials(study)
-                fail_silent_trials(storage, study, 2 * spec.heartbeat)
+                _under(lock, requeue_stale_trials, storage, study, 2 * spec.heartbeat)
+
+
+def requeue_stale_trials(storage: optuna.storages.RDBStorage, study: optuna.Study, grace_seconds: float) -> None:
+    """Fail the trials of dead workers and queue their points again; called under the study's lock.
+
+    Optuna fails every stale trial first and re-queues copies one by one afterwards: a claim
+    in between would see free slots and nothing waiting and hand out new points past the
+    owed ones, and two workers would each re-queue the same trial. Under the lock, no claim
+    sees the half-done state; a worker killed within it leaves points that
+    ``_points_handed_out`` counts as owed.
+    """
+    optuna.storages.fail_stale_trials(study)
+    fail_silent_trials(storage, study, grace_seconds)
+
+
+def _under(lock: StudyLock, action: Callable[..., None], *args: Any) -> None:
+    """``action(*args)`` with the study's lock held (taken here unless this worker holds it already)."""
+    if lock.held:
+        action(*args)
+        return
+    with lock:
+        action(*args)
 
 
 class _Parts:
@@ -117,7 +137,7 @@ class _Parts:
         if not waiting:
             return None
         head = records.fixed_params(min(waiting, key=lambda t: t.number))
-        owed, start = _points_handed_out(self.study, REQUEUE_GRACE_SECONDS)
+        owed, start = _points_handed_out(self.study)
         left = {point_key(records.fixed_params(t), self.base) for t in waiting}
         later = [*owed, *range(start, len(self.keys))][: max(slots - len(waiting), 0)]
         left.update(self.keys[i] for i in later)
@@ -144,7 +164,7 @@ def _enqueue_next(study: optuna.Study, points: list[dict[str, Any]], slots: int,
     between two leaves the study consistent. A point whose every trial was interrupted (and
     whose re-queueing was cut short) is handed out again first.
     """
-    owed, start = _points_handed_out(study, REQUEUE_GRACE_SECONDS)
+    owed, start = _points_handed_out(study)
     candidates = owed or list(range(start, len(points)))
     if not candidates:
         return False
@@ -158,16 +178,17 @@ def _enqueue_next(study: optuna.Study, points: list[dict[str, Any]], slots: int,
     return True
 
 
-def _points_handed_out(study: optuna.Study, grace_seconds: float) -> tuple[list[int], int]:
-    """The points owed again, and the first point never handed out.
+def _points_handed_out(study: optuna.Study) -> tuple[list[int], int]:
+    """The points owed again, and the first point never handed out (read under the study's lock).
 
-    A point is owed when every trial of it failed without the point's fault, the last over
-    ``grace_seconds`` ago: closed as interrupted (``fail_reason``), or failed silently for a
-    dead worker (no ``fail_reason``; at most ``MAX_RETRIES`` times, Optuna's retry limit).
-    Both are re-queued by a second write right after the first (our requeue, Optuna's retry
-    callback), and a worker that has not made it within the grace died between the two.
+    A point is owed when every trial of it failed without the point's fault: closed as
+    interrupted (``fail_reason``), or failed silently for a dead worker (no ``fail_reason``;
+    at most ``MAX_RETRIES`` times, Optuna's retry limit). Either is re-queued in the same
+    hold of the study's lock as its failing (``_requeue``, ``requeue_stale_trials``); a trial
+    of a point that is waiting, running or finished makes it not owed. So a point that is
+    failed and not queued again was left so by a worker that died in between (or by a
+    storage failure), and it is handed out again before any new point.
     """
-    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace_seconds)  # Optuna stores naive local time
     seen: dict[int, list[optuna.trial.FrozenTrial]] = {}
     for trial in study.get_trials(deepcopy=False):
         if (index := records.point(trial)) is not None:
@@ -176,7 +197,7 @@ def _points_handed_out(study: optuna.Study, grace_seconds: float) -> tuple[list[
     def owed(trials: list[optuna.trial.FrozenTrial]) -> bool:
         reasons = [records.fail_reason(t) for t in trials]
         return (
-            all(t.state == TrialState.FAIL and t.datetime_complete and t.datetime_complete < cutoff for t in trials)
+            all(t.state == TrialState.FAIL for t in trials)
             and all(not r or r.startswith(records.INTERRUPTED) for r in reasons)
             and reasons.count("") <= MAX_RETRIES
         )
@@ -185,7 +206,10 @@ def _points_handed_out(study: optuna.Study, grace_seconds: float) -> tuple[list[
 
 
 def _requeue(study: optuna.Study, trial: optuna.Trial) -> None:
-    """Close an interrupted trial as FAIL; a grid or oat point must still run: queue it again."""
+    """Close an interrupted trial as FAIL; a grid or oat point must still run: queue it again.
+
+    Called under the study's lock, so that no claim sees the point failed and not queued.
+    """
     fixed = fixed_params(study, trial)
     study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
     if fixed is not None:
