@@ -42,6 +42,7 @@ DIVERGED = "diverged"  # fail_reason prefix of a run whose loss became NaN or in
 POINT = "point"  # user attr: the index of a grid or oat point in the study's order
 SHARED_RUN_ATTR = "shared_run"  # user attr: the first trial number of the group a trial shared
 MODEL_ARTIFACT = "model_artifact_id"  # user attr: the artifact id of the trial's model file
+STUDY_TOKEN = "token"  # study user attr: random, written once at creation (whose checkpoints these are)
 FIXED_PARAMS = "fixed_params"  # Optuna's system attr holding an enqueued trial's parameters
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts against a study's budget
 

@@ -56,7 +56,7 @@ def run_worker(
         after_run=lambda trial, result: record_trial(trial, result, store.artifacts),
         on_progress=lambda progress: emit(epoch_event(progress, worker)),
         # A running group's checkpoint lies beside the study's artifacts (the store's own folder).
-        checkpoints=checkpoint_folder(spec, store),
+        checkpoints=checkpoint_folder(spec, study, store),
     )
     points = spec.points()
     budget = len(points) if points is not None and spec.trials is None else spec.budget
@@ -65,7 +65,7 @@ def run_worker(
     if points is not None and spec.share_runs:
         key = lambda point: point_key(point, objective.base)  # noqa: E731
         if spec.workers > 1:
-            part = _Parts(study, points, objective.base, spec.workers)
+            part = _Parts(study, points, objective.base, spec.workers, _resumed(objective, spec.seeds))
     next_point = (lambda slots: _enqueue_next(study, points, slots, key)) if points is not None else None
     lock = store.lock(spec.name)
     report = lambda frozen: emit(trial_event(frozen, worker))  # noqa: E731
@@ -121,11 +121,21 @@ class _Parts:
     The groups left are those of the waiting points and of the next points not yet handed
     out, as many as the budget's free ``slots``. Each is split into ``parts_per_group``
     parts of whole networks, so that a study's last groups (or a small budget's one) keep
-    every worker busy. Called under the study's lock, before ``waiting_group``.
+    every worker busy. A group some of whose waiting points a checkpoint holds (an
+    interrupted run, of any worker count) is claimed whole, so that its saved runs are
+    resumed by one worker and none of its networks trains twice. Called under the study's
+    lock, before ``waiting_group``.
     """
 
-    def __init__(self, study: optuna.Study, points: list[dict[str, Any]], base: TrainConfig, workers: int) -> None:
-        self.study, self.workers, self.base = study, workers, base
+    def __init__(
+        self,
+        study: optuna.Study,
+        points: list[dict[str, Any]],
+        base: TrainConfig,
+        workers: int,
+        resumed: Callable[[list[dict[str, Any]]], bool] = lambda points: False,
+    ) -> None:
+        self.study, self.workers, self.base, self.resumed = study, workers, base, resumed
         self.keys = [point_key(point, base) for point in points]
         networks: dict[TrainConfig, set[TrainConfig]] = {}
         for point, key in zip(points, self.keys, strict=True):
@@ -137,6 +147,9 @@ class _Parts:
         if not waiting:
             return None
         head = records.fixed_params(min(waiting, key=lambda t: t.number))
+        group = [p for t in waiting if point_key(p := records.fixed_params(t), self.base) == point_key(head, self.base)]
+        if self.resumed(group):
+            return None
         owed, start = _points_handed_out(self.study)
         left = {point_key(records.fixed_params(t), self.base) for t in waiting}
         later = [*owed, *range(start, len(self.keys))][: max(slots - len(waiting), 0)]
@@ -146,6 +159,17 @@ class _Parts:
             return None
         size = -(-self.networks.get(point_key(head, self.base), 1) // parts)
         return Part(size, lambda point: point_network(point, self.base))
+
+
+def _resumed(objective: Objective, seeds: int) -> Callable[[list[dict[str, Any]]], bool]:
+    """Whether a checkpoint of the study holds a run of any of these points (under any of their seeds)."""
+    base, folder = objective.base, objective.checkpoints
+
+    def resumed(points: list[dict[str, Any]]) -> bool:
+        configs = [base.replace(**p).replace(seed=base.seed + k) for p in points for k in range(seeds)]
+        return folder is not None and bool(configs) and folder.resumes(configs)
+
+    return resumed
 
 
 def _seed_offset(storage: optuna.storages.RDBStorage, study: optuna.Study, worker: int) -> int:
@@ -224,5 +248,3 @@ def _free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
