@@ -54,10 +54,11 @@ def _settle_identity(study: optuna.Study, spec: StudySpec) -> None:
                 f"study {spec.name!r} was made by an older version that ordered the grid's points otherwise: "
                 "resuming it would run some points twice and skip others; pass another --study-name"
             )
-        mismatch = ", ".join(f"{k}={attrs[k]!r}" for k, v in identity.items() if k in attrs and attrs[k] != v)
-        if mismatch:
+        differ = [k for k, v in identity.items() if k in attrs and attrs[k] != v]
+        if differ:
             raise StudyError(
-                f"study {spec.name!r} exists with {mismatch}, not {spec.kind} as asked here: "
+                f"study {spec.name!r} exists with {', '.join(f'{k}={attrs[k]!r}' for k in differ)}, "
+                f"not {', '.join(f'{k}={identity[k]!r}' for k in differ)} as asked here: "
                 "pass the same options or another --study-name"
             )
     # optuna-dashboard reads the objective's name from here (its set_objective_names is deprecated).
