@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from search.bench.table import TableError
 
 SHIPPED = Path(__file__).with_name("data") / "mnist_grid.npz"
+# Bounds that keep a replay's memory and time finite (each trial is one ask and tell of an Optuna study).
+MAX_TRIALS = 100_000
+MAX_REPEATS = 10_000
 
 
 def add_parser(
@@ -42,14 +46,35 @@ def _add_replay_args(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--table", default=str(SHIPPED), help="the table file (default: the one shipped)")
     parser.add_argument("--samplers", default="grid,random,tpe,gp", help=f"comma-separated, from {', '.join(SAMPLERS)}")
-    parser.add_argument("--trials", type=positive_int, default=100, help="finished trials per repeat")
-    parser.add_argument("--repeats", type=positive_int, default=20, help="repeats per sampler (seeds SEED, SEED+1...)")
+    parser.add_argument(
+        "--trials",
+        type=_at_most(MAX_TRIALS),
+        default=100,
+        help=f"finished trials per repeat, 1..{MAX_TRIALS} (default 100; grid stops at the grid's size)",
+    )
+    parser.add_argument(
+        "--repeats", type=_at_most(MAX_REPEATS), default=20,
+        help=f"repeats per sampler (seeds SEED, SEED+1...), 1..{MAX_REPEATS} (default 20)",
+    )  # fmt: skip
     parser.add_argument("--workers", type=positive_int, default=1, help="simulated workers running trials at once")
     parser.add_argument("--pruner", choices=PRUNERS, default="none", help="pruner acting on the recorded curves")
     parser.add_argument("--seed", type=int, default=1, help="the first repeat's seed")
     parser.add_argument("--processes", type=positive_int, default=2, help="processes the repeats are spread over")
     parser.add_argument("--out", default=None, help="write a plotly HTML report here, and a PNG beside it")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="what to print")
+
+
+def _at_most(high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in 1..``high``."""
+    from trainer.cli import positive_int
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be an integer in 1..{high}, got {text!r}")
+        return value
+
+    return parse
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,6 +164,8 @@ def _replay(args: argparse.Namespace) -> int:
 
     table = load(args.table)
     samplers = [name.strip() for name in args.samplers.split(",") if name.strip()]
+    if not samplers:
+        fail(f"--samplers {args.samplers!r} names no sampler: pass some of grid, random, tpe, gp", 2)
     try:
         runs = replay(
             args.table, samplers, args.trials, args.repeats, args.workers, args.pruner, args.seed, args.processes

@@ -112,9 +112,11 @@ def replay_one(table: Table, sampler: str, seed: int, trials: int, workers: int 
     study = optuna.create_study(
         direction="maximize", sampler=make_sampler(sampler, seed), pruner=make_pruner(pruner, max(table.fidelities))
     )
-    if sampler == "grid":
-        for point in grid_points(problem.grid(), seed)[: trials + workers]:
-            study.enqueue_trial(point)
+    points = grid_points(problem.grid(), seed) if sampler == "grid" else []
+    for point in points[: trials + workers]:
+        study.enqueue_trial(point)
+    # A live grid study stops once each point has run (a failed one too): no point is drawn twice.
+    limit = len(points) if sampler == "grid" else math.inf
     run = Run(sampler, seed)
     events: list[tuple[float, int, int]] = []  # (time, order, trial number): a running trial's next epoch end
     running: dict[int, _Running] = {}
@@ -154,7 +156,11 @@ def replay_one(table: Table, sampler: str, seed: int, trials: int, workers: int 
             else:
                 heapq.heappush(events, (now + float(item.seconds[item.epoch]), number, number))
                 continue
-        while len(running) < workers and len(run.finished()) + len(running) < trials:
+        while (
+            len(running) < workers
+            and len(run.finished()) + len(running) < trials
+            and len(run.trials) + len(running) < limit
+        ):
             start(now)
     return Run(sampler, seed, run.trials, ask_seconds)
 
