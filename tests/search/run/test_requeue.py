@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from search import records
 from search.run.budget import Counts, Verdict, claim
 from search.run.worker import _enqueue_next, _points_handed_out, requeue_stale_trials
 from search.storage import open_store
+from tests.search.conftest import fast_flags, run_search, start_search
 
 
 def _stale_study(tmp_path: Path, stale: int) -> tuple[optuna.storages.RDBStorage, optuna.Study, list[dict], object]:
@@ -56,3 +60,27 @@ def test_a_point_failed_for_a_dead_worker_and_not_yet_queued_comes_before_any_ne
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     assert [records.point(t) for t in waiting] == [0]  # the owed point at once, no grace for a new one
     assert _points_handed_out(study) == ([1, 2], 3)
+
+
+@pytest.mark.slow  # real worker processes, one killed: about a minute on two cores
+def test_a_worker_killed_mid_group_leaves_each_point_run_once(mnist_dir: Path, tmp_path: Path) -> None:
+    storage, trials = f"sqlite:///{tmp_path / 'studies.db'}", 12
+    args = ["grid", "--storage", storage, "--trials", str(trials), "--workers", "3", "--heartbeat", "1"]
+    args += ["--max-epochs", "4", "--compile", "off", *fast_flags(mnist_dir)]
+    proc = start_search(*args, cwd=tmp_path)
+    artifacts, deadline, killed = tmp_path / "studies-artifacts", time.monotonic() + 300, False
+    while proc.poll() is None and not killed and time.monotonic() < deadline:
+        workers = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+        workers = [p for p in workers if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        if any(artifacts.glob("checkpoint-*.pt")) and workers:
+            os.kill(workers[0], signal.SIGKILL)
+            killed = True
+        time.sleep(0.05)
+    proc.communicate(timeout=300)
+    assert killed, "no checkpoint was saved while the workers ran"
+    rerun = run_search(*args, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    study = optuna.load_study(study_name="mnist-grid", storage=storage)
+    finished = [records.point(t) for t in study.trials if records.is_finished(t.state)]
+    assert sorted(finished) == list(range(trials))
+    assert not study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
