@@ -64,10 +64,13 @@ class Checkpoint:
             raise
 
     def load(self) -> dict[str, Any] | None:
-        """The saved state, or None when there is none."""
-        if not self.path.exists():
+        """The saved state, or None when there is none; ``CheckpointError`` when it cannot be read."""
+        try:
+            return torch.load(self.path, weights_only=True)
+        except FileNotFoundError:
             return None
-        return torch.load(self.path, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - truncated, foreign, unreadable: not a state to resume
+            raise CheckpointError(_cause(e)) from e
 
     def discard(self, error: BaseException) -> None:
         """Remove a checkpoint that could not be put back, saying so in one line on stderr."""
