@@ -183,7 +183,10 @@ def _replay(args: argparse.Namespace) -> int:
     )
     if args.out is not None:
         title = f"{args.repeats} repeats x {args.trials} trials, {args.workers} worker(s), pruner {args.pruner}"
-        html, png = figures.write(figures.replay_figure(summaries, times, best, title), args.out)
+        try:
+            html, png = figures.write(figures.replay_figure(summaries, times, best, title), args.out)
+        except OSError as e:
+            raise TableError(f"cannot write {args.out!r}: {e.strerror or e}") from None
         print(f"wrote {html}" + (f" and {png}" if png else " (no PNG: kaleido could not draw)"), file=sys.stderr)
     if args.format == "json":
         print(json.dumps(result))

@@ -159,3 +159,12 @@ def test_a_grid_replay_stops_at_the_grids_size(table_file: Path) -> None:
     run = replay_one(table, "grid", seed=1, trials=10 * len(table.points()) * len(table.fidelities))
     points = [tuple(sorted(t.params.items())) for t in run.trials]
     assert len(points) == len(set(points)) == len(table.points()) * len(table.fidelities)
+
+
+def test_a_report_that_cannot_be_written_ends_in_one_line(
+    table_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["bench", "replay", "--table", str(table_file), "--samplers", "random", "--trials", "4", "--repeats", "1"]
+    code, _, err = run_main([*args, "--processes", "1", "--out", str(tmp_path)], capsys)
+    assert code == 1 and "cannot write" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == [table_file]
