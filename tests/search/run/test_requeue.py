@@ -16,12 +16,14 @@ from search import records
 from search.run.budget import Counts, Verdict, claim
 from search.run.worker import _enqueue_next, _points_handed_out, requeue_stale_trials
 from search.storage import open_store
-from tests.search.conftest import fast_flags, run_search, start_search
+from tests.search.conftest import fast_flags, fresh_pg_database, run_search, start_search
 
 
-def _stale_study(tmp_path: Path, stale: int) -> tuple[optuna.storages.RDBStorage, optuna.Study, list[dict], object]:
+def _stale_study(
+    tmp_path: Path, stale: int, url: str | None = None
+) -> tuple[optuna.storages.RDBStorage, optuna.Study, list[dict], object]:
     """Ten points; the first ``stale`` handed out and RUNNING with a heartbeat that stopped."""
-    store = open_store(f"sqlite:///{tmp_path / 'studies.db'}", heartbeat=1)
+    store = open_store(url or f"sqlite:///{tmp_path / 'studies.db'}", heartbeat=1)
     study = optuna.create_study(study_name="s", storage=store.storage, direction="maximize")
     points = [{"x": i} for i in range(10)]
     for index in range(stale):
@@ -34,7 +36,17 @@ def _stale_study(tmp_path: Path, stale: int) -> tuple[optuna.storages.RDBStorage
 
 
 def test_two_workers_requeueing_at_once_queue_each_stale_trial_once(tmp_path: Path) -> None:
-    storage, study, _, store = _stale_study(tmp_path, stale=3)
+    _requeue_twice_at_once(tmp_path)
+
+
+@pytest.mark.postgres
+def test_two_workers_requeueing_at_once_on_postgresql_queue_each_stale_trial_once(tmp_path: Path) -> None:
+    with fresh_pg_database("mnist_hpo_requeue") as name:
+        _requeue_twice_at_once(tmp_path, f"postgresql://postgres@127.0.0.1:5432/{name}")
+
+
+def _requeue_twice_at_once(tmp_path: Path, url: str | None = None) -> None:
+    storage, study, _, store = _stale_study(tmp_path, 3, url)
     locks = [store.lock("s") for _ in range(2)]
 
     def requeue(lock: object) -> None:
