@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shlex
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import optuna
 
 from search import atomic, records
@@ -133,7 +137,42 @@ def load(storage_url: str, study_name: str) -> optuna.Study:
         raise StudyError(
             f"no study named {study_name!r} in {mask_url(storage_url)}; studies there: " + (", ".join(names) or "none")
         )
-    return optuna.load_study(study_name=study_name, storage=storage)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    if (foreign := _foreign(study)) is not None:
+        raise StudyError(
+            f"study {study_name!r} {foreign}; this service reads studies that maximize validation accuracy, "
+            "alone or before the costs named by --objectives"
+        )
+    return study
+
+
+def _foreign(study: optuna.Study) -> str | None:
+    """How a study is not one this service makes; None when it is.
+
+    This service's studies maximize validation accuracy, alone or first, with costs to minimize
+    after it that the study names (``--objectives``, its identity).
+    """
+    directions = study.directions
+    named = [n for n in str(study.user_attrs.get("objectives", "accuracy")).split(",") if n]
+    costs_minimized = all(d == optuna.study.StudyDirection.MINIMIZE for d in directions[1:])
+    if len(directions) > 1 and (len(named) != len(directions) or not costs_minimized):
+        return f"has {len(directions)} objectives ({', '.join(d.name.lower() for d in directions)})"
+    if directions[0] != optuna.study.StudyDirection.MAXIMIZE:
+        return "minimizes its objective" if len(directions) == 1 else "minimizes its first objective"
+    return None
+
+
+def _strict_json(value: Any) -> tuple[Any, int]:
+    """``value`` with every non-finite float as None (JSON has no NaN or infinity), and how many were."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, 1
+    if isinstance(value, dict):
+        pairs = [(k, *_strict_json(v)) for k, v in value.items()]
+        return {k: v for k, v, _ in pairs}, sum(n for *_, n in pairs)
+    if isinstance(value, (list, tuple)):
+        items = [_strict_json(v) for v in value]
+        return [v for v, _ in items], sum(n for _, n in items)
+    return value, 0
 
 
 def report(storage_url: str, study_name: str, out: str | None) -> int:
@@ -149,15 +188,20 @@ def effects(storage_url: str, study_name: str, fmt: str, seed: int, margin: floa
     """Print which choices matter in the study, with intervals and verdicts, as a table, JSON or CSV."""
     study = records.accuracy_study(load(storage_url, study_name))
     try:
-        found = gather_effects(study, seed, margin)
+        # Infinite or NaN values (a foreign study's) make numpy warn; the output says what became of them.
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            found = gather_effects(study, seed, margin)
     except ValueError as e:
         raise StudyError(str(e)) from e
     fronts, costs = study_fronts(study), oat_cost_changes(study)
     if fmt == "json":
-        data = to_json(found)
+        data, replaced = _strict_json(to_json(found))
         data["fronts"] = fronts_json(fronts)
         data["oat_costs"] = [c._asdict() for c in costs]
         print(json.dumps(data, indent=2, allow_nan=False))
+        if replaced:
+            print(f"note: {replaced} non-finite number(s) (NaN or infinity) written as null", file=sys.stderr)
     elif fmt == "csv":
         write_effects_csv(found, sys.stdout)
     else:
@@ -219,6 +263,10 @@ def list_studies(storage_url: str) -> int:
         print(f"no studies in {mask_url(storage_url)}", file=sys.stderr)
     for name in names:
         study = optuna.load_study(study_name=name, storage=storage)
+        if (foreign := _foreign(study)) is not None:
+            counts = records.outcomes(study.get_trials(deepcopy=False)).describe(by_state=True)
+            print(f"{name}  (not this service's: {foreign})  {counts}")
+            continue
         s = summarize(records.accuracy_study(study))
         best_text = f"best {format_accuracy(s.best.value)}" if s.best is not None else "no best yet"
         objectives = f", {len(study.directions)} objectives" if len(study.directions) > 1 else ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,14 +17,25 @@ def replacing(path: str | os.PathLike[str], mode: str = "w", **open_kwargs: obje
 
     The data is flushed and fsynced before the rename, and the folder after it, so that a
     kill -9 or a power loss never leaves a truncated file under ``path``. On an error the
-    temporary file is removed and ``path`` is left as it was.
+    temporary file is removed and ``path`` is left as it was. Only regular files are
+    replaced: ``-`` is the standard output, a symbolic link is followed to its target
+    (which is replaced; the link stays), and a FIFO, device or socket is written directly.
 
     Args:
-        path: the file to write; its folder is created when missing.
+        path: the file to write (``-``: stdout); its folder is created when missing.
         mode: ``"w"`` (text) or ``"wb"`` (bytes).
         open_kwargs: passed on to ``open`` (``encoding``, ``newline``).
     """
-    target = Path(path)
+    if str(path) == STDOUT:
+        yield _stdout(mode)
+        return
+    # A link is followed: its target gets the new file and the link stays a link.
+    target = Path(os.path.realpath(path))
+    if target.exists() and not target.is_file() and not target.is_dir():
+        # A FIFO, a device, a socket: written as it is (its reader gets the data), never replaced by a file.
+        with open(target, mode, **open_kwargs) as f:  # type: ignore[call-overload]
+            yield f
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
@@ -38,6 +50,34 @@ def replacing(path: str | os.PathLike[str], mode: str = "w", **open_kwargs: obje
             os.unlink(tmp)
         raise
     _fsync_dir(target.parent)
+
+
+STDOUT = "-"
+
+
+def _stdout(mode: str) -> IO:
+    """The standard output, left open when the caller is done with it."""
+    stream = sys.stdout.buffer if "b" in mode else sys.stdout
+    return _Unclosed(stream)  # type: ignore[return-value]
+
+
+class _Unclosed:
+    """A stream whose ``close`` only flushes (``-`` must not close the process's stdout)."""
+
+    def __init__(self, stream: IO) -> None:
+        self._stream = stream
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+    def __enter__(self) -> _Unclosed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.flush()
 
 
 def write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:

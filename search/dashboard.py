@@ -58,7 +58,7 @@ class ReadOnlyGuard:
                 "403 Forbidden",
                 "this dashboard is read-only; restart it with --allow-writes to change studies",
             )
-        if ".." in path.split("/"):
+        if ".." in path.split("/") or any(_out_of_range(part) for part in path.split("/")):
             return _refuse(start_response, "404 Not Found", "not found")
         # optuna-dashboard reads this header without a default (a KeyError, answered 500, when absent).
         environ.setdefault("HTTP_ACCEPT_ENCODING", "identity")
@@ -84,7 +84,7 @@ class ReadOnlyGuard:
     def _artifact_filename(self, path: str) -> str | None:
         """The stored file name of the artifact at ``/artifacts/STUDY[/TRIAL]/ID``; None when there is none."""
         parts = path.strip("/").split("/")[1:]
-        if self.storage is None or len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[:-1]):
+        if self.storage is None or len(parts) not in (2, 3) or not all(_is_id(p) for p in parts[:-1]):
             return None
         try:
             if len(parts) == 2:
@@ -94,6 +94,18 @@ class ReadOnlyGuard:
         except KeyError:  # no such study or trial
             return None
         return str(meta.get("filename") or parts[-1]) if meta else None
+
+
+MAX_ID = 2**63 - 1  # the storage's ids are 64-bit: a larger one names nothing (and overflows its driver)
+
+
+def _is_id(part: str) -> bool:
+    """An id the storage may hold: ASCII digits (``int`` reads other scripts' digits too) within 64 bits."""
+    return part.isascii() and part.isdigit() and int(part) <= MAX_ID
+
+
+def _out_of_range(part: str) -> bool:
+    return part.isascii() and part.isdigit() and int(part) > MAX_ID
 
 
 def content_disposition(filename: str) -> str:

@@ -43,6 +43,7 @@ POINT = "point"  # user attr: the index of a grid or oat point in the study's or
 SHARED_RUN_ATTR = "shared_run"  # user attr: the first trial number of the group a trial shared
 MODEL_ARTIFACT = "model_artifact_id"  # user attr: the artifact id of the trial's model file
 ASK_SECONDS = "ask_seconds"  # user attr of a sampler's trial: how long the sampler took to propose it
+STUDY_TOKEN = "token"  # study user attr: random, written once at creation (whose checkpoints these are)
 FIXED_PARAMS = "fixed_params"  # Optuna's system attr holding an enqueued trial's parameters
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts against a study's budget
 

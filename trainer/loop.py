@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainer.checkpoint import Checkpoint
+from trainer.checkpoint import Checkpoint, CheckpointError
 from trainer.config import TrainConfig
 from trainer.data import Splits
 from trainer.errors import UsageError
@@ -164,7 +164,10 @@ def train_together(
     run = _start(configs, splits, on_epoch, on_done, cuda_graphs)
     first = 1
     if checkpoint is not None and (state := checkpoint.load()) is not None:
-        first = _restore(state, run) + 1
+        try:
+            first = _restore(state, run) + 1
+        except Exception as e:  # noqa: BLE001 - a readable file that does not fit this run (a tensor's size...)
+            raise CheckpointError(str(e) or type(e).__name__) from e
         for i in _replay(run, run.callbacks):
             run.leave(i, stopped=True)
     for epoch in range(first, max(c.epochs for c in configs) + 1):

@@ -18,7 +18,7 @@ import torch
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from torch import nn
 
-from trainer.checkpoint import CheckpointFolder
+from trainer.checkpoint import Checkpoint, CheckpointError, CheckpointFolder
 from trainer.config import TrainConfig
 from trainer.data import Splits
 from trainer.loop import EpochCallback, EpochRecord, RunResult, run_key, train_together
@@ -190,15 +190,43 @@ class Objective:
         progress: Callable[..., GroupProgress],
         resumable: bool,
     ) -> None:
-        """Train one run of the group, resuming its checkpoint; each member leaves once.
+        """Train one run of the group, resuming its checkpoints; each member leaves once.
 
-        A resumed run may train configurations whose trials were told before the interrupt:
-        they train again for the others' sake, and nobody is told of them. A run that fails
-        removes its checkpoint (its trials are not asked again); an interrupted one keeps it.
+        The run's configurations may lie in several saved runs (parts of a group, saved by
+        other workers) and a new one (``CheckpointFolder.runs``): each trains in turn. A
+        resumed run may train configurations whose trials were told before the interrupt:
+        they train again for the others' sake, and nobody is told of them. A checkpoint that
+        cannot be put back is removed with one line and its run trains from epoch 1. A run
+        that fails removes its checkpoint (its trials are not asked again); an interrupted
+        one keeps it.
         """
-        checkpoint, configs = None, [c for *_, c in run]
-        if self.checkpoints is not None and resumable:
-            checkpoint, configs = self.checkpoints.find(configs)
+        configs = [c for *_, c in run]
+        if self.checkpoints is None or not resumable:
+            self._train_part(run, seeds, leave, progress, None, configs)
+            return
+        remaining = list(run)
+        for checkpoint, part in self.checkpoints.runs(configs):
+            # Each member trains in one part only, even where two saved runs hold its configuration.
+            mine = [m for m in remaining if m[2] in set(part)]
+            remaining = [m for m in remaining if m not in mine]
+            try:
+                self._train_part(mine, seeds, leave, progress, checkpoint, part)
+            except CheckpointError as e:
+                assert checkpoint is not None  # only a checkpoint's restore raises it
+                checkpoint.discard(e)
+                asked = [c for *_, c in mine]
+                self._train_part(mine, seeds, leave, progress, Checkpoint(self.checkpoints.path(asked)), asked)
+
+    def _train_part(
+        self,
+        run: list[tuple[optuna.Trial, int, TrainConfig]],
+        seeds: dict[int, _Seeds],
+        leave: Callable[[optuna.Trial, int, RunResult], None],
+        progress: Callable[..., GroupProgress],
+        checkpoint: Checkpoint | None,
+        configs: list[TrainConfig],
+    ) -> None:
+        """Train ``configs`` (with ``checkpoint``); the members of ``run`` among them leave as they finish."""
         owners = _owners(run, configs)
         left: set[int] = set()
 
@@ -216,6 +244,8 @@ class Objective:
                 on_done=on_done,
                 checkpoint=checkpoint,
             )
+        except CheckpointError:
+            raise
         except Exception:
             if checkpoint is not None:
                 checkpoint.clear()

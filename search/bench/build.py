@@ -10,7 +10,7 @@ import optuna
 
 from search import records
 from search.bench.table import FIDELITY, METRICS, Table, TableError, environment
-from search.space import SEVEN, Parameter
+from search.space import SEVEN, Parameter, search_space
 from trainer import Splits, TrainConfig
 from trainer.loop import run_key, train_together
 
@@ -69,6 +69,7 @@ def build_from_study(study: optuna.Study) -> Table:
     seed) must reach that many epochs unless the run diverged. A point missing from the
     study, or cut short (pruned, interrupted), is a ``TableError``.
     """
+    _check_grid_study(study)
     trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.params]
     if not trials:
         raise TableError(f"study {study.study_name!r} has no finished trials")
@@ -84,6 +85,20 @@ def build_from_study(study: optuna.Study) -> Table:
         key = tuple(t.params[name] for name in values)
         if key not in longest or t.params[FIDELITY] > longest[key].params[FIDELITY]:
             longest[key] = t
+    grid = search_space(bool(study.user_attrs.get("regularization")), study.user_attrs.get("max_epochs"))
+    epochs = tuple(sorted(int(v) for p in grid if p.name == FIDELITY for v in p.grid))
+    if fidelities != epochs:
+        raise TableError(
+            f"study {study.study_name!r} ran epochs {list(fidelities)} of its grid's {list(epochs)}: "
+            "a table needs every point at every epochs value"
+        )
+    have = {(*(t.params[name] for name in values), int(t.params[FIDELITY])) for t in trials}
+    wanted = int(np.prod([len(v) for v in values.values()])) * len(fidelities)
+    if len(have) != wanted:
+        raise TableError(
+            f"study {study.study_name!r} holds {len(have)} of the {wanted} points of the product of its values "
+            "and epochs: a table needs every one (run the grid further, or with --trials covering whole groups)"
+        )
     seeds = tuple(trials[0].user_attrs.get("seeds") or [study.user_attrs.get("seed", 1)])
     devices = ",".join(sorted({str(t.user_attrs.get("device", "unknown")) for t in trials}))
     info = {"data": {"study": study.study_name}, **environment(devices)}
@@ -101,6 +116,18 @@ def build_from_study(study: optuna.Study) -> Table:
                 raise TableError(f"trial {trial.number} stopped after {len(history)} epochs (pruned or interrupted)")
             _fill(table.curves[p, s], history)
     return table
+
+
+def _check_grid_study(study: optuna.Study) -> None:
+    """A table is read from a grid study of one maximized objective: anything else is a ``TableError``."""
+    if len(study.directions) != 1:
+        raise TableError(f"study {study.study_name!r} has {len(study.directions)} objectives: a table holds one")
+    kind = study.user_attrs.get("kind")
+    if kind != "grid":
+        raise TableError(
+            f"study {study.study_name!r} is {f'a {kind!r} study, not a' if kind else 'not a'} grid study: "
+            "a table is read from the points of a grid study"
+        )
 
 
 def _empty(

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from search.bench.table import TableError
 
 SHIPPED = Path(__file__).with_name("data") / "mnist_grid.npz"
+# Bounds that keep a replay's memory and time finite (each trial is one ask and tell of an Optuna study).
+MAX_TRIALS = 100_000
+MAX_REPEATS = 10_000
 
 
 def add_parser(
@@ -46,8 +50,16 @@ def _add_replay_args(parser: argparse.ArgumentParser) -> None:
         default="grid,shuffled,random,tpe,gp",
         help=f"comma-separated, from {', '.join(SAMPLERS)} (shuffled: the grid in a uniformly random order)",
     )
-    parser.add_argument("--trials", type=positive_int, default=100, help="finished trials per repeat")
-    parser.add_argument("--repeats", type=positive_int, default=20, help="repeats per sampler (seeds SEED, SEED+1...)")
+    parser.add_argument(
+        "--trials",
+        type=_at_most(MAX_TRIALS),
+        default=100,
+        help=f"finished trials per repeat, 1..{MAX_TRIALS} (default 100; grid stops at the grid's size)",
+    )
+    parser.add_argument(
+        "--repeats", type=_at_most(MAX_REPEATS), default=20,
+        help=f"repeats per sampler (seeds SEED, SEED+1...), 1..{MAX_REPEATS} (default 20)",
+    )  # fmt: skip
     parser.add_argument("--workers", type=positive_int, default=1, help="simulated workers running trials at once")
     parser.add_argument("--pruner", choices=PRUNERS, default="none", help="pruner acting on the recorded curves")
     parser.add_argument("--seed", type=int, default=1, help="the first repeat's seed")
@@ -61,6 +73,19 @@ def _add_replay_args(parser: argparse.ArgumentParser) -> None:
         help="accuracy, or accuracy and one cost: a multi-objective replay (no pruner), scored by the hypervolume "
         "of the test accuracy of each repeat's selected front (default: accuracy)",
     )
+
+
+def _at_most(high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in 1..``high``."""
+    from trainer.cli import positive_int
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be an integer in 1..{high}, got {text!r}")
+        return value
+
+    return parse
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,6 +175,8 @@ def _replay(args: argparse.Namespace) -> int:
 
     table = load(args.table)
     samplers = [name.strip() for name in args.samplers.split(",") if name.strip()]
+    if not samplers:
+        fail(f"--samplers {args.samplers!r} names no sampler: pass some of grid, random, tpe, gp", 2)
     try:
         objectives = tuple(name.strip() for name in args.objectives.split(","))
         runs = replay(
@@ -182,7 +209,10 @@ def _replay(args: argparse.Namespace) -> int:
     )
     if args.out is not None:
         title = f"{args.repeats} repeats x {args.trials} trials, {args.workers} worker(s), pruner {args.pruner}"
-        html, png = figures.write(figures.replay_figure(summaries, times, best, title, best_test), args.out)
+        try:
+            html, png = figures.write(figures.replay_figure(summaries, times, best, title, best_test), args.out)
+        except OSError as e:
+            raise TableError(f"cannot write {args.out!r}: {e.strerror or e}") from None
         print(f"wrote {html}" + (f" and {png}" if png else " (no PNG: kaleido could not draw)"), file=sys.stderr)
     fronts = None
     if len(objectives) > 1:

@@ -62,10 +62,11 @@ def replay_figure(
 
 
 def write(fig: go.Figure, out: str | Path) -> tuple[Path, Path | None]:
-    """Write the figure as HTML at ``out`` and as a PNG beside it; the PNG is None when kaleido cannot draw."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(out, include_plotlyjs=True)
+    """Write the figure as HTML at ``out`` (whole or not at all) and as a PNG beside it; the PNG is None when
+    kaleido cannot draw or write it."""
+    from search import atomic
+
+    out = atomic.write_text(out, fig.to_html(include_plotlyjs=True))  # OSError when it cannot be written
     png = out.with_suffix(".png")
     try:
         fig.write_image(png, scale=1)

@@ -151,9 +151,11 @@ def replay_one(
         sampler=make_sampler(sampler, seed),
         pruner=make_pruner(pruner, max(table.fidelities)),
     )
-    if sampler in ("grid", "shuffled"):
-        for point in _order(problem, sampler, seed)[: trials + workers]:
-            study.enqueue_trial(point)
+    points = _order(problem, sampler, seed) if sampler in ("grid", "shuffled") else []
+    for point in points[: trials + workers]:
+        study.enqueue_trial(point)
+    # A live grid study stops once each point has run (a failed one too): no point is drawn twice.
+    limit = len(points) if points else math.inf
     run = Run(sampler, seed)
     events: list[tuple[float, int, int]] = []  # (time, order, trial number): a running trial's next epoch end
     running: dict[int, _Running] = {}
@@ -202,7 +204,11 @@ def replay_one(
             else:
                 heapq.heappush(events, (now + float(item.seconds[item.epoch]), number, number))
                 continue
-        while len(running) < workers and len(run.finished()) + len(running) < trials:
+        while (
+            len(running) < workers
+            and len(run.finished()) + len(running) < trials
+            and len(run.trials) + len(running) < limit
+        ):
             start(now)
     return Run(sampler, seed, run.trials, ask_seconds)
 

@@ -10,7 +10,8 @@ The file is a plain ``numpy.savez_compressed`` archive that opens without this p
   ``parameters`` and their ``values`` (points are their row-major product, the first
   parameter varying slowest, as ``itertools.product``), the ``fidelity`` and its values,
   the ``metrics``, the ``seeds``, the ``data`` it was trained on, ``device``, ``torch``,
-  ``optuna``, ``created`` (UTC) and ``content_hash`` (sha256 of the curves' bytes).
+  ``optuna``, ``created`` (UTC), ``content_hash`` (sha256 of the curves' bytes) and
+  ``header_hash`` (sha256 of the rest of the header as sorted JSON, the content hash in it).
 """
 
 from __future__ import annotations
@@ -103,14 +104,20 @@ class Table:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write the table to ``path`` (an ``.npz``), through a temporary file so no half file is left."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial.npz")
-        header = np.array(json.dumps(self.header(), indent=1))
-        np.savez_compressed(partial, curves=self.curves.astype(np.float32), header=header)
-        partial.replace(path)
-        return path
+        """Write the table to ``path`` (an ``.npz``) whole or not at all (``search.atomic``); ``TableError``
+        in one line when it cannot be written (a folder, a read-only place), nothing left behind."""
+        from search import atomic
+
+        header = self.header()
+        header["header_hash"] = _header_hash(header)
+        try:
+            with atomic.replacing(path, "wb") as f:
+                np.savez_compressed(
+                    f, curves=self.curves.astype(np.float32), header=np.array(json.dumps(header, indent=1))
+                )
+        except OSError as e:
+            raise TableError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+        return Path(path)
 
 
 def environment(device: str) -> dict[str, Any]:
@@ -131,6 +138,10 @@ def load(path: str | Path) -> Table:
             curves = np.asarray(archive["curves"])
     except FileNotFoundError:
         raise TableError(f"no table file at {str(path)!r}") from None
+    except IsADirectoryError:
+        raise TableError(f"{str(path)!r} is a folder, not a table file") from None
+    except EOFError:  # np.load of an empty file
+        raise TableError(f"{str(path)!r} is empty, not a benchmark table") from None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as e:
         raise TableError(f"{str(path)!r} is not a benchmark table (an npz with 'curves' and 'header'): {e}") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
@@ -139,7 +150,11 @@ def load(path: str | Path) -> Table:
         raise TableError(
             f"{str(path)!r} is a table of format version {header.get('version')!r}; this version reads {VERSION}"
         )
+    # Tables written before the header had a hash of its own carry none (the shipped one has it).
+    if "header_hash" in header and header["header_hash"] != _header_hash(header):
+        raise TableError(f"{str(path)!r} is damaged or edited: its header does not match its own hash")
     known = {"format", "version", "parameters", "values", "fidelity", "metrics", "seeds", "axes", "content_hash"}
+    known.add("header_hash")
     try:
         table = Table(
             values={name: tuple(header["values"][name]) for name in header["parameters"]},
@@ -153,6 +168,12 @@ def load(path: str | Path) -> Table:
     if table.content_hash() != header.get("content_hash"):
         raise TableError(f"{str(path)!r} is damaged: its curves do not match the header's content hash")
     return table
+
+
+def _header_hash(header: dict[str, Any]) -> str:
+    """sha256 of the header without its own hash (the curves' hash is in it: one hash covers both)."""
+    text = json.dumps({k: v for k, v in header.items() if k != "header_hash"}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def merge(tables: list[Table]) -> Table:

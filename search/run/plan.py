@@ -70,5 +70,13 @@ def compile_update(note: Callable[[str], None]) -> None:
         FlatOptimizer("adadelta", torch.zeros(2), torch.zeros(2)).step(torch.ones(2))
     except Exception as e:  # noqa: BLE001 - no C++ compiler, an inductor error...: the eager update serves
         optim.compile_updates(False)
-        cause = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}"
-        note(f"the Adadelta update could not be compiled ({cause}); training with the eager one")
+        note(f"the Adadelta update could not be compiled ({compile_cause(e)}); training with the eager one")
+
+
+def compile_cause(error: BaseException) -> str:
+    """The innermost cause of a compile's failure in one line (inductor's own first line only says it raised)."""
+    while (inner := getattr(error, "inner_exception", None) or error.__cause__) is not None:
+        error = inner
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = next((line for line in lines if not line.endswith(":")), lines[-1] if lines else "")
+    return f"{type(error).__name__}: {text[:160]}" if text else type(error).__name__

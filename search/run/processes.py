@@ -37,7 +37,7 @@ def run_workers(spec: StudySpec, emit: Emit, store: Store | None = None) -> None
     study = optuna.load_study(study_name=spec.name, storage=store.storage)
     if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         # A group whose last trial was told just before an interrupt left a checkpoint nobody resumes.
-        checkpoint_folder(spec, store).clear()
+        checkpoint_folder(spec, study, store).clear()
 
 
 def _run_processes(spec: StudySpec, emit: Emit) -> None:

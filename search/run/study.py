@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import optuna
+import json
+import uuid
+from pathlib import Path
 
+import optuna
+from sqlalchemy.engine import make_url
+
+from search import records
 from search.spec import StudySpec
-from search.storage import Store, artifact_dir, open_store
+from search.storage import Store, artifact_dir, open_store, sqlite_path
 from trainer.checkpoint import CheckpointFolder
 
 
@@ -47,15 +53,18 @@ def _settle_identity(study: optuna.Study, spec: StudySpec) -> None:
                 f"study {spec.name!r} was made by an older version that ordered the grid's points otherwise: "
                 "resuming it would run some points twice and skip others; pass another --study-name"
             )
-        mismatch = ", ".join(f"{k}={attrs[k]!r}" for k, v in identity.items() if k in attrs and attrs[k] != v)
-        if mismatch:
+        differ = [k for k, v in identity.items() if k in attrs and attrs[k] != v]
+        if differ:
             raise StudyError(
-                f"study {spec.name!r} exists with {mismatch}, not {spec.kind} as asked here: "
+                f"study {spec.name!r} exists with {', '.join(f'{k}={attrs[k]!r}' for k in differ)}, "
+                f"not {', '.join(f'{k}={identity[k]!r}' for k in differ)} as asked here: "
                 "pass the same options or another --study-name"
             )
     # optuna-dashboard reads the objective's name from here (its set_objective_names is deprecated).
     if study.metric_names != spec.metric_names:
         study.set_metric_names(spec.metric_names)
+    if records.STUDY_TOKEN not in attrs:  # this study, not another made under its name before or elsewhere
+        study.set_user_attr(records.STUDY_TOKEN, uuid.uuid4().hex)
     for key in [k for k in identity if k != "kind"] + ["kind"]:
         if attrs.get(key, _MISSING) != identity[key]:
             study.set_user_attr(key, identity[key])
@@ -64,10 +73,35 @@ def _settle_identity(study: optuna.Study, spec: StudySpec) -> None:
 _MISSING = object()
 
 
-def checkpoint_folder(spec: StudySpec, store: Store | None = None) -> CheckpointFolder:
-    """The checkpoints of the study's running groups: beside its artifacts, in the store's own folder."""
+def checkpoint_folder(spec: StudySpec, study: optuna.Study, store: Store | None = None) -> CheckpointFolder:
+    """The checkpoints of the study's running groups: beside its artifacts, in the store's own folder.
+
+    They belong to this study on this storage with this data (``checkpoint_identity``): a
+    study deleted and made again under its name, another database's study of that name
+    sharing the folder, or a rerun on other data resumes none of them.
+    """
     if store is None:  # without an opened store: the folder its workers use, made when not there yet
         folder = artifact_dir(spec.storage, spec.artifacts)
         folder.mkdir(parents=True, exist_ok=True)
-        return CheckpointFolder(folder, spec.name)
-    return CheckpointFolder(store.artifact_dir, spec.name)
+    else:
+        folder = store.artifact_dir
+    return CheckpointFolder(folder, spec.name, checkpoint_identity(spec, study))
+
+
+def checkpoint_identity(spec: StudySpec, study: optuna.Study) -> str:
+    """The storage, the study's id and creation token there, and the data flags, as one text."""
+    db = sqlite_path(spec.storage)
+    if db is not None:
+        where = f"sqlite:{db.resolve()}"
+    else:
+        url = make_url(spec.storage)
+        where = f"{url.get_backend_name()}:{url.host}:{url.port}/{url.database}"
+    data = {
+        "data_dir": str(Path(spec.data_dir).resolve()) if spec.data_dir else None,
+        "limit_train": spec.limit_train,
+        "validation": spec.validation,
+        "limit_test": spec.limit_test,
+    }
+    token = study.user_attrs.get(records.STUDY_TOKEN)
+    # The study's id has no public view; with the token it tells a study from one made again under its name.
+    return json.dumps([where, study._study_id, token, data], sort_keys=True)

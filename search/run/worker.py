@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import gc
 import os
 import time
@@ -24,12 +23,11 @@ from search.run.progress import Emit, epoch_event, trial_event
 from search.run.study import checkpoint_folder
 from search.space import point_key, point_network
 from search.spec import StudySpec
-from search.storage import MAX_RETRIES, Store, open_store
+from search.storage import MAX_RETRIES, Store, StudyLock, open_store
 from trainer import TrainConfig, load_mnist, resolve_device, split
 from trainer.objective import Objective, TrialResult
 
 POLL_SECONDS = 1.0
-REQUEUE_GRACE_SECONDS = 120.0  # see _points_handed_out
 
 
 def run_worker(
@@ -58,7 +56,7 @@ def run_worker(
         after_run=lambda trial, result: record_trial(trial, result, store.artifacts),
         on_progress=lambda progress: emit(epoch_event(progress, worker)),
         # A running group's checkpoint lies beside the study's artifacts (the store's own folder).
-        checkpoints=checkpoint_folder(spec, store),
+        checkpoints=checkpoint_folder(spec, study, store),
         report=not spec.multi_objective,
     )
     values = objective_values(spec.objectives) if spec.multi_objective else None
@@ -69,10 +67,11 @@ def run_worker(
     if points is not None and spec.share_runs:
         key = lambda point: point_key(point, objective.base)  # noqa: E731
         if spec.workers > 1:
-            part = _Parts(study, points, objective.base, spec.workers)
+            part = _Parts(study, points, objective.base, spec.workers, _resumed(objective, spec.seeds))
     next_point = (lambda slots: _enqueue_next(study, points, slots, key)) if points is not None else None
     lock = store.lock(spec.name)
     report = lambda frozen: emit(trial_event(frozen, worker))  # noqa: E731
+    requeue = lambda study, trial: _under(lock, _requeue, study, trial)  # noqa: E731
     deadline = time.monotonic() + spec.timeout if spec.timeout else None
     while deadline is None or time.monotonic() < deadline:
         with interrupts.held_section():  # a claim is never cut in half
@@ -85,7 +84,7 @@ def run_worker(
                     slots = budget - counts.finished - counts.running
                     count = waiting_group(study, key, slots, part(slots)) if key is not None else 1
                     if not run_group(
-                        study, objective, max(count, 1), lock.release, interrupts, report, _requeue, values
+                        study, objective, max(count, 1), lock.release, interrupts, report, requeue, values
                     ):
                         _free_memory()
             finally:
@@ -95,8 +94,29 @@ def run_worker(
         if verdict is Verdict.WAIT:
             time.sleep(POLL_SECONDS)
             with interrupts.held_section():
-                optuna.storages.fail_stale_trials(study)
-                fail_silent_trials(storage, study, 2 * spec.heartbeat)
+                _under(lock, requeue_stale_trials, storage, study, 2 * spec.heartbeat)
+
+
+def requeue_stale_trials(storage: optuna.storages.RDBStorage, study: optuna.Study, grace_seconds: float) -> None:
+    """Fail the trials of dead workers and queue their points again; called under the study's lock.
+
+    Optuna fails every stale trial first and re-queues copies one by one afterwards: a claim
+    in between would see free slots and nothing waiting and hand out new points past the
+    owed ones, and two workers would each re-queue the same trial. Under the lock, no claim
+    sees the half-done state; a worker killed within it leaves points that
+    ``_points_handed_out`` counts as owed.
+    """
+    optuna.storages.fail_stale_trials(study)
+    fail_silent_trials(storage, study, grace_seconds)
+
+
+def _under(lock: StudyLock, action: Callable[..., None], *args: Any) -> None:
+    """``action(*args)`` with the study's lock held (taken here unless this worker holds it already)."""
+    if lock.held:
+        action(*args)
+        return
+    with lock:
+        action(*args)
 
 
 def objective_values(objectives: tuple[str, ...]) -> Values:
@@ -115,11 +135,21 @@ class _Parts:
     The groups left are those of the waiting points and of the next points not yet handed
     out, as many as the budget's free ``slots``. Each is split into ``parts_per_group``
     parts of whole networks, so that a study's last groups (or a small budget's one) keep
-    every worker busy. Called under the study's lock, before ``waiting_group``.
+    every worker busy. A group some of whose waiting points a checkpoint holds (an
+    interrupted run, of any worker count) is claimed whole, so that its saved runs are
+    resumed by one worker and none of its networks trains twice. Called under the study's
+    lock, before ``waiting_group``.
     """
 
-    def __init__(self, study: optuna.Study, points: list[dict[str, Any]], base: TrainConfig, workers: int) -> None:
-        self.study, self.workers, self.base = study, workers, base
+    def __init__(
+        self,
+        study: optuna.Study,
+        points: list[dict[str, Any]],
+        base: TrainConfig,
+        workers: int,
+        resumed: Callable[[list[dict[str, Any]]], bool] = lambda points: False,
+    ) -> None:
+        self.study, self.workers, self.base, self.resumed = study, workers, base, resumed
         self.keys = [point_key(point, base) for point in points]
         networks: dict[TrainConfig, set[TrainConfig]] = {}
         for point, key in zip(points, self.keys, strict=True):
@@ -131,7 +161,10 @@ class _Parts:
         if not waiting:
             return None
         head = records.fixed_params(min(waiting, key=lambda t: t.number))
-        owed, start = _points_handed_out(self.study, REQUEUE_GRACE_SECONDS)
+        group = [p for t in waiting if point_key(p := records.fixed_params(t), self.base) == point_key(head, self.base)]
+        if self.resumed(group):
+            return None
+        owed, start = _points_handed_out(self.study)
         left = {point_key(records.fixed_params(t), self.base) for t in waiting}
         later = [*owed, *range(start, len(self.keys))][: max(slots - len(waiting), 0)]
         left.update(self.keys[i] for i in later)
@@ -140,6 +173,17 @@ class _Parts:
             return None
         size = -(-self.networks.get(point_key(head, self.base), 1) // parts)
         return Part(size, lambda point: point_network(point, self.base))
+
+
+def _resumed(objective: Objective, seeds: int) -> Callable[[list[dict[str, Any]]], bool]:
+    """Whether a checkpoint of the study holds a run of any of these points (under any of their seeds)."""
+    base, folder = objective.base, objective.checkpoints
+
+    def resumed(points: list[dict[str, Any]]) -> bool:
+        configs = [base.replace(**p).replace(seed=base.seed + k) for p in points for k in range(seeds)]
+        return folder is not None and bool(configs) and folder.resumes(configs)
+
+    return resumed
 
 
 def _seed_offset(storage: optuna.storages.RDBStorage, study: optuna.Study, worker: int) -> int:
@@ -158,7 +202,7 @@ def _enqueue_next(study: optuna.Study, points: list[dict[str, Any]], slots: int,
     between two leaves the study consistent. A point whose every trial was interrupted (and
     whose re-queueing was cut short) is handed out again first.
     """
-    owed, start = _points_handed_out(study, REQUEUE_GRACE_SECONDS)
+    owed, start = _points_handed_out(study)
     candidates = owed or list(range(start, len(points)))
     if not candidates:
         return False
@@ -172,16 +216,17 @@ def _enqueue_next(study: optuna.Study, points: list[dict[str, Any]], slots: int,
     return True
 
 
-def _points_handed_out(study: optuna.Study, grace_seconds: float) -> tuple[list[int], int]:
-    """The points owed again, and the first point never handed out.
+def _points_handed_out(study: optuna.Study) -> tuple[list[int], int]:
+    """The points owed again, and the first point never handed out (read under the study's lock).
 
-    A point is owed when every trial of it failed without the point's fault, the last over
-    ``grace_seconds`` ago: closed as interrupted (``fail_reason``), or failed silently for a
-    dead worker (no ``fail_reason``; at most ``MAX_RETRIES`` times, Optuna's retry limit).
-    Both are re-queued by a second write right after the first (our requeue, Optuna's retry
-    callback), and a worker that has not made it within the grace died between the two.
+    A point is owed when every trial of it failed without the point's fault: closed as
+    interrupted (``fail_reason``), or failed silently for a dead worker (no ``fail_reason``;
+    at most ``MAX_RETRIES`` times, Optuna's retry limit). Either is re-queued in the same
+    hold of the study's lock as its failing (``_requeue``, ``requeue_stale_trials``); a trial
+    of a point that is waiting, running or finished makes it not owed. So a point that is
+    failed and not queued again was left so by a worker that died in between (or by a
+    storage failure), and it is handed out again before any new point.
     """
-    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace_seconds)  # Optuna stores naive local time
     seen: dict[int, list[optuna.trial.FrozenTrial]] = {}
     for trial in study.get_trials(deepcopy=False):
         if (index := records.point(trial)) is not None:
@@ -190,7 +235,7 @@ def _points_handed_out(study: optuna.Study, grace_seconds: float) -> tuple[list[
     def owed(trials: list[optuna.trial.FrozenTrial]) -> bool:
         reasons = [records.fail_reason(t) for t in trials]
         return (
-            all(t.state == TrialState.FAIL and t.datetime_complete and t.datetime_complete < cutoff for t in trials)
+            all(t.state == TrialState.FAIL for t in trials)
             and all(not r or r.startswith(records.INTERRUPTED) for r in reasons)
             and reasons.count("") <= MAX_RETRIES
         )
@@ -199,7 +244,10 @@ def _points_handed_out(study: optuna.Study, grace_seconds: float) -> tuple[list[
 
 
 def _requeue(study: optuna.Study, trial: optuna.Trial) -> None:
-    """Close an interrupted trial as FAIL; a grid or oat point must still run: queue it again."""
+    """Close an interrupted trial as FAIL; a grid or oat point must still run: queue it again.
+
+    Called under the study's lock, so that no claim sees the point failed and not queued.
+    """
     fixed = fixed_params(study, trial)
     study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
     if fixed is not None:
@@ -214,5 +262,3 @@ def _free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-

@@ -55,3 +55,39 @@ def test_artifact_store_writes_a_model_file_whole_or_not_at_all(tmp_path: Path) 
         store.write("b", _Breaking(b"new weights"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
     assert (tmp_path / "a").read_bytes() == b"weights"
+
+
+def test_a_link_is_followed_and_stays_a_link(tmp_path: Path) -> None:
+    target = tmp_path / "real.csv"
+    target.write_text("old")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    atomic.write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+
+
+def test_a_fifo_is_written_to_not_replaced(tmp_path: Path) -> None:
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    atomic.write_text(fifo, "through the pipe")
+    reader.join(timeout=10)
+    assert got == ["through the pipe"] and fifo.is_fifo()
+
+
+def test_a_full_device_is_an_error_and_stays_a_device() -> None:
+    if not Path("/dev/full").is_char_device():
+        pytest.skip("no /dev/full")
+    with pytest.raises(OSError):
+        atomic.write_text("/dev/full", "x" * 100_000)
+    assert Path("/dev/full").is_char_device()
+
+
+def test_a_dash_is_the_standard_output(capsys: pytest.CaptureFixture[str]) -> None:
+    with atomic.replacing("-", "w", newline="") as f:
+        f.write("a,b\n")
+    assert capsys.readouterr().out == "a,b\n" and not Path("-").exists()

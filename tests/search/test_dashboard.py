@@ -135,6 +135,17 @@ def test_artifact_of_a_missing_trial_or_study_is_404(dashboard: tuple[Dashboard,
     assert status == 404
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["/artifacts/9223372036854775808/x", "/artifacts/1/99999999999999999999/x", "/csv/9223372036854775808",
+     "/api/studies/9223372036854775808"],
+)  # fmt: skip
+def test_an_id_past_64_bits_is_404_with_nosniff(dashboard: tuple[Dashboard, dict], path: str) -> None:
+    server, _ = dashboard
+    status, headers, _ = server.get(path)
+    assert status == 404 and headers["X-Content-Type-Options"] == "nosniff"
+
+
 @pytest.mark.parametrize("path", ["/static/..", "/static/../index.html", "/static/%2e%2e/index.html", "/favicon.ico"])
 def test_static_paths_without_accept_encoding_are_not_500(dashboard: tuple[Dashboard, dict], path: str) -> None:
     server, _ = dashboard

@@ -14,6 +14,7 @@ import torch
 
 from search import app, records
 from search.analysis.summary import summarize
+from search.run.study import StudyError, prepare
 from search.spec import StudySpec
 from search.storage import artifact_store
 from tests.search.conftest import param_sets, states
@@ -240,3 +241,10 @@ def test_report_is_html_holding_the_figures(make_spec: Callable[..., StudySpec],
     from html.parser import HTMLParser
 
     HTMLParser().feed(page)
+
+
+def test_a_resume_with_other_options_names_the_options_that_differ(tmp_path: Path) -> None:
+    spec = StudySpec(kind="grid", storage=f"sqlite:///{tmp_path / 'resumed.db'}", seeds=3)
+    prepare(spec)
+    with pytest.raises(StudyError, match="seeds=3, max_epochs=None, not seeds=1, max_epochs=2 as asked here"):
+        prepare(spec.replace(seeds=1, max_epochs=2))

@@ -9,7 +9,7 @@ import torch
 
 from tests.trainer.test_stack import MIXED
 from trainer import Splits, TrainConfig
-from trainer.checkpoint import Checkpoint, CheckpointFolder
+from trainer.checkpoint import Checkpoint, CheckpointError, CheckpointFolder
 from trainer.loop import EpochRecord, train_together
 
 
@@ -117,3 +117,67 @@ def _state_of(configs: list[TrainConfig], splits: Splits, tmp_path: Path) -> dic
 
 def _figures(record: EpochRecord) -> dict[str, float]:
     return {k: v for k, v in record.to_dict().items() if k != "seconds"}
+
+
+def test_a_checkpoint_that_cannot_be_written_is_skipped_with_one_line(
+    splits: Splits, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configs = [TrainConfig(hidden_units=16, batch_size=50, epochs=3, device="cpu")]
+    whole = train_together(configs, splits)
+    checkpoint = Checkpoint(tmp_path / "group.pt")
+
+    def disk_full(state: object, f: object) -> None:
+        f.write(b"part")  # type: ignore[attr-defined]
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    resumed = train_together(configs, splits, checkpoint=checkpoint)
+    assert [_figures(r) for r in resumed[0].history] == [_figures(r) for r in whole[0].history]  # training went on
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write the checkpoint" in err and "file write failed" in err
+    assert list(tmp_path.iterdir()) == []  # no temporary file left
+
+
+def test_a_checkpoint_of_another_identity_is_ignored_with_one_line_and_kept(
+    splits: Splits, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configs = [TrainConfig(hidden_units=16, batch_size=50, epochs=2, device="cpu")]
+    theirs = CheckpointFolder(tmp_path, "study", identity="database A")
+    Checkpoint(theirs.path(configs)).save(_state_of(configs, splits, tmp_path))
+    ours = CheckpointFolder(tmp_path, "study", identity="database B")
+    for _ in range(2):
+        checkpoint, full = ours.find(configs)
+        assert checkpoint.path != theirs.path(configs) and full == configs
+    assert theirs.path(configs).exists()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ignoring the checkpoint" in err  # said once per file
+
+
+def test_a_checkpoint_past_its_runs_end_is_removed_with_one_line(
+    splits: Splits, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configs = [TrainConfig(hidden_units=16, batch_size=50, epochs=2, device="cpu")]
+    folder = CheckpointFolder(tmp_path, "study")
+    Checkpoint(folder.path(configs)).save({**_state_of(configs, splits, tmp_path), "epoch": 99})
+    checkpoint, _ = folder.find(configs)
+    assert not checkpoint.path.exists() and "ignoring the unreadable or mismatched" in capsys.readouterr().err
+
+
+def test_a_checkpoint_that_cannot_be_put_back_raises_checkpoint_error(splits: Splits, tmp_path: Path) -> None:
+    configs = [TrainConfig(hidden_units=16, batch_size=50, epochs=2, device="cpu")]
+    checkpoint = Checkpoint(tmp_path / "group.pt")
+    checkpoint.save({**_state_of(configs, splits, tmp_path), "param": torch.zeros(3)})  # a wrong-size tensor
+    with pytest.raises(CheckpointError):
+        train_together(configs, splits, checkpoint=checkpoint)
+
+
+def test_the_parts_of_a_group_saved_by_several_workers_are_all_found(splits: Splits, tmp_path: Path) -> None:
+    base = TrainConfig(hidden_units=16, batch_size=50, epochs=2, device="cpu")
+    configs = [base.replace(learning_rate=r) for r in (0.1, 0.5, 1.0)]
+    folder = CheckpointFolder(tmp_path, "study")
+    first, second = configs[:1], configs[1:2]
+    for part in (first, second):
+        Checkpoint(folder.path(part)).save(_state_of(part, splits, tmp_path))
+    runs = folder.runs(configs)
+    assert [part for _, part in runs] == sorted([first, second], key=lambda p: folder.path(p).name) + [configs[2:]]
+    assert folder.resumes(configs[1:]) and not folder.resumes(configs[2:])

@@ -6,10 +6,11 @@ from collections.abc import Callable
 
 import numpy as np
 import optuna
+import pytest
 
 from search import app
 from search.bench.build import build_by_training, build_from_study, grid_values
-from search.bench.table import METRICS
+from search.bench.table import METRICS, TableError
 from search.space import SEVEN, grid_points
 from search.spec import StudySpec
 from tests.search.conftest import FAST
@@ -45,3 +46,33 @@ def test_grid_values_leave_the_fidelity_apart() -> None:
     values, fidelities = grid_values()
     assert "epochs" not in values and fidelities == (5, 14, 25)
     assert np.prod([len(v) for v in values.values()]) * len(fidelities) == 3**7
+
+
+def _study(kind: str | None, epochs: tuple[int, ...], directions: tuple[str, ...] = ("maximize",)) -> optuna.Study:
+    """A finished in-memory study of one network at ``epochs`` (histories are not needed to be refused)."""
+    study = optuna.create_study(directions=list(directions))
+    if kind is not None:
+        study.set_user_attr("kind", kind)
+    point = {p.name: p.grid[0] for p in SEVEN if p.name != "epochs"}
+    distributions = {p.name: optuna.distributions.CategoricalDistribution(p.grid) for p in SEVEN}
+    for e in epochs:
+        params = {**point, "epochs": e}
+        study.add_trial(
+            optuna.trial.create_trial(params=params, distributions=distributions, values=[0.5] * len(directions))
+        )
+    return study
+
+
+@pytest.mark.parametrize(
+    ("study", "message"),
+    [
+        (lambda: _study("random", (5, 14, 25)), "is a 'random' study"),
+        (lambda: _study(None, (5, 14, 25)), "is not a grid study"),
+        (lambda: _study("grid", (5, 14, 25), ("maximize", "minimize")), "has 2 objectives"),
+        (lambda: _study("grid", (5, 14)), "ran epochs [5, 14] of its grid's [5, 14, 25]"),
+    ],
+)
+def test_a_study_that_is_not_a_whole_grid_is_refused_in_one_line(study: Callable, message: str) -> None:
+    with pytest.raises(TableError) as refused:
+        build_from_study(study())
+    assert message in str(refused.value) and "\n" not in str(refused.value)

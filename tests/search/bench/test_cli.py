@@ -61,6 +61,9 @@ def test_replay_writes_a_report(table_file: Path, tmp_path: Path, capsys: pytest
         (["--samplers", "random,cmaes"], "unknown sampler 'cmaes'"),
         (["--trials", "0"], "--trials: must be an integer >= 1"),
         (["--pruner", "sometimes"], "invalid choice: 'sometimes'"),
+        (["--samplers", ","], "names no sampler"),
+        (["--repeats", "1000000000"], "--repeats: must be an integer in 1..10000"),
+        (["--trials", "1000000000"], "--trials: must be an integer in 1..100000"),
     ],
 )
 def test_bad_replay_arguments_end_in_one_line(
@@ -122,4 +125,55 @@ def test_build_from_an_absent_study_ends_in_one_line(tmp_path: Path, capsys: pyt
     args = ["bench", "build", "--from-study", "nope", "--storage", storage, "--out", str(tmp_path / "t.npz")]
     code, _, err = run_main(args, capsys)
     assert code == 1 and "no study 'nope'" in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "t.npz").exists()
+    assert sorted(tmp_path.iterdir()) == []  # a read that writes nothing: no table, no database, no lock
+
+
+@pytest.mark.parametrize("command", ["replay", "merge"])
+def test_an_empty_table_file_ends_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    args = ["--table", str(empty)] if command == "replay" else [str(empty), "--out", str(tmp_path / "m.npz")]
+    code, _, err = run_main(["bench", command, *args], capsys)
+    assert code == 1 and "is empty" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("out", ["{tmp}", "/proc/table.npz"])
+def test_a_table_that_cannot_be_written_ends_in_one_line_and_leaves_nothing(
+    table_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], out: str
+) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    code, _, err = run_main(["bench", "merge", str(table_file), "--out", out.format(tmp=folder)], capsys)
+    assert code == 1 and "cannot write" in err and len(err.strip().splitlines()) == 1
+    assert list(folder.iterdir()) == [] and not list(tmp_path.glob("*partial*"))
+
+
+def test_a_header_edited_with_its_curves_unchanged_is_refused(
+    table_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with np.load(table_file) as archive:
+        header, curves = json.loads(str(archive["header"])), archive["curves"]
+    header["seeds"] = [7, 8]  # merged with a table of seeds 1 and 2, it would no longer look like a duplicate
+    edited = tmp_path / "edited.npz"
+    np.savez(edited, curves=curves, header=np.array(json.dumps(header)))
+    code, _, err = run_main(["bench", "replay", "--table", str(edited)], capsys)
+    assert code == 1 and "does not match its own hash" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_grid_replay_stops_at_the_grids_size(table_file: Path) -> None:
+    from search.bench.replay import replay_one
+    from search.bench.table import load
+
+    table = load(table_file)
+    run = replay_one(table, "grid", seed=1, trials=10 * len(table.points()) * len(table.fidelities))
+    points = [tuple(sorted(t.params.items())) for t in run.trials]
+    assert len(points) == len(set(points)) == len(table.points()) * len(table.fidelities)
+
+
+def test_a_report_that_cannot_be_written_ends_in_one_line(
+    table_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["bench", "replay", "--table", str(table_file), "--samplers", "random", "--trials", "4", "--repeats", "1"]
+    code, _, err = run_main([*args, "--processes", "1", "--out", str(tmp_path)], capsys)
+    assert code == 1 and "cannot write" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == [table_file]

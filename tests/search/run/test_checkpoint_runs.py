@@ -97,15 +97,16 @@ def test_sampler_trials_keep_no_checkpoint_and_a_finished_study_leaves_none(
     make_spec: Callable[..., StudySpec], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = make_spec("random", trials=1, pruner="none")
-    folder = run_study.checkpoint_folder(spec)
+    folder = run_study.checkpoint_folder(spec, run_study.prepare(spec))
     stale = folder.folder / f"{folder.prefix}-0-0.pt"  # a group told just before an interrupt left it
     stale.write_bytes(b"")
     killed = folder.folder / f".{stale.name}.x1y2.partial"  # a worker killed while it saved
     killed.write_bytes(b"half")
-    other = run_study.checkpoint_folder(spec.replace(study_name="other")).path([TrainConfig()])
+    other_spec = spec.replace(study_name="other")
+    other = run_study.checkpoint_folder(other_spec, run_study.prepare(other_spec)).path([TrainConfig()])
     other.write_bytes(b"")
     asked: list[object] = []
-    monkeypatch.setattr(CheckpointFolder, "find", lambda self, configs: asked.append(configs))
+    monkeypatch.setattr(CheckpointFolder, "runs", lambda self, configs: asked.append(configs))
     assert app.run_study(spec, []) == 0
     assert asked == []  # a sampler's trial is never asked again after an interrupt: nothing to resume
     assert not stale.exists() and not killed.exists() and other.exists()  # another study's checkpoints are its own
@@ -121,8 +122,8 @@ def test_ctrl_c_in_the_middle_of_a_group_resumes_it(
     assert app.run_study(whole, []) == 0
     args = ["grid", "--storage", cut.storage, "--study-name", "cut", "--trials", "6", "--seeds", "2"]
     args += ["--max-epochs", "14", *fast_flags(mnist_dir)]
+    folder = run_study.checkpoint_folder(cut, run_study.prepare(cut))
     proc = start_search(*args, cwd=tmp_path)
-    folder = run_study.checkpoint_folder(cut)
     deadline = time.monotonic() + 300
     while _saved_epoch(folder) < 6 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -88,3 +88,13 @@ def test_a_small_study_is_not_compiled(make_spec: Callable[..., StudySpec], monk
 def test_compile_is_checked_where_it_enters() -> None:
     with pytest.raises(ValueError, match="compile must be one of auto, on, off, but got compile='yes'"):
         StudySpec(kind="grid", compile="yes")
+
+
+def test_a_compile_that_fails_names_its_innermost_cause() -> None:
+    class BackendCompilerFailed(Exception):
+        def __init__(self, inner: Exception) -> None:
+            super().__init__("backend='inductor' raised:\n")
+            self.inner_exception = inner
+
+    cause = plan.compile_cause(BackendCompilerFailed(FileNotFoundError("No such file or directory: 'g++'")))
+    assert cause == "FileNotFoundError: No such file or directory: 'g++'"

@@ -151,8 +151,7 @@ def test_a_point_whose_requeue_was_cut_short_is_handed_out_again(tmp_path: Path)
             study.tell(trial, 1.0 if state == "COMPLETE" else None, state=optuna.trial.TrialState[state])
         assert trial.number == number
     study.enqueue_trial({"x": 3}, user_attrs={"point": 3})
-    assert _points_handed_out(study, grace_seconds=0) == ([1, 4], 6)
-    assert _points_handed_out(study, grace_seconds=3600) == ([], 6)  # their workers may still be re-queueing
+    assert _points_handed_out(study) == ([1, 4], 6)
 
 
 def test_a_point_failed_silently_more_than_the_retry_limit_is_not_owed(tmp_path: Path) -> None:
@@ -160,4 +159,4 @@ def test_a_point_failed_silently_more_than_the_retry_limit_is_not_owed(tmp_path:
     for _ in range(MAX_RETRIES + 1):
         study.enqueue_trial({"x": 0}, user_attrs={"point": 0})
         study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
-    assert _points_handed_out(study, grace_seconds=0) == ([], 1)
+    assert _points_handed_out(study) == ([], 1)

@@ -82,3 +82,10 @@ def test_three_workers_split_a_budget_of_one_group(make_spec: Callable[..., Stud
         runs.setdefault(trial.user_attrs[SHARED_RUN_ATTR], set()).add(point_network(trial.params))
     assert len(runs) == 3 and all(len(networks) == 6 for networks in runs.values())
     assert len(set().union(*runs.values())) == 18  # no network trained twice
+
+
+def test_a_group_a_checkpoint_holds_is_claimed_whole_by_one_worker() -> None:
+    study, points, parts = _one_group_study(workers=3)
+    assert parts(slots=len(points)) is not None  # split while nothing of it was saved
+    resumed = _Parts(study, points, TrainConfig(), 3, resumed=lambda group: len(group) == len(points))
+    assert resumed(slots=len(points)) is None  # saved by an interrupted run of any worker count: whole
