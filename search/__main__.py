@@ -176,7 +176,13 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
     )
     group.add_argument("--pruner", choices=PRUNERS, default=None, help=f"pruner (default: {default_pruner})")
     group.add_argument("--regularization", action="store_true", help="add dropout and weight decay to the space")
-    group.add_argument("--workers", type=positive_int, default=1, help="local worker processes on the study")
+    group.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="local worker processes on the study (default: "
+        + ("one per core on the CPU, while the study has networks for them)" if info.has_points else "1)"),
+    )
     group.add_argument(
         "--heartbeat",
         type=positive_int,

@@ -22,7 +22,7 @@ from search.analysis.summary import summarize, write_csv
 from search.analysis.text import best_line, format_accuracy, format_params
 from search.run.budget import Counts
 from search.run.outputs import save_study_outputs
-from search.run.plan import available_memory, plan_compile, plan_workers
+from search.run.plan import available_memory, cores, default_workers, plan_compile, plan_workers
 from search.run.processes import run_workers
 from search.run.progress import Progress
 from search.run.study import StudyError, prepare
@@ -38,16 +38,20 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
     # Bad data or a bad split fail here, before anything is written to the storage.
     splits = split(load_mnist(spec.data_dir, "cpu", spec.download), spec.validation, spec.limit_train, spec.limit_test)
     device = resolve_device(spec.device)
-    if device.type == "cuda" and spec.workers > 1 and not mps_running():
-        print(
-            f"note: {spec.workers} workers share one GPU but run its kernels one process at a time; "
-            "start NVIDIA MPS first (nvidia-cuda-mps-control -d) to let them run side by side",
-            file=sys.stderr,
-        )
     store = open_store(spec.storage, spec.heartbeat, spec.artifacts)
     study = prepare(spec, store)
     counts = Counts.of(store.storage, study)
-    workers, note = plan_workers(spec.workers, spec.budget - counts.finished, available_memory())
+    remaining = spec.budget - counts.finished
+    asked = spec.workers
+    if asked is None:  # grid and oat on the CPU: one worker per core, one thread each
+        asked = min(default_workers(spec.networks() if device.type == "cpu" else None, cores()), max(remaining, 1))
+    if device.type == "cuda" and asked > 1 and not mps_running():
+        print(
+            f"note: {asked} workers share one GPU but run its kernels one process at a time; "
+            "start NVIDIA MPS first (nvidia-cuda-mps-control -d) to let them run side by side",
+            file=sys.stderr,
+        )
+    workers, note = plan_workers(asked, remaining, available_memory())
     if note:
         print(note, file=sys.stderr)
     work = spec.parameter_steps(len(splits.train_y), spec.budget - counts.finished) / workers
@@ -58,7 +62,7 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
     best = summarize(study).best if counts.finished else None
     print(
         f"study {spec.name!r} ({spec.kind}, pruner {spec.pruner_name}) in {mask_url(spec.storage)}: "
-        f"{counts.finished}/{spec.budget} trials finished, {spec.workers} worker(s)",
+        f"{counts.finished}/{spec.budget} trials finished, {spec.workers} worker(s) of {spec.threads} thread(s)",
         file=sys.stderr,
     )
     progress = Progress(spec.kind, spec.budget, counts.finished, best.value if best else None)

@@ -107,7 +107,7 @@ class StudySpec:
     pruner: str | None = None
     regularization: bool = False
     heartbeat: int = 60
-    workers: int = 1
+    workers: int | None = 1  # None: as many as plan.default_workers starts
     artifacts: str | None = None
     data_dir: str | None = None
     validation: int = 10_000
@@ -118,6 +118,7 @@ class StudySpec:
     share_runs: bool = True
     grid_space: bool = False  # random and tpe over the grid's values only (the tabular benchmark's space)
     compile: str = "auto"  # the CPU's Adadelta update compiled: on, off, or auto (when it pays back)
+    threads: int = 1  # torch's CPU threads in each worker: more than one per core slows a shared machine
 
     def __post_init__(self) -> None:
         if self.kind not in KIND_TABLE:
@@ -128,7 +129,7 @@ class StudySpec:
             raise ValueError(f"compile must be one of {', '.join(COMPILE)}, but got compile={self.compile!r}.")
         if self.pruner is not None and self.pruner not in PRUNERS:
             raise ValueError(f"pruner must be one of {', '.join(PRUNERS)}, but got pruner={self.pruner!r}.")
-        for name in ("trials", "workers", "heartbeat"):
+        for name in ("trials", "workers", "heartbeat", "threads"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be an integer >= 1, but got {name}={value!r}.")
@@ -191,6 +192,15 @@ class StudySpec:
                 longest[network] = config
         steps = sum(_parameter_steps(c, train_images) for c in longest.values())
         return self.seeds * steps * min(trials_left, len(points)) / len(points)
+
+    def networks(self) -> int | None:
+        """How many networks a grid or oat study trains (points differing only in epochs or nll/cross_entropy
+        share one); None for samplers."""
+        points = self.points()
+        if points is None:
+            return None
+        base = TrainConfig(seed=self.seed)
+        return len({member_key(base.replace(**point)) for point in points})
 
     def pruner_object(self) -> optuna.pruners.BasePruner:
         if self.pruner_name == "median":

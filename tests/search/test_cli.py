@@ -36,6 +36,9 @@ def test_help_lists_commands_and_defaults() -> None:
     proc = run_search("tpe", "--help")
     assert "default: mnist-tpe" in proc.stdout and "default: sqlite:///studies.db" in proc.stdout
     assert "default: median" in proc.stdout and "--workers" in proc.stdout
+    grid = " ".join(run_search("grid", "--help").stdout.split())
+    assert "--threads" in grid and "one per core" in grid
+    assert "(default: None)" not in grid and "(default: False)" not in grid
 
 
 def test_tpe_then_optuna_lists_four_trials(tmp_path: Path, mnist_dir: Path) -> None:

@@ -145,3 +145,9 @@ def test_zero_seeds_is_one_line(mnist_dir: Path) -> None:
     proc = run_trainer("--data-dir", str(mnist_dir), "--no-download", "--seeds", "0")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "'0'" in proc.stderr
+
+
+def test_help_names_threads_and_states_each_default_once() -> None:
+    out = run_trainer("--help").stdout
+    assert "--threads" in out and "(default: 1)" in out
+    assert "(default: None)" not in out and "else ./data)" in out and "./data) (default" not in out
