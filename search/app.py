@@ -9,31 +9,36 @@ import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 
 from search import atomic, records
 from search._startup import quiet_optuna
-from search.analysis.effects import gather_effects
-from search.analysis.effects_text import to_json, to_text
-from search.analysis.effects_text import write_csv as write_effects_csv
-from search.analysis.report import render_report
 from search.analysis.summary import summarize, write_csv
 from search.analysis.text import best_line, format_accuracy, format_params
-from search.run.budget import Counts
-from search.run.outputs import save_study_outputs
-from search.run.plan import available_memory, cores, default_workers, plan_compile, plan_workers
-from search.run.processes import run_workers
-from search.run.progress import Progress
-from search.run.study import StudyError, prepare
+from search.run.study import StudyError
 from search.space import search_space
-from search.spec import StudySpec
-from search.storage import artifact_dir, failure_message, mask_arg, mask_url, open_reader, open_store
-from trainer import load_mnist, resolve_device, split
+from search.storage import artifact_dir, failure_message, mask_arg, mask_url, open_reader
+
+if TYPE_CHECKING:
+    from search.spec import StudySpec
+
+# The readers (list, best, export) start in a fraction of a second: torch, plotly and the
+# dashboard are imported by the commands that use them.
 
 
 def run_study(spec: StudySpec, argv: list[str]) -> int:
     """Run the study to its budget; returns the exit code (130 when interrupted)."""
+    from search.run.budget import Counts
+    from search.run.outputs import save_study_outputs
+    from search.run.plan import available_memory, cores, default_workers, plan_compile, plan_workers
+    from search.run.processes import run_workers
+    from search.run.progress import Progress
+    from search.run.study import prepare
+    from search.storage import open_store
+    from trainer import load_mnist, resolve_device, split
+
     quiet_optuna()
     # Bad data or a bad split fail here, before anything is written to the storage.
     splits = split(load_mnist(spec.data_dir, "cpu", spec.download), spec.validation, spec.limit_train, spec.limit_test)
@@ -124,28 +129,41 @@ def mps_running() -> bool:
     return (pipes / "control").exists()
 
 
-def load(storage_url: str, study_name: str) -> optuna.Study:
-    """Load a study by name to read it (nothing is created or written), or fail with the names that exist."""
+def load(storage_url: str, study_name: str | None) -> optuna.Study:
+    """Load a study to read it (nothing is created or written): by name, or the storage's only one
+    when ``study_name`` is None; else fail with the names that exist."""
     storage = open_reader(storage_url)
     names = optuna.get_all_study_names(storage) if storage is not None else []
+    where = mask_url(storage_url)
+    if study_name is None:
+        if len(names) == 1:
+            study_name = names[0]
+        elif not names:
+            raise StudyError(f"no studies in {where}")
+        else:
+            raise StudyError(f"{len(names)} studies in {where}: pass --study-name, one of " + ", ".join(names))
     if study_name not in names:
-        raise StudyError(
-            f"no study named {study_name!r} in {mask_url(storage_url)}; studies there: " + (", ".join(names) or "none")
-        )
+        raise StudyError(f"no study named {study_name!r} in {where}; studies there: " + (", ".join(names) or "none"))
     return optuna.load_study(study_name=study_name, storage=storage)
 
 
-def report(storage_url: str, study_name: str, out: str | None) -> int:
+def report(storage_url: str, study_name: str | None, out: str | None) -> int:
+    from search.analysis.report import render_report
+
     study = load(storage_url, study_name)
-    path = out or f"reports/{study_name}.html"
+    path = out or f"reports/{study.study_name}.html"
     with _writing(path):
         atomic.write_text(path, render_report(study, _space_params(study)))
     print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
-def effects(storage_url: str, study_name: str, fmt: str, seed: int) -> int:
+def effects(storage_url: str, study_name: str | None, fmt: str, seed: int) -> int:
     """Print which choices matter in the study, with intervals, as a table, JSON or CSV."""
+    from search.analysis.effects import gather_effects
+    from search.analysis.effects_text import to_json, to_text
+    from search.analysis.effects_text import write_csv as write_effects_csv
+
     study = load(storage_url, study_name)
     try:
         found = gather_effects(study, seed)
@@ -160,10 +178,10 @@ def effects(storage_url: str, study_name: str, fmt: str, seed: int) -> int:
     return 0
 
 
-def best(storage_url: str, study_name: str, artifacts: str | None = None) -> int:
+def best(storage_url: str, study_name: str | None, artifacts: str | None = None) -> int:
     summary = summarize(load(storage_url, study_name))
     if summary.best is None:
-        raise StudyError(f"study {study_name!r} has no complete trial yet")
+        raise StudyError(f"study {summary.name!r} has no complete trial yet")
     t = summary.best
     print(best_line(t))
     for k, v in t.params.items():
@@ -182,15 +200,24 @@ def list_studies(storage_url: str) -> int:
     names = optuna.get_all_study_names(storage) if storage is not None else []
     if not names:
         print(f"no studies in {mask_url(storage_url)}", file=sys.stderr)
+    rows = []
     for name in names:
         s = summarize(optuna.load_study(study_name=name, storage=storage))
         best_text = f"best {format_accuracy(s.best.value)}" if s.best is not None else "no best yet"
-        print(f"{s.name}  ({s.kind})  {s.outcomes.describe(by_state=True)}  {best_text}")
+        rows.append((s.name, f"({s.kind})", best_text, s.outcomes.describe(by_state=True)))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)] if rows else []
+    for row in rows:
+        print("  ".join([*(text.ljust(width) for text, width in zip(row, widths, strict=False)), row[3]]))
     return 0
 
 
-def export(storage_url: str, study_name: str, out: str) -> int:
+def export(storage_url: str, study_name: str | None, out: str) -> int:
+    """Write the study's trials as CSV to ``out``; ``-`` is standard output."""
     study = load(storage_url, study_name)
+    if out == "-":
+        rows = write_csv(study, sys.stdout)
+        print(f"wrote {rows} trials", file=sys.stderr)
+        return 0
     with _writing(out), atomic.replacing(out, "w", newline="") as f:
         rows = write_csv(study, f)
     print(f"wrote {rows} trials to {out}", file=sys.stderr)

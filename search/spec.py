@@ -11,10 +11,7 @@ import optuna
 
 from search.space import Parameter, distributions, grid_distributions, grid_points, oat_points, search_space
 from search.storage import DEFAULT_STORAGE, check_url
-from trainer import TrainConfig
-from trainer.config import MAX_EPOCHS
-from trainer.loop import member_key
-from trainer.model import weights_of
+from trainer.config import MAX_EPOCHS, TrainConfig
 
 PRUNERS = ("median", "hyperband", "none")
 COMPILE = ("auto", "on", "off")
@@ -185,6 +182,8 @@ class StudySpec:
         if points is None:
             baseline = base.replace(epochs=min(base.epochs, self.max_epochs or MAX_EPOCHS))
             return self.seeds * _parameter_steps(baseline, train_images) * trials_left
+        from trainer.loop import member_key  # torch: not for a command's --help
+
         longest: dict[TrainConfig, TrainConfig] = {}
         for config in (base.replace(**point) for point in points):
             network = member_key(config)
@@ -199,6 +198,8 @@ class StudySpec:
         points = self.points()
         if points is None:
             return None
+        from trainer.loop import member_key
+
         base = TrainConfig(seed=self.seed)
         return len({member_key(base.replace(**point)) for point in points})
 
@@ -233,6 +234,8 @@ class StudySpec:
 
 
 def _parameter_steps(config: TrainConfig, train_images: int) -> int:
+    from trainer.model import weights_of
+
     return weights_of(config) * config.epochs * -(-train_images // config.batch_size)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
 from trainer.config import ACTIVATIONS, LOSSES, OPTIMIZERS, TrainConfig
-from trainer.data import DataError
+from trainer.errors import DataError
 
 T = TypeVar("T")
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from trainer.errors import DataError
+
 MEAN, STD = 0.1307, 0.3081
 IMAGE_SIDE = 28
 FILES = (
@@ -24,10 +26,6 @@ FILES = (
 )
 # (magic number, header bytes, bytes per item) of the IDX files torchvision reads.
 _IMAGES, _LABELS = (2051, 16, IMAGE_SIDE * IMAGE_SIDE), (2049, 8, 1)
-
-
-class DataError(Exception):
-    """The MNIST files are missing, unreadable or corrupt; the message says what to do."""
 
 
 @dataclass(frozen=True)

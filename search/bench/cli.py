@@ -37,7 +37,7 @@ def add_parser(
 
 
 def _add_replay_args(parser: argparse.ArgumentParser) -> None:
-    from search.bench.replay import PRUNERS, SAMPLERS
+    from search.bench.names import PRUNERS, SAMPLERS
     from trainer.cli import positive_int
 
     parser.add_argument("--table", default=str(SHIPPED), help="the table file (default: the one shipped)")

@@ -26,14 +26,12 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from search.bench.names import PRUNERS, SAMPLERS
 from search.bench.problem import TableProblem
 from search.bench.table import Table
 from search.space import grid_points
 from search.spec import StudySpec
 from trainer.objective import suggest
-
-SAMPLERS = ("grid", "random", "tpe", "gp")
-PRUNERS = ("none", "median", "hyperband")
 
 
 class ReplayError(ValueError):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import optuna
 
 from search.spec import StudySpec
 from search.storage import Store, artifact_dir, open_store
-from trainer.checkpoint import CheckpointFolder
+
+if TYPE_CHECKING:
+    from trainer.checkpoint import CheckpointFolder
 
 OBJECTIVE_NAME = "validation accuracy"
 
@@ -68,6 +72,8 @@ _MISSING = object()
 
 def checkpoint_folder(spec: StudySpec, store: Store | None = None) -> CheckpointFolder:
     """The checkpoints of the study's running groups: beside its artifacts, in the store's own folder."""
+    from trainer.checkpoint import CheckpointFolder  # torch: not for the commands that only read
+
     if store is None:  # without an opened store: the folder its workers use, made when not there yet
         folder = artifact_dir(spec.storage, spec.artifacts)
         folder.mkdir(parents=True, exist_ok=True)
