@@ -22,8 +22,11 @@ BEST_MODEL_ATTR = "best_model"
 def trial_note(result: TrialResult) -> str:
     """The mean history over the seeds as a markdown table, then each seed's last figures."""
     seeds = len(result.runs)
+    shared = result.group_seconds > 1.05 * result.seconds  # a group of one holds its whole run
     header = (
-        f"**{result.parameter_count:,} parameters** on `{result.device}`, {result.seconds:.1f} s, "
+        f"**{result.parameter_count:,} parameters** on `{result.device}`, {result.seconds:.1f} s"
+        + (f" (its share of a {result.group_seconds:.1f} s shared run)" if shared else "")
+        + ", "
         f"{seeds} seed{'s' if seeds != 1 else ''}"
         + (" — **diverged**" if result.diverged else "")
         + (" — pruned" if result.stopped else "")
