@@ -46,6 +46,17 @@ def trial_note(result: TrialResult) -> str:
     return "\n".join(lines)
 
 
+INTERRUPTED_NOTE = (
+    "**interrupted** while training (Ctrl-C or SIGTERM): not a failure of this point. Optuna shows it as "
+    "FAIL; its point is queued again as a new trial, which resumes the group's checkpoint."
+)
+
+
+def note_interrupted(trial: optuna.Trial) -> None:
+    """Say on the trial's dashboard page that it was interrupted and re-queued, not failed."""
+    optuna_dashboard.save_note(trial, INTERRUPTED_NOTE)
+
+
 def record_trial(trial: optuna.Trial, result: TrialResult, store: FileSystemArtifactStore) -> None:
     """Store the trial's result and note, and the first seed's weights when it beats the study's best so far."""
     records.write_results(trial, result)
