@@ -17,7 +17,7 @@ from search import atomic, records
 from search._startup import quiet_optuna
 from search.analysis.summary import summarize, write_csv
 from search.analysis.text import best_line, format_accuracy, format_params
-from search.run.study import StudyError
+from search.run.study import StudyError, prepare
 from search.space import search_space
 from search.storage import artifact_dir, failure_message, mask_arg, mask_url, open_reader
 
@@ -35,7 +35,6 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
     from search.run.plan import available_memory, cores, default_workers, plan_compile, plan_workers
     from search.run.processes import run_workers
     from search.run.progress import Progress
-    from search.run.study import prepare
     from search.storage import open_store
     from trainer import load_mnist, resolve_device, split
 

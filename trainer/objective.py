@@ -18,7 +18,7 @@ import torch
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from torch import nn
 
-from trainer.checkpoint import CheckpointFolder
+from trainer.checkpoint import Checkpoint, CheckpointFolder
 from trainer.config import TrainConfig
 from trainer.data import Splits
 from trainer.loop import EpochCallback, EpochRecord, RunResult, member_key, run_key, train_together
@@ -96,9 +96,10 @@ class GroupProgress:
     trials: int
     run: int
     runs: int
-    epoch: int
+    epoch: int  # 0 (or ``resumed``) as the run starts
     epochs: int
     images_per_second: float  # training images through the run's networks per second of the epoch
+    resumed: int = 0  # the epoch the run's checkpoint restored (0: it starts afresh)
 
     @property
     def fraction(self) -> float:
@@ -212,11 +213,15 @@ class Objective:
                 leave(*owners[i], result, seconds)
 
         callbacks = [clock.timed(seeds[o[0].number].on_epoch(o[1]) if o is not None else None) for o in owners]
+        resumed = _restored_epoch(checkpoint) if checkpoint is not None and self.on_progress is not None else 0
+        progress = functools.partial(progress, epochs=max(c.epochs for c in configs), resumed=resumed)
+        if self.on_progress is not None:  # the run starts (from its checkpoint's epoch)
+            self.on_progress(progress(epoch=resumed, images_per_second=0.0))
         try:
             results = train_together(
                 configs,
                 self.splits,
-                self._announce(callbacks, functools.partial(progress, epochs=max(c.epochs for c in configs))),
+                self._announce(callbacks, progress),
                 on_done=on_done,
                 checkpoint=checkpoint,
             )
@@ -345,6 +350,15 @@ def _owners(run: list[tuple[optuna.Trial, int, TrainConfig]], configs: list[Trai
     for trial, k, config in run:
         pool.setdefault(config, []).append((trial, k))
     return [pool[c].pop(0) if pool.get(c) else None for c in configs]
+
+
+def _restored_epoch(checkpoint: Checkpoint) -> int:
+    """The epoch a run resumes from (0 when its checkpoint holds none), for the progress view only."""
+    try:
+        state = checkpoint.load()
+    except Exception:  # noqa: BLE001 - the run itself says what is wrong with its checkpoint
+        return 0
+    return int(state["epoch"]) if state else 0
 
 
 @contextlib.contextmanager
