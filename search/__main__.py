@@ -143,7 +143,9 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
         default=None,
         help=f"the study's total of finished trials; a re-run runs only the rest (default: {default_trials})",
     )
-    group.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    group.add_argument(
+        "--timeout", type=float, default=None, help="stop starting trials after this many seconds (default: no limit)"
+    )
     group.add_argument("--study-name", type=study_name, default=None, help=f"study name (default: mnist-{kind})")
     _add_storage(group)
     group.add_argument(

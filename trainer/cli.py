@@ -19,7 +19,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if "(default" in text or action.default in (None, False) or action.default is argparse.SUPPRESS:
+        unstated = action.default is None or action.default is False or action.default is argparse.SUPPRESS
+        if "(default" in text or unstated:
             return text
         return super()._get_help_string(action)
 
@@ -90,8 +91,12 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
         default=10_000,
         help="last N training images held out for validation; 0 trains on all and validates on test",
     )
-    group.add_argument("--limit-train", type=positive_int, default=None, help="train on the first N images only")
-    group.add_argument("--limit-test", type=positive_int, default=None, help="test on the first N images only")
+    group.add_argument(
+        "--limit-train", type=positive_int, default=None, help="train on the first N images only (default: all)"
+    )
+    group.add_argument(
+        "--limit-test", type=positive_int, default=None, help="test on the first N images only (default: all)"
+    )
     group.add_argument("--no-download", action="store_true", help="never try to download MNIST")
     group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps; auto takes CUDA when present")
     group.add_argument(
