@@ -9,16 +9,15 @@ from collections.abc import Sequence
 
 from search._startup import quiet_interrupts
 
-with quiet_interrupts():  # the imports below take seconds (torch, Optuna, plotly)
+with quiet_interrupts():  # Optuna's import; torch, plotly and the dashboard load where a command needs them
     import optuna
     import sqlalchemy
 
-    from search import app
     from search.bench import cli as bench_cli
     from search.run.study import StudyError
     from search.spec import COMPILE, KIND_TABLE, MAX_SEED, MAX_SEEDS, PRUNERS, StudySpec
     from search.storage import DEFAULT_STORAGE, StorageError, failure_message
-    from trainer.cli import Parser, add_data_args, fail, positive_int, run_cli
+    from trainer.cli import HelpFormatter, Parser, add_data_args, fail, positive_int, run_cli
 
 READERS = {
     "dashboard": "serve optuna-dashboard on the studies (read-only unless --allow-writes)",
@@ -32,16 +31,6 @@ ANALYSES = {
     "effects, interactions, importance, with 95% intervals",
     "bench": "the grid as a tabular benchmark: build a table, replay samplers on it",
 }
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Adds ``(default: X)`` only where the help does not state its default already, and not for None or False."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        if "(default" in text or action.default in (None, False) or action.default is argparse.SUPPRESS:
-            return text
-        return super()._get_help_string(action)
 
 
 def seed_int(text: str) -> int:
@@ -78,6 +67,7 @@ def study_name(text: str) -> str:
     return text
 
 
+ONLY_STUDY = "the study (default: the storage's only one)"
 STUDIES = {name: kind.summary for name, kind in KIND_TABLE.items()}
 
 
@@ -113,14 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--allow-writes", action="store_true", help="let the dashboard change studies (it has no login)")
     sub = add("report", READERS["report"])
     _add_storage(sub)
-    sub.add_argument("--study-name", type=study_name, required=True, help="the study to report on")
+    sub.add_argument("--study-name", type=study_name, default=None, help=ONLY_STUDY)
     sub.add_argument("--out", default=None, help="output file (default: reports/STUDY.html)")
     text = ANALYSES["effects"]
     sub = commands.add_parser(
         "effects", help=text.replace("%", "%%"), description=text, formatter_class=HelpFormatter
     )
     _add_storage(sub)
-    sub.add_argument("--study-name", type=study_name, required=True, help="the study")
+    sub.add_argument("--study-name", type=study_name, default=None, help=ONLY_STUDY)
     sub.add_argument("--format", choices=("table", "json", "csv"), default="table", help="what to print")
     sub.add_argument("--seed", type=seed_int, default=0, help="seed of the bootstrap and permutation resampling")
     sub.add_argument(
@@ -131,14 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = add("best", READERS["best"])
     _add_storage(sub)
-    sub.add_argument("--study-name", type=study_name, required=True, help="the study")
+    sub.add_argument("--study-name", type=study_name, default=None, help=ONLY_STUDY)
     _add_artifacts(sub)
     sub = add("list", READERS["list"])
     _add_storage(sub)
     sub = add("export", READERS["export"])
     _add_storage(sub)
-    sub.add_argument("--study-name", type=study_name, required=True, help="the study")
-    sub.add_argument("--out", required=True, help="CSV file to write")
+    sub.add_argument("--study-name", type=study_name, default=None, help=ONLY_STUDY)
+    sub.add_argument("--out", required=True, help="CSV file to write; - writes to standard output")
     bench_cli.add_parser(commands, ANALYSES["bench"], HelpFormatter)
     return parser
 
@@ -164,7 +154,9 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
         default=None,
         help=f"the study's total of finished trials; a re-run runs only the rest (default: {default_trials})",
     )
-    group.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    group.add_argument(
+        "--timeout", type=float, default=None, help="stop starting trials after this many seconds (default: no limit)"
+    )
     group.add_argument("--study-name", type=study_name, default=None, help=f"study name (default: mnist-{kind})")
     _add_storage(group)
     group.add_argument(
@@ -187,7 +179,13 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
     )
     group.add_argument("--pruner", choices=PRUNERS, default=None, help=f"pruner (default: {default_pruner})")
     group.add_argument("--regularization", action="store_true", help="add dropout and weight decay to the space")
-    group.add_argument("--workers", type=positive_int, default=1, help="local worker processes on the study")
+    group.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="local worker processes on the study (default: "
+        + ("one per core on the CPU, while the study has networks for them)" if info.has_points else "1)"),
+    )
     group.add_argument(
         "--heartbeat",
         type=positive_int,
@@ -240,6 +238,8 @@ def spec_from_args(args: argparse.Namespace) -> StudySpec:
 
 
 def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    from search import app
+
     if args.command in STUDIES:
         return app.run_study(spec_from_args(args), argv)
     if args.command == "dashboard":

@@ -11,49 +11,53 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import optuna
 
 from search import atomic, records
 from search._startup import quiet_optuna
-from search.analysis.effects import gather_effects
-from search.analysis.effects_text import to_json, to_text
-from search.analysis.effects_text import write_csv as write_effects_csv
-from search.analysis.front import cost_changes_text, fronts_json, fronts_text, oat_cost_changes, study_fronts
-from search.analysis.report import render_report
 from search.analysis.summary import summarize, write_csv
 from search.analysis.text import best_line, format_accuracy, format_params
-from search.analysis.verdicts import MARGIN
-from search.run.budget import Counts
-from search.run.outputs import save_study_outputs
-from search.run.plan import available_memory, plan_compile, plan_workers
-from search.run.processes import run_workers
-from search.run.progress import Progress
 from search.run.study import StudyError, prepare
 from search.space import search_space
-from search.spec import StudySpec
-from search.storage import artifact_dir, failure_message, mask_arg, mask_url, open_reader, open_store
-from trainer import load_mnist, resolve_device, split
+from search.storage import artifact_dir, failure_message, mask_arg, mask_url, open_reader
+
+if TYPE_CHECKING:
+    from search.spec import StudySpec
+
+# The readers (list, best, export) start in a fraction of a second: torch, plotly and the
+# dashboard are imported by the commands that use them.
 
 
 def run_study(spec: StudySpec, argv: list[str]) -> int:
     """Run the study to its budget; returns the exit code (130 when interrupted)."""
+    from search.run.budget import Counts
+    from search.run.outputs import save_study_outputs
+    from search.run.plan import available_memory, cores, default_workers, plan_compile, plan_workers
+    from search.run.processes import run_workers
+    from search.run.progress import Progress
+    from search.storage import open_store
+    from trainer import load_mnist, resolve_device, split
+
     quiet_optuna()
     # Bad data or a bad split fail here, before anything is written to the storage.
     splits = split(load_mnist(spec.data_dir, "cpu", spec.download), spec.validation, spec.limit_train, spec.limit_test)
     device = resolve_device(spec.device)
-    if device.type == "cuda" and spec.workers > 1 and not mps_running():
-        print(
-            f"note: {spec.workers} workers share one GPU but run its kernels one process at a time; "
-            "start NVIDIA MPS first (nvidia-cuda-mps-control -d) to let them run side by side",
-            file=sys.stderr,
-        )
     store = open_store(spec.storage, spec.heartbeat, spec.artifacts)
     study = prepare(spec, store)
     counts = Counts.of(store.storage, study)
-    workers, note = plan_workers(spec.workers, spec.budget - counts.finished, available_memory())
+    remaining = spec.budget - counts.finished
+    asked = spec.workers
+    if asked is None:  # grid and oat on the CPU: one worker per core, one thread each
+        asked = min(default_workers(spec.networks() if device.type == "cpu" else None, cores()), max(remaining, 1))
+    if device.type == "cuda" and asked > 1 and not mps_running():
+        print(
+            f"note: {asked} workers share one GPU but run its kernels one process at a time; "
+            "start NVIDIA MPS first (nvidia-cuda-mps-control -d) to let them run side by side",
+            file=sys.stderr,
+        )
+    workers, note = plan_workers(asked, remaining, available_memory())
     if note:
         print(note, file=sys.stderr)
     work = spec.parameter_steps(len(splits.train_y), spec.budget - counts.finished) / workers
@@ -64,7 +68,7 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
     best = summarize(records.accuracy_study(study)).best if counts.finished else None
     print(
         f"study {spec.name!r} ({spec.kind}, pruner {spec.pruner_name}) in {mask_url(spec.storage)}: "
-        f"{counts.finished}/{spec.budget} trials finished, {spec.workers} worker(s)",
+        f"{counts.finished}/{spec.budget} trials finished, {spec.workers} worker(s) of {spec.threads} thread(s)",
         file=sys.stderr,
     )
     progress = Progress(spec.kind, spec.budget, counts.finished, best.value if best else None)
@@ -129,14 +133,21 @@ def mps_running() -> bool:
     return (pipes / "control").exists()
 
 
-def load(storage_url: str, study_name: str) -> optuna.Study:
-    """Load a study by name to read it (nothing is created or written), or fail with the names that exist."""
+def load(storage_url: str, study_name: str | None) -> optuna.Study:
+    """Load a study to read it (nothing is created or written): by name, or the storage's only one
+    when ``study_name`` is None; else fail with the names that exist."""
     storage = open_reader(storage_url)
     names = optuna.get_all_study_names(storage) if storage is not None else []
+    where = mask_url(storage_url)
+    if study_name is None:
+        if len(names) == 1:
+            study_name = names[0]
+        elif not names:
+            raise StudyError(f"no studies in {where}")
+        else:
+            raise StudyError(f"{len(names)} studies in {where}: pass --study-name, one of " + ", ".join(names))
     if study_name not in names:
-        raise StudyError(
-            f"no study named {study_name!r} in {mask_url(storage_url)}; studies there: " + (", ".join(names) or "none")
-        )
+        raise StudyError(f"no study named {study_name!r} in {where}; studies there: " + (", ".join(names) or "none"))
     study = optuna.load_study(study_name=study_name, storage=storage)
     if (foreign := _foreign(study)) is not None:
         raise StudyError(
@@ -175,23 +186,36 @@ def _strict_json(value: Any) -> tuple[Any, int]:
     return value, 0
 
 
-def report(storage_url: str, study_name: str, out: str | None) -> int:
+def report(storage_url: str, study_name: str | None, out: str | None) -> int:
+    from search.analysis.report import render_report
+
     study = load(storage_url, study_name)
-    path = out or f"reports/{study_name}.html"
+    path = out or f"reports/{study.study_name}.html"
     with _writing(path):
         atomic.write_text(path, render_report(study, _space_params(study)))
     print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
-def effects(storage_url: str, study_name: str, fmt: str, seed: int, margin: float = MARGIN) -> int:
-    """Print which choices matter in the study, with intervals and verdicts, as a table, JSON or CSV."""
+def effects(storage_url: str, study_name: str | None, fmt: str, seed: int, margin: float | None = None) -> int:
+    """Print which choices matter in the study, with intervals and verdicts, as a table, JSON or CSV.
+
+    ``margin``: the equivalence margin of the verdicts (None: ``verdicts.MARGIN``).
+    """
+    import numpy as np
+
+    from search.analysis.effects import gather_effects
+    from search.analysis.effects_text import to_json, to_text
+    from search.analysis.effects_text import write_csv as write_effects_csv
+    from search.analysis.front import cost_changes_text, fronts_json, fronts_text, oat_cost_changes, study_fronts
+    from search.analysis.verdicts import MARGIN
+
     study = records.accuracy_study(load(storage_url, study_name))
     try:
         # Infinite or NaN values (a foreign study's) make numpy warn; the output says what became of them.
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            found = gather_effects(study, seed, margin)
+            found = gather_effects(study, seed, MARGIN if margin is None else margin)
     except ValueError as e:
         raise StudyError(str(e)) from e
     fronts, costs = study_fronts(study), oat_cost_changes(study)
@@ -213,14 +237,14 @@ def effects(storage_url: str, study_name: str, fmt: str, seed: int, margin: floa
     return 0
 
 
-def best(storage_url: str, study_name: str, artifacts: str | None = None) -> int:
+def best(storage_url: str, study_name: str | None, artifacts: str | None = None) -> int:
     """Print the best trial; of a multi-objective study, every trial of its Pareto front."""
     study = load(storage_url, study_name)
     if len(study.directions) > 1:
         return _front(study, artifact_dir(storage_url, artifacts))
     summary = summarize(study)
     if summary.best is None:
-        raise StudyError(f"study {study_name!r} has no complete trial yet")
+        raise StudyError(f"study {summary.name!r} has no complete trial yet")
     _print_trial(summary.best, artifact_dir(storage_url, artifacts))
     return 0
 
@@ -261,21 +285,30 @@ def list_studies(storage_url: str) -> int:
     names = optuna.get_all_study_names(storage) if storage is not None else []
     if not names:
         print(f"no studies in {mask_url(storage_url)}", file=sys.stderr)
+    rows = []
     for name in names:
         study = optuna.load_study(study_name=name, storage=storage)
         if (foreign := _foreign(study)) is not None:
             counts = records.outcomes(study.get_trials(deepcopy=False)).describe(by_state=True)
-            print(f"{name}  (not this service's: {foreign})  {counts}")
+            rows.append((name, f"(not this service's: {foreign})", "", counts))
             continue
         s = summarize(records.accuracy_study(study))
         best_text = f"best {format_accuracy(s.best.value)}" if s.best is not None else "no best yet"
         objectives = f", {len(study.directions)} objectives" if len(study.directions) > 1 else ""
-        print(f"{s.name}  ({s.kind}{objectives})  {s.outcomes.describe(by_state=True)}  {best_text}")
+        rows.append((s.name, f"({s.kind}{objectives})", best_text, s.outcomes.describe(by_state=True)))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)] if rows else []
+    for row in rows:
+        print("  ".join([*(text.ljust(width) for text, width in zip(row, widths, strict=False)), row[3]]))
     return 0
 
 
-def export(storage_url: str, study_name: str, out: str) -> int:
+def export(storage_url: str, study_name: str | None, out: str) -> int:
+    """Write the study's trials as CSV to ``out``; ``-`` is standard output."""
     study = load(storage_url, study_name)
+    if out == "-":
+        rows = write_csv(study, sys.stdout)
+        print(f"wrote {rows} trials", file=sys.stderr)
+        return 0
     with _writing(out), atomic.replacing(out, "w", newline="") as f:
         rows = write_csv(study, f)
     print(f"wrote {rows} trials to {out}", file=sys.stderr)

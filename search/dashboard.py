@@ -79,6 +79,9 @@ class ReadOnlyGuard:
                 headers.append(("Content-Disposition", disposition))
             return start_response(status, headers, exc_info)
 
+        if not self.allow_writes and path.startswith("/dashboard"):
+            environ["HTTP_ACCEPT_ENCODING"] = "identity"  # the page is rewritten below: not compressed
+            return _with_banner(self.app, environ, guarded_start)
         return self.app(environ, guarded_start)
 
     def _artifact_filename(self, path: str) -> str | None:
@@ -106,6 +109,42 @@ def _is_id(part: str) -> bool:
 
 def _out_of_range(part: str) -> bool:
     return part.isascii() and part.isdigit() and int(part) > MAX_ID
+
+
+READ_ONLY_BANNER = (
+    b'<div id="read-only-banner" style="position:fixed;bottom:0;left:0;right:0;z-index:2000;padding:6px 12px;'
+    b"background:#fff3cd;color:#664d03;border-top:1px solid #ffe69c;font:14px system-ui,sans-serif;"
+    b'text-align:center"><b>read-only</b>: deleting, creating, uploading and notes are refused here; '
+    b"restart with <code>--allow-writes</code> to change studies</div>"
+)
+
+
+def _with_banner(app: Callable, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+    """The app's answer, with ``READ_ONLY_BANNER`` at the end of an HTML page's body.
+
+    optuna-dashboard's pages cannot hide their write buttons from outside, so the banner says
+    why a click on them fails (its message names no reason).
+    """
+    answer: dict[str, Any] = {}
+
+    def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+        answer.update(status=status, headers=headers, exc_info=exc_info)
+        return lambda data: None
+
+    result = app(environ, capture)
+    try:
+        body = b"".join(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+    headers = answer["headers"]
+    kinds = {k.lower(): v for k, v in headers}
+    if kinds.get("content-type", "").startswith("text/html") and "content-encoding" not in kinds:
+        body = body.replace(b"</body>", READ_ONLY_BANNER + b"</body>", 1)
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+    start_response(answer["status"], headers, answer["exc_info"])
+    return [body]
 
 
 def content_disposition(filename: str) -> str:

@@ -17,7 +17,8 @@ Trials stored before seeds existed kept one ``history`` user attr; they read as 
 Beside the results, the run path writes (and every reader reads, through this module):
 ``fail_reason`` (why a trial failed; ``interrupted...`` when not its point's fault), ``point``
 (a grid or oat point's index), ``retry_of`` (the trial a re-queued point runs again),
-``shared_run`` (the first trial of the group whose run a trial shared) and ``model_artifact_id``;
+``shared_run`` (the first trial of the group whose run a trial shared), ``group_seconds`` (that
+run's wall time; ``train_seconds`` is the trial's share of it) and ``model_artifact_id``;
 Optuna keeps an enqueued point's parameters in the system attr ``fixed_params``.
 """
 
@@ -41,6 +42,7 @@ INTERRUPTED = "interrupted"  # fail_reason (or its prefix) of a trial closed wit
 DIVERGED = "diverged"  # fail_reason prefix of a run whose loss became NaN or infinite
 POINT = "point"  # user attr: the index of a grid or oat point in the study's order
 SHARED_RUN_ATTR = "shared_run"  # user attr: the first trial number of the group a trial shared
+GROUP_SECONDS = "group_seconds"  # user attr: the wall time of the group's run until the trial was done
 MODEL_ARTIFACT = "model_artifact_id"  # user attr: the artifact id of the trial's model file
 ASK_SECONDS = "ask_seconds"  # user attr of a sampler's trial: how long the sampler took to propose it
 STUDY_TOKEN = "token"  # study user attr: random, written once at creation (whose checkpoints these are)
@@ -63,7 +65,8 @@ def write_results(trial: optuna.Trial, result: TrialResult) -> None:
     # A seed that diverged in its first epoch has no accuracy: None, as JSON has no NaN.
     trial.set_user_attr("seed_values", [r.val_accuracy if r.history else None for r in runs])
     trial.set_user_attr("seed_test_accuracies", [r.test_accuracy if r.history else None for r in runs])
-    trial.set_user_attr("train_seconds", round(result.seconds, 3))
+    trial.set_user_attr("train_seconds", round(result.seconds, 3))  # its share: they add up over a study
+    trial.set_user_attr(GROUP_SECONDS, round(result.group_seconds, 3))
     trial.set_user_attr("parameter_count", result.parameter_count)
     trial.set_user_attr("device", result.device)
     if result.complete:

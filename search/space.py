@@ -9,8 +9,7 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from trainer import ACTIVATIONS, LOSSES, TrainConfig
-from trainer.loop import member_key, run_key
+from trainer.config import ACTIVATIONS, LOSSES, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -121,9 +120,13 @@ def oat_points(space: tuple[Parameter, ...], baseline: TrainConfig) -> list[dict
 
 def point_key(point: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
     """The ``run_key`` of ``point`` applied to ``base``: points with equal keys train as one group."""
+    from trainer.loop import run_key  # torch: not for a command's --help
+
     return run_key((base or TrainConfig()).replace(**point))
 
 
 def point_network(point: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
     """The ``member_key`` of ``point`` applied to ``base``: points with equal ones are one network of a group."""
+    from trainer.loop import member_key
+
     return member_key((base or TrainConfig()).replace(**point))

@@ -11,10 +11,8 @@ import optuna
 
 from search.space import Parameter, distributions, grid_distributions, grid_points, oat_points, search_space
 from search.storage import DEFAULT_STORAGE, check_url
-from trainer import TrainConfig, UsageError
-from trainer.config import MAX_EPOCHS
-from trainer.loop import member_key
-from trainer.model import weights_of
+from trainer.config import MAX_EPOCHS, TrainConfig
+from trainer.errors import UsageError
 
 PRUNERS = ("median", "hyperband", "none")
 COMPILE = ("auto", "on", "off")
@@ -138,7 +136,7 @@ class StudySpec:
     pruner: str | None = None
     regularization: bool = False
     heartbeat: int = 60
-    workers: int = 1
+    workers: int | None = 1  # None: as many as plan.default_workers starts
     artifacts: str | None = None
     data_dir: str | None = None
     validation: int = 10_000
@@ -150,6 +148,7 @@ class StudySpec:
     grid_space: bool = False  # random and tpe over the grid's values only (the tabular benchmark's space)
     compile: str = "auto"  # the CPU's Adadelta update compiled: on, off, or auto (when it pays back)
     objectives: tuple[str, ...] = ("accuracy",)  # accuracy first; parameters, seconds: a multi-objective study
+    threads: int = 1  # torch's CPU threads in each worker: more than one per core slows a shared machine
 
     def __post_init__(self) -> None:
         if self.kind not in KIND_TABLE:
@@ -160,7 +159,7 @@ class StudySpec:
             raise UsageError(f"compile must be one of {', '.join(COMPILE)}, but got compile={self.compile!r}.")
         if self.pruner is not None and self.pruner not in PRUNERS:
             raise UsageError(f"pruner must be one of {', '.join(PRUNERS)}, but got pruner={self.pruner!r}.")
-        for name in ("trials", "workers", "heartbeat"):
+        for name in ("trials", "workers", "heartbeat", "threads"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise UsageError(f"{name} must be an integer >= 1, but got {name}={value!r}.")
@@ -239,6 +238,8 @@ class StudySpec:
         if points is None:
             baseline = base.replace(epochs=min(base.epochs, self.max_epochs or MAX_EPOCHS))
             return self.seeds * _parameter_steps(baseline, train_images) * trials_left
+        from trainer.loop import member_key  # torch: not for a command's --help
+
         longest: dict[TrainConfig, TrainConfig] = {}
         for config in (base.replace(**point) for point in points):
             network = member_key(config)
@@ -246,6 +247,17 @@ class StudySpec:
                 longest[network] = config
         steps = sum(_parameter_steps(c, train_images) for c in longest.values())
         return self.seeds * steps * min(trials_left, len(points)) / len(points)
+
+    def networks(self) -> int | None:
+        """How many networks a grid or oat study trains (points differing only in epochs or nll/cross_entropy
+        share one); None for samplers."""
+        points = self.points()
+        if points is None:
+            return None
+        from trainer.loop import member_key
+
+        base = TrainConfig(seed=self.seed)
+        return len({member_key(base.replace(**point)) for point in points})
 
     def pruner_object(self) -> optuna.pruners.BasePruner:
         if self.pruner_name == "median":
@@ -297,6 +309,8 @@ def _check_objectives(objectives: tuple[str, ...], kind: Kind) -> None:
 
 
 def _parameter_steps(config: TrainConfig, train_images: int) -> int:
+    from trainer.model import weights_of
+
     return weights_of(config) * config.epochs * -(-train_images // config.batch_size)
 
 

@@ -6,6 +6,8 @@ import json
 import sys
 from collections.abc import Sequence
 
+import torch
+
 from trainer.cli import Parser, add_config_args, add_data_args, config_from_args, positive_int, run_cli
 from trainer.config import TrainConfig
 from trainer.data import Splits, load_mnist, split
@@ -30,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _run(args: object) -> None:
     config = config_from_args(args)  # type: ignore[arg-type]
+    torch.set_num_threads(args.threads)  # type: ignore[attr-defined]
     device = resolve_device(config.device)
     data = load_mnist(args.data_dir, device, download=not args.no_download)  # type: ignore[attr-defined]
     splits = split(data, args.validation, args.limit_train, args.limit_test)  # type: ignore[attr-defined]

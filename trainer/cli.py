@@ -9,8 +9,7 @@ from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
 from trainer.config import ACTIVATIONS, LOSSES, OPTIMIZERS, TrainConfig
-from trainer.data import DataError
-from trainer.errors import UsageError
+from trainer.errors import DataError, UsageError
 
 T = TypeVar("T")
 # What every training command's help says of networks trained together (trainer.stack).
@@ -21,11 +20,22 @@ GROUP_NOTE = (
 )
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds ``(default: X)`` only where the help does not state its default already, and not for None or False."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        unstated = action.default is None or action.default is False or action.default is argparse.SUPPRESS
+        if "(default" in text or unstated:
+            return text
+        return super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line and whose help shows every default."""
+    """An ArgumentParser whose errors are one line and whose help states every default once."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> NoReturn:
@@ -91,10 +101,21 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
         default=10_000,
         help="last N training images held out for validation; 0 trains on all and validates on test",
     )
-    group.add_argument("--limit-train", type=positive_int, default=None, help="train on the first N images only")
-    group.add_argument("--limit-test", type=positive_int, default=None, help="test on the first N images only")
+    group.add_argument(
+        "--limit-train", type=positive_int, default=None, help="train on the first N images only (default: all)"
+    )
+    group.add_argument(
+        "--limit-test", type=positive_int, default=None, help="test on the first N images only (default: all)"
+    )
     group.add_argument("--no-download", action="store_true", help="never try to download MNIST")
     group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps; auto takes CUDA when present")
+    group.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="CPU threads of each training process (a study's every worker); more than the cores free "
+        "slows a shared machine down many times",
+    )
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:

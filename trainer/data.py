@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from trainer.errors import UsageError
+from trainer.errors import DataError, UsageError
 
 MEAN, STD = 0.1307, 0.3081
 IMAGE_SIDE = 28
@@ -26,10 +26,6 @@ FILES = (
 )
 # (magic number, header bytes, bytes per item) of the IDX files torchvision reads.
 _IMAGES, _LABELS = (2051, 16, IMAGE_SIDE * IMAGE_SIDE), (2049, 8, 1)
-
-
-class DataError(Exception):
-    """The MNIST files are missing, unreadable or corrupt; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +116,7 @@ def _read(tv_root: Path, train: bool, download: bool, shown_root: Path) -> tuple
     for name, kind in checks:
         if (raw / name).exists():
             _check_idx(raw / name, *kind)
+    made = [p for p in (raw, raw.parent, tv_root) if not p.exists()]  # what a failed download leaves behind
     try:
         # torchvision reports downloads on stdout, which belongs to --json output.
         with contextlib.redirect_stdout(sys.stderr):
@@ -128,7 +125,11 @@ def _read(tv_root: Path, train: bool, download: bool, shown_root: Path) -> tuple
         for name, kind in checks:
             if (raw / name).exists():
                 _check_idx(raw / name, *kind)
-        raise DataError(_missing_message(shown_root, f"{type(e).__name__}: {e}")) from e
+        for folder in made:  # innermost first; a folder that holds anything stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        first = (str(e).strip().splitlines() or [""])[0].rstrip(":")
+        raise DataError(_missing_message(shown_root, f"{type(e).__name__}: {first}")) from e
     images, labels = dataset.data, dataset.targets
     if images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE) or len(images) != len(labels):
         raise DataError(f"MNIST files in {raw} do not match: {len(images)} images, {len(labels)} labels.")

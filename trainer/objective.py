@@ -21,7 +21,7 @@ from torch import nn
 from trainer.checkpoint import Checkpoint, CheckpointError, CheckpointFolder
 from trainer.config import TrainConfig
 from trainer.data import Splits
-from trainer.loop import EpochCallback, EpochRecord, RunResult, run_key, train_together
+from trainer.loop import EpochCallback, EpochRecord, RunResult, member_key, run_key, train_together
 
 
 class TrialFailed(Exception):
@@ -32,12 +32,16 @@ class TrialFailed(Exception):
 class TrialResult:
     """What a trial's seeds produced: one ``RunResult`` per seed, in seed order.
 
-    ``seconds`` is the wall time from the start of the trial's group until its last seed
-    was done (the trials of one group share it, which is how a summary counts it once).
+    ``seconds`` is the trial's share of its group's wall time (``_Clock``): each moment of a
+    run is shared among the networks it trains then, and a network's share among its
+    configurations still training, so the shares of a group's trials add up to its time.
+    ``group_seconds`` is the wall time from the start of the group until the trial's last
+    seed was done.
     """
 
     runs: tuple[RunResult, ...]
     seconds: float
+    group_seconds: float = 0.0
 
     @property
     def seeds(self) -> list[int]:
@@ -92,9 +96,10 @@ class GroupProgress:
     trials: int
     run: int
     runs: int
-    epoch: int
+    epoch: int  # 0 (or ``resumed``) as the run starts
     epochs: int
     images_per_second: float  # training images through the run's networks per second of the epoch
+    resumed: int = 0  # the epoch the run's checkpoint restored (0: it starts afresh)
 
     @property
     def fraction(self) -> float:
@@ -173,9 +178,10 @@ class Objective:
         for member in members:
             runs.setdefault(run_key(member[2]), []).append(member)
 
-        def leave(trial: optuna.Trial, k: int, result: RunResult) -> None:
-            if seeds[trial.number].finish(k, result):
-                done(trial, TrialResult(tuple(seeds[trial.number].results), time.perf_counter() - started))
+        def leave(trial: optuna.Trial, k: int, result: RunResult, seconds: float) -> None:
+            mine = seeds[trial.number]
+            if mine.finish(k, result, seconds):
+                done(trial, TrialResult(tuple(mine.results), sum(mine.seconds), time.perf_counter() - started))
 
         with _out_of_memory_fails():
             for index, run in enumerate(runs.values()):
@@ -186,7 +192,7 @@ class Objective:
         self,
         run: list[tuple[optuna.Trial, int, TrainConfig]],
         seeds: dict[int, _Seeds],
-        leave: Callable[[optuna.Trial, int, RunResult], None],
+        leave: Callable[[optuna.Trial, int, RunResult, float], None],
         progress: Callable[..., GroupProgress],
         resumable: bool,
     ) -> None:
@@ -229,18 +235,24 @@ class Objective:
         """Train ``configs`` (with ``checkpoint``); the members of ``run`` among them leave as they finish."""
         owners = _owners(run, configs)
         left: set[int] = set()
+        clock = _Clock([member_key(c) for c in configs])
 
         def on_done(i: int, result: RunResult) -> None:
+            seconds = clock.leave(i)
             if owners[i] is not None:
                 left.add(i)
-                leave(*owners[i], result)
+                leave(*owners[i], result, seconds)
 
-        callbacks = [seeds[o[0].number].on_epoch(o[1]) if o is not None else None for o in owners]
+        callbacks = [clock.timed(seeds[o[0].number].on_epoch(o[1]) if o is not None else None) for o in owners]
+        resumed = _restored_epoch(checkpoint) if checkpoint is not None and self.on_progress is not None else 0
+        progress = functools.partial(progress, epochs=max(c.epochs for c in configs), resumed=resumed)
+        if self.on_progress is not None:  # the run starts (from its checkpoint's epoch)
+            self.on_progress(progress(epoch=resumed, images_per_second=0.0))
         try:
             results = train_together(
                 configs,
                 self.splits,
-                self._announce(callbacks, functools.partial(progress, epochs=max(c.epochs for c in configs))),
+                self._announce(callbacks, progress),
                 on_done=on_done,
                 checkpoint=checkpoint,
             )
@@ -290,6 +302,46 @@ class Objective:
         return result.value
 
 
+class _Clock:
+    """A run's wall time shared out as it passes: each moment among the networks still training,
+    a network's share among its configurations still training (its 5, 14 and 25 epochs train once).
+
+    Time passes in ticks (each configuration's epoch, each one's leaving); the shares of a
+    run's configurations add up to the time from the clock's start to the last one's leaving.
+    """
+
+    def __init__(self, networks: Sequence[TrainConfig]) -> None:
+        self.networks = list(networks)
+        self.active = set(range(len(self.networks)))
+        self.seconds = [0.0] * len(self.networks)
+        self.last = time.perf_counter()
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        elapsed, self.last = now - self.last, now
+        members: dict[TrainConfig, list[int]] = {}
+        for i in self.active:
+            members.setdefault(self.networks[i], []).append(i)
+        for group in members.values():
+            for i in group:
+                self.seconds[i] += elapsed / len(members) / len(group)
+
+    def leave(self, i: int) -> float:
+        """Configuration ``i`` is done: its share of the run's time."""
+        self.tick()
+        self.active.discard(i)
+        return self.seconds[i]
+
+    def timed(self, callback: EpochCallback | None) -> EpochCallback:
+        """``callback``, ticking the clock first."""
+
+        def on_epoch(record: EpochRecord) -> bool | None:
+            self.tick()
+            return callback(record) if callback is not None else None
+
+        return on_epoch
+
+
 class _Seeds:
     """One trial's seeds as they train: the mean of an epoch is reported once every seed reached it.
 
@@ -301,6 +353,7 @@ class _Seeds:
         self.trial, self.report = trial, report
         self.val: list[list[float]] = [[] for _ in range(seeds)]
         self.results: list[RunResult | None] = [None] * seeds
+        self.seconds = [0.0] * seeds  # each seed's share of its run's time
         self.stop = False
 
     def on_epoch(self, k: int) -> EpochCallback:
@@ -313,9 +366,10 @@ class _Seeds:
 
         return record
 
-    def finish(self, k: int, result: RunResult) -> bool:
-        """Record seed ``k``'s result; True once every seed is done."""
+    def finish(self, k: int, result: RunResult, seconds: float) -> bool:
+        """Record seed ``k``'s result and its share of the time; True once every seed is done."""
         self.results[k] = result
+        self.seconds[k] = seconds
         self.stop = self.stop or result.diverged
         return all(r is not None for r in self.results)
 
@@ -329,6 +383,15 @@ def _owners(run: list[tuple[optuna.Trial, int, TrainConfig]], configs: list[Trai
     for trial, k, config in run:
         pool.setdefault(config, []).append((trial, k))
     return [pool[c].pop(0) if pool.get(c) else None for c in configs]
+
+
+def _restored_epoch(checkpoint: Checkpoint) -> int:
+    """The epoch a run resumes from (0 when its checkpoint holds none), for the progress view only."""
+    try:
+        state = checkpoint.load()
+    except Exception:  # noqa: BLE001 - the run itself says what is wrong with its checkpoint
+        return 0
+    return int(state["epoch"]) if state else 0
 
 
 @contextlib.contextmanager

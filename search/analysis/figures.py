@@ -131,8 +131,20 @@ def learning_curves_figure(
     fig.update_xaxes(title_text="epoch")
     losses = [v for g in groups for key, _, kind in VIEWS[view] if kind == "loss" for v in g.metrics.get(key, [])]
     if losses and min(losses) > 0:
-        fig.update_yaxes(type="log", dtick="D2", row=1, col=1)  # D2: label 1, 2, 5 of each decade only
+        ticks = log_ticks(min(losses), max(losses))
+        fig.update_yaxes(type="log", tickvals=ticks, ticktext=[f"{v:g}" for v in ticks], row=1, col=1)
     return fig
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """1, 2 and 5 of each decade from ``low`` to ``high`` (and one beyond each end), to be labelled in full:
+    plotly's own minor labels are a bare 2 and 5, so that 0.5 and 0.05 look alike."""
+    first, last = int(np.floor(np.log10(low))), int(np.ceil(np.log10(high)))
+    ticks = [m * 10.0**k for k in range(first, last + 1) for m in (1, 2, 5)]
+    inside = [i for i, v in enumerate(ticks) if low <= v <= high]
+    if not inside:
+        return [v for v in ticks if v <= high][-1:] + [v for v in ticks if v >= low][:1]
+    return [float(f"{v:.12g}") for v in ticks[max(inside[0] - 1, 0) : inside[-1] + 2]]
 
 
 class TimingPoint(NamedTuple):
@@ -197,7 +209,7 @@ def study_figures(
     baseline = oat_baseline(study)
     for param in params:
         groups = learning_curves_info(trials, param, baseline)
-        if groups:
+        if len(groups) > 1:  # a parameter with one value in the study has no curves to compare
             figures[f"curves-{param}"] = learning_curves_figure(param, groups, one_run_each=baseline is not None)
             if test_view:
                 figures[f"curves-test-{param}"] = learning_curves_figure(param, groups, baseline is not None, "test")

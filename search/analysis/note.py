@@ -33,6 +33,13 @@ def study_note(study: optuna.Study, effects: Effects | None = None) -> str:
 def note_markdown(s: StudySummary, effects: Effects | None) -> str:
     """The note's markdown from a summary and the study's effects (None before any trial completes)."""
     lines = [f"## {s.name} ({s.kind})", "", f"Trials: {s.outcomes.describe(by_state=True)}.", ""]
+    if s.outcomes.requeued:
+        lines += [
+            f"_The {s.outcomes.requeued} interrupted and re-queued trials (shown as FAIL) are not failures: "
+            "each was stopped by Ctrl-C, SIGTERM or a dead worker, and its point was queued again as a new "
+            "trial, resuming its group's checkpoint._",
+            "",
+        ]
     if s.best is not None:
         lines += [f"**Best: {best_line(s.best)}.**", ""]
         lines += markdown(

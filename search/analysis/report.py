@@ -35,7 +35,7 @@ def optuna_figures(study: optuna.Study) -> dict[str, go.Figure]:
     figures = {}
     makers = {
         "Optimization history": vis.plot_optimization_history,
-        "Parallel coordinates": vis.plot_parallel_coordinate,
+        "Parallel coordinates": lambda s: vis.plot_parallel_coordinate(s, params=_varied_params(s)),
     }
     for title, make in makers.items():
         try:
@@ -46,6 +46,8 @@ def optuna_figures(study: optuna.Study) -> dict[str, go.Figure]:
             continue
         if fig.data:
             fig.update_layout(title={"text": title, "x": 0.01}, template="plotly_white", height=460)
+            if title == "Parallel coordinates":
+                _tidy_parallel(fig)
             figures[title] = fig
     return figures
 
@@ -78,6 +80,21 @@ def front_figures(study: optuna.Study) -> dict[str, go.Figure]:
         yaxis_title=f"hypervolume (reference point {', '.join(f'{r:.4g}' for r in reference)})"
     )
     return figures
+
+
+def _tidy_parallel(fig: go.Figure) -> None:
+    """The axes' top labels clear of the title, and no blank band above it."""
+    title = {"y": 0.97, "yref": "container", "yanchor": "top"}
+    fig.update_layout(height=420, margin={"t": 90, "b": 40, "l": 70, "r": 40}, title=title)
+
+
+def _varied_params(study: optuna.Study) -> list[str]:
+    """The parameters that take more than one value in the study's trials (an axis for one value says nothing)."""
+    values: dict[str, set] = {}
+    for t in study.get_trials(deepcopy=False):
+        for k, v in t.params.items():
+            values.setdefault(k, set()).add(v)
+    return [k for k, seen in values.items() if len(seen) > 1]
 
 
 class _Page:

@@ -96,9 +96,14 @@ def write_csv(study: optuna.Study, out: TextIO) -> int:
 
 
 def _training_seconds(trials: list[FrozenTrial]) -> float:
-    """The trials' training time, a shared run's counted once (its longest trial spans it)."""
-    runs: dict[object, float] = {}
+    """The trials' training time: their shares summed; a shared run of trials stored before shares
+    (no ``group_seconds``, each holding the run's time) counted once."""
+    shares, runs = 0.0, {}
     for t in trials:
+        seconds = t.user_attrs.get("train_seconds", 0.0)
+        if records.GROUP_SECONDS in t.user_attrs:
+            shares += seconds
+            continue
         run = t.user_attrs.get(records.SHARED_RUN_ATTR, ("alone", t.number))
-        runs[run] = max(runs.get(run, 0.0), t.user_attrs.get("train_seconds", 0.0))
-    return sum(runs.values())
+        runs[run] = max(runs.get(run, 0.0), seconds)
+    return shares + sum(runs.values())

@@ -41,7 +41,7 @@ def add_parser(
 
 
 def _add_replay_args(parser: argparse.ArgumentParser) -> None:
-    from search.bench.replay import PRUNERS, SAMPLERS
+    from search.bench.names import PRUNERS, SAMPLERS
     from trainer.cli import positive_int
 
     parser.add_argument("--table", default=str(SHIPPED), help="the table file (default: the one shipped)")
@@ -119,8 +119,11 @@ def _build(args: argparse.Namespace) -> int:
             raise TableError(f"no study {args.from_study!r} in {mask_url(args.storage)}") from None
         table = build_from_study(study)
     else:
+        import torch
+
         from trainer import load_mnist, resolve_device, split
 
+        torch.set_num_threads(args.threads)
         device = resolve_device(args.device)
         splits = split(
             load_mnist(args.data_dir, device, not args.no_download), args.validation, args.limit_train, args.limit_test

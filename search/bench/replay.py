@@ -26,16 +26,13 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from search.bench.names import COSTS, PRUNERS, SAMPLERS
 from search.bench.problem import TableProblem
 from search.bench.table import Table
 from search.space import grid_points
 from search.spec import StudySpec
 from trainer.errors import UsageError
 from trainer.objective import suggest
-
-SAMPLERS = ("grid", "shuffled", "random", "tpe", "gp", "nsga2")
-COSTS = ("parameters", "seconds")  # the second objective of a multi-objective replay
-PRUNERS = ("none", "median", "hyperband")
 
 
 class ReplayError(UsageError):

@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 
 from search import records
 from search.run.interrupts import Interrupts
+from search.run.outputs import note_interrupted
 from trainer import TrainConfig
 from trainer.objective import Objective, TrialFailed, TrialResult
 
@@ -153,6 +154,8 @@ def run_group(
             asked, seconds = time.perf_counter(), time.perf_counter() - asked
             if fixed_params(study, trials[-1]) is None:  # a sampler's proposal: its decision time
                 trials[-1].set_user_attr(records.ASK_SECONDS, round(seconds, 4))
+    for trial in trials:  # its parameters now: a trial closed before training still shows its point
+        objective.configs(trial)
     if count > 1:
         for trial in trials:  # which trials' training time is one and the same
             trial.set_user_attr(records.SHARED_RUN_ATTR, trials[0].number)
@@ -195,6 +198,8 @@ def run_group(
             for trial in list(open_trials.values()):
                 if isinstance(e, KeyboardInterrupt):
                     trial.set_user_attr(records.FAIL_REASON, records.INTERRUPTED)
+                    if _is_point(study, trial):
+                        note_interrupted(trial)
                     requeue(study, trial)
                 else:
                     trial.set_user_attr(records.FAIL_REASON, f"{type(e).__name__}: {e}")

@@ -22,8 +22,11 @@ BEST_MODEL_ATTR = "best_model"
 def trial_note(result: TrialResult) -> str:
     """The mean history over the seeds as a markdown table, then each seed's last figures."""
     seeds = len(result.runs)
+    shared = result.group_seconds > 1.05 * result.seconds  # a group of one holds its whole run
     header = (
-        f"**{result.parameter_count:,} parameters** on `{result.device}`, {result.seconds:.1f} s, "
+        f"**{result.parameter_count:,} parameters** on `{result.device}`, {result.seconds:.1f} s"
+        + (f" (its share of a {result.group_seconds:.1f} s shared run)" if shared else "")
+        + ", "
         f"{seeds} seed{'s' if seeds != 1 else ''}"
         + (" — **diverged**" if result.diverged else "")
         + (" — pruned" if result.stopped else "")
@@ -41,6 +44,17 @@ def trial_note(result: TrialResult) -> str:
             val, test = (f"{run.val_accuracy:.4f}", f"{run.test_accuracy:.4f}") if run.history else ("-", "-")
             lines.append(f"| {run.config.seed} | {len(run.history)} | {val} | {test} |")
     return "\n".join(lines)
+
+
+INTERRUPTED_NOTE = (
+    "**interrupted** while training (Ctrl-C or SIGTERM): not a failure of this point. Optuna shows it as "
+    "FAIL; its point is queued again as a new trial, which resumes the group's checkpoint."
+)
+
+
+def note_interrupted(trial: optuna.Trial) -> None:
+    """Say on the trial's dashboard page that it was interrupted and re-queued, not failed."""
+    optuna_dashboard.save_note(trial, INTERRUPTED_NOTE)
 
 
 def record_trial(trial: optuna.Trial, result: TrialResult, store: FileSystemArtifactStore) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 
 import torch
@@ -12,6 +13,20 @@ from trainer.optim import FlatOptimizer
 
 # Eight workers held 7.5 GB on a one-trial budget (torch, MNIST on the device, Optuna): about 1 GB each.
 WORKER_MEMORY_BYTES = 1 << 30
+
+
+def default_workers(networks: int | None, cores: int) -> int:
+    """Workers to start when ``--workers`` is not given: one for a sampler's study (``networks`` None);
+    for grid and oat, one per core while the study has networks (whole parts of a group) for them."""
+    return 1 if networks is None else max(1, min(cores, networks))
+
+
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def plan_workers(asked: int, remaining: int, available_bytes: int | None) -> tuple[int, str | None]:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 Event = dict[str, Any]
 Emit = Callable[[Event], None]
 PLAIN_EPOCH_SECONDS = 5.0  # off a terminal, at most one epoch line per worker this often
+ETA_SMOOTHING = 0.3  # each new estimate moves the shown ETA this share of the way from its countdown
 
 
 @dataclass
@@ -35,11 +36,17 @@ class _Running:
     trials: int
     fraction: float
     told: int = 0  # its trials already closed (they count as finished, not as running)
+    restored: float = 0.0  # the share of the group a checkpoint restored: done, but not by this run
 
     @property
     def open_work(self) -> float:
         """The group's done share, in trials, for those of its trials still open."""
         return self.fraction * max(self.trials - self.told, 0)
+
+    @property
+    def work_here(self) -> float:
+        """``open_work`` less what the checkpoint restored: what this run trained."""
+        return max(self.fraction - self.restored, 0.0) * max(self.trials - self.told, 0)
 
 
 class Progress:
@@ -47,8 +54,11 @@ class Progress:
 
     On a terminal a live bar; in a log, the ``[n/total]`` on each trial's line says the
     same, and a plain line per epoch (at most one per worker every few seconds) shows
-    that long runs are moving. The ETA counts the done share of running groups, so it
-    exists before the first trial finishes.
+    that long runs are moving. The ETA is this run's pace: the trials it finished and the
+    done share of running groups (less what a checkpoint restored), over the time since
+    its first group started training (not the start-up before). It exists after the
+    first epoch, before any trial finishes; each new estimate moves the shown one
+    ``ETA_SMOOTHING`` of the way from its countdown, so that it does not jump.
     """
 
     def __init__(
@@ -56,7 +66,8 @@ class Progress:
     ) -> None:
         self.best, self.budget, self.stream = best, budget, stream
         self.finished = self.initial = min(finished, budget)
-        self.started = time.monotonic()
+        self.started: float | None = None  # when this run's first group started training
+        self._shown: tuple[float, float] | None = None  # the last ETA shown, and when
         self.running: dict[int, _Running] = {}
         self.epoch_text = ""
         self._printed: dict[int, float] = {}
@@ -94,11 +105,19 @@ class Progress:
 
     def _epoch(self, event: Event) -> None:
         worker = event["worker"]
+        if self.started is None:
+            self.started = time.monotonic()
         running = self.running.get(worker)
         if running is None or running.first_trial != event["first_trial"]:
-            self.running[worker] = _Running(event["first_trial"], event["trials"], event["fraction"])
+            running = self.running[worker] = _Running(event["first_trial"], event["trials"], event["fraction"])
+            if event.get("resumed"):
+                running.restored = event["fraction"]
+                self._write(f"worker {worker}: resuming {format_group(event)} from its checkpoint at epoch "
+                            f"{event['resumed']}")  # fmt: skip
         else:
             running.fraction = event["fraction"]
+        if event["epoch"] == 0 or event["epoch"] == event.get("resumed"):
+            return  # the run starts: nothing trained yet
         self.epoch_text = format_epoch(event)
         if self.bar.disable:
             now = time.monotonic()
@@ -110,12 +129,18 @@ class Progress:
         self._postfix()
 
     def eta(self) -> float | None:
-        """Seconds until the budget is reached at this run's pace so far, or None before any progress."""
-        done = self.finished - self.initial + sum(r.open_work for r in self.running.values())
-        if done <= 0:
+        """Seconds until the budget is reached at this run's pace so far (smoothed), or None before any progress."""
+        done = self.finished - self.initial + sum(r.work_here for r in self.running.values())
+        if done <= 0 or self.started is None:
             return None
+        now = time.monotonic()
         left = max(self.budget - self.finished - sum(r.open_work for r in self.running.values()), 0.0)
-        return left * (time.monotonic() - self.started) / done
+        estimate = left * (now - self.started) / done
+        if self._shown is not None:
+            countdown = max(self._shown[0] - (now - self._shown[1]), 0.0)
+            estimate = countdown + ETA_SMOOTHING * (estimate - countdown)
+        self._shown = (estimate, now)
+        return estimate
 
     def _write(self, line: str) -> None:
         if self.bar.disable:
@@ -138,10 +163,22 @@ class Progress:
 
 def format_epoch(event: Event) -> str:
     """``epoch 7/25 (run 2/3) of trials 12-20, 41,000 images/s``."""
-    last = event["first_trial"] + event["trials"] - 1
-    trials = f"trial {last}" if event["trials"] == 1 else f"trials {event['first_trial']}-{last}"
     run = f" (run {event['run']}/{event['runs']})" if event["runs"] > 1 else ""
-    return f"epoch {event['epoch']}/{event['epochs']}{run} of {trials}, {event['images_per_second']:,.0f} images/s"
+    return (
+        f"epoch {event['epoch']}/{event['epochs']}{run} of {_trials(event)}, "
+        f"{event['images_per_second']:,.0f} images/s"
+    )
+
+
+def format_group(event: Event) -> str:
+    """``group of trials 12-20`` (``run 2/3 of ...`` when it trains in several runs)."""
+    run = f"run {event['run']}/{event['runs']} of " if event["runs"] > 1 else ""
+    return f"{run}group of {_trials(event)}"
+
+
+def _trials(event: Event) -> str:
+    last = event["first_trial"] + event["trials"] - 1
+    return f"trial {last}" if event["trials"] == 1 else f"trials {event['first_trial']}-{last}"
 
 
 def format_seconds(seconds: float) -> str:

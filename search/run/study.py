@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 from sqlalchemy.engine import make_url
@@ -12,7 +13,9 @@ from sqlalchemy.engine import make_url
 from search import records
 from search.spec import StudySpec
 from search.storage import Store, artifact_dir, open_store, sqlite_path
-from trainer.checkpoint import CheckpointFolder
+
+if TYPE_CHECKING:
+    from trainer.checkpoint import CheckpointFolder
 
 
 class StudyError(Exception):
@@ -80,6 +83,8 @@ def checkpoint_folder(spec: StudySpec, study: optuna.Study, store: Store | None 
     study deleted and made again under its name, another database's study of that name
     sharing the folder, or a rerun on other data resumes none of them.
     """
+    from trainer.checkpoint import CheckpointFolder  # torch: not for the commands that only read
+
     if store is None:  # without an opened store: the folder its workers use, made when not there yet
         folder = artifact_dir(spec.storage, spec.artifacts)
         folder.mkdir(parents=True, exist_ok=True)

@@ -39,8 +39,7 @@ def run_worker(
     """
     quiet_optuna()
     device = resolve_device(spec.device)
-    if device.type == "cpu" and spec.workers > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // spec.workers))
+    torch.set_num_threads(spec.threads)  # torch's default, every core, oversubscribes a shared machine
     if device.type == "cpu" and spec.compile == "on":
         compile_update(lambda text: emit({"type": "note", "worker": worker, "text": text}))
     store = store or open_store(spec.storage, spec.heartbeat, spec.artifacts)

@@ -6,12 +6,15 @@ import hashlib
 import os
 import re
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 
+from tests.conftest import REPO
 from tests.search.conftest import fast_flags, param_sets, run_search, states
 
 
@@ -36,6 +39,9 @@ def test_help_lists_commands_and_defaults() -> None:
     proc = run_search("tpe", "--help")
     assert "default: mnist-tpe" in proc.stdout and "default: sqlite:///studies.db" in proc.stdout
     assert "default: median" in proc.stdout and "--workers" in proc.stdout
+    grid = " ".join(run_search("grid", "--help").stdout.split())
+    assert "--threads" in grid and "one per core" in grid
+    assert "(default: None)" not in grid and "(default: False)" not in grid
 
 
 def test_tpe_then_optuna_lists_four_trials(tmp_path: Path, mnist_dir: Path) -> None:
@@ -161,3 +167,38 @@ def test_mps_is_seen_by_its_control_pipe(tmp_path: Path, monkeypatch: pytest.Mon
     assert not mps_running()
     os.mkfifo(tmp_path / "control")
     assert mps_running()
+
+
+def test_help_imports_no_torch() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "search", "--help"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    assert not imported & {"torch", "plotly", "optuna_dashboard"}
+
+
+def _one_study(tmp_path: Path, names: tuple[str, ...] = ("only",)) -> str:
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    for name in names:
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=2)
+    return storage
+
+
+def test_best_and_export_pick_the_only_study_and_export_writes_to_stdout(tmp_path: Path) -> None:
+    storage = _one_study(tmp_path)
+    proc = run_search("best", "--storage", storage, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("trial "), proc.stderr
+    proc = run_search("export", "--storage", storage, "--study-name", "only", "--out", "-", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("number,state,") and len(proc.stdout.splitlines()) == 3
+    assert not (tmp_path / "-").exists()
+
+
+def test_without_a_name_two_studies_are_named_in_one_line(tmp_path: Path) -> None:
+    storage = _one_study(tmp_path, ("first", "second"))
+    for command in ("best", "export", "effects", "report"):
+        extra = ["--out", "-"] if command == "export" else []
+        one_line_error(run_search(command, "--storage", storage, *extra, cwd=tmp_path), "first, second")

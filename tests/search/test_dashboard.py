@@ -218,3 +218,10 @@ def test_read_only_dashboard_follows_a_study_being_written(tmp_path: Path) -> No
     finally:
         err = stop(proc)
     assert "Traceback" not in err, err
+
+
+def test_read_only_pages_carry_a_banner_saying_so(dashboard: tuple[Dashboard, dict]) -> None:
+    server, _ = dashboard
+    status, headers, body = server.get("/dashboard", accept_encoding="gzip")  # a browser's request
+    assert status == 200 and b'id="read-only-banner"' in body and b"--allow-writes" in body
+    assert int(headers["Content-Length"]) == len(body)

@@ -172,3 +172,9 @@ def test_help_says_a_group_equals_its_runs_alone_within_rounding_beyond_one_thre
     text = " ".join(proc.stdout.split())
     assert "bit for bit its run alone" in text and "with more threads, or on a GPU" in text
     assert "within rounding only" in text
+
+
+def test_help_names_threads_and_states_each_default_once() -> None:
+    out = run_trainer("--help").stdout
+    assert "--threads" in out and "(default: 1)" in out
+    assert "(default: None)" not in out and "else ./data)" in out and "./data) (default" not in out

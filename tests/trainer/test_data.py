@@ -86,3 +86,17 @@ def test_corrupt_gzip_is_reported(tmp_path: Path) -> None:
     gz.write_bytes(gz.read_bytes()[:20])
     with pytest.raises(DataError, match="corrupt or truncated"):
         load_mnist(folder, "cpu", download=False)
+
+
+def test_a_failed_download_is_one_line_and_leaves_no_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets
+
+    def offline(root: str, train: bool, download: bool) -> None:
+        Path(root, "MNIST", "raw").mkdir(parents=True, exist_ok=True)  # as torchvision does before it downloads
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://...\n<urlopen error>")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(DataError) as info:
+        load_mnist(tmp_path / "data", "cpu", download=True)
+    assert len(str(info.value).splitlines()) == 1 and "Error downloading" in str(info.value)
+    assert list(tmp_path.iterdir()) == []

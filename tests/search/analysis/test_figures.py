@@ -7,7 +7,14 @@ from optuna.trial import TrialState
 
 from search.analysis.effects import gather_effects
 from search.analysis.effects_figures import effects_figures, importance_info, oat_order, strips_info
-from search.analysis.figures import learning_curves_info, mean_curves, study_figures, time_vs_batch_info
+from search.analysis.figures import (
+    learning_curves_figure,
+    learning_curves_info,
+    log_ticks,
+    mean_curves,
+    study_figures,
+    time_vs_batch_info,
+)
 from search.analysis.note import history_markdown, study_note
 from search.analysis.summary import finished_trials
 from tests.search.analysis.conftest import add, grid_study, study
@@ -111,3 +118,22 @@ def test_history_is_a_readable_table_per_seed() -> None:
     lines = text.splitlines()
     assert lines[2].startswith("| epoch | train loss |") and all(len(line) < 200 for line in lines)
     assert "| 1 | 1.0000 |" in text
+
+
+def test_log_loss_axes_label_every_tick_in_full() -> None:
+    assert log_ticks(0.03, 0.9) == [0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+    s = study("random")
+    add(s, {"layers": 1}, [0.9], histories=[history(2, 0.04)])
+    add(s, {"layers": 3}, [0.9], histories=[history(2, 0.6)])
+    fig = learning_curves_figure("layers", learning_curves_info(finished_trials(s), "layers"))
+    labels = fig.layout.yaxis.ticktext
+    assert fig.layout.yaxis.type == "log" and "0.5" in labels and "0.05" in labels
+    assert len(set(labels)) == len(labels)
+
+
+def test_a_parameter_with_one_value_gets_no_curves_panel() -> None:
+    s = study("random")
+    for layers in (1, 3):
+        add(s, {"layers": layers, "epochs": 5}, [0.9], histories=[history(2, 1.0)])
+    assert "curves-layers" in study_figures(s, ["layers", "epochs"])
+    assert "curves-epochs" not in study_figures(s, ["layers", "epochs"])

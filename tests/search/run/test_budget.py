@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from search.run.budget import Counts, Verdict, claim
-from search.run.plan import WORKER_MEMORY_BYTES, plan_workers
+from search.run.plan import WORKER_MEMORY_BYTES, default_workers, plan_workers
+from search.spec import StudySpec
 
 
 def test_free_slot_runs() -> None:
@@ -46,3 +47,10 @@ def test_workers_are_capped_at_the_trials_left_and_memory_is_warned_about() -> N
     workers, note = plan_workers(8, 100, 4 * WORKER_MEMORY_BYTES)
     assert workers == 8 and note is not None and "8 workers need about 8.6 GB, 4.3 GB is available" in note
     assert plan_workers(2, 100, 4 * WORKER_MEMORY_BYTES) == (2, None)
+
+
+def test_default_workers_one_per_core_while_there_are_networks() -> None:
+    assert default_workers(None, 8) == 1  # a sampler's study
+    assert default_workers(StudySpec("oat", max_epochs=2).networks(), 2) == 2
+    assert default_workers(3, 16) == 3  # no more workers than networks to split a group into
+    assert StudySpec("random").networks() is None

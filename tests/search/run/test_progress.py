@@ -13,8 +13,11 @@ from search.run.progress import Event, Progress, format_epoch, format_seconds
 from search.spec import StudySpec
 
 
-def epoch(worker: int = 0, first: int = 0, trials: int = 3, run: int = 1, runs: int = 1, e: int = 1) -> Event:
+def epoch(
+    worker: int = 0, first: int = 0, trials: int = 3, run: int = 1, runs: int = 1, e: int = 1, resumed: int = 0
+) -> Event:
     return {
+        "resumed": resumed,
         "type": "epoch",
         "worker": worker,
         "first_trial": first,
@@ -37,7 +40,9 @@ def test_workers_report_each_epoch_of_their_group(make_spec: Callable[..., Study
     app.prepare(spec)
     events: list[Event] = []
     run_workers(spec, events.append)
-    epochs = [e for e in events if e["type"] == "epoch"]
+    starts = [e for e in events if e["type"] == "epoch" and e["epoch"] == 0]
+    assert len(starts) == 1 and starts[0]["resumed"] == 0  # the run's start: the ETA's clock starts here
+    epochs = [e for e in events if e["type"] == "epoch" and e["epoch"] > 0]
     # One group of three points (the first three oat points share the baseline's shape), both seeds in one run.
     assert {(e["first_trial"], e["trials"], e["runs"], e["epochs"]) for e in epochs} == {(0, 3, 1, 3)}
     assert [(e["run"], e["epoch"]) for e in epochs] == [(1, 1), (1, 2), (1, 3)]
@@ -88,3 +93,30 @@ def test_interrupted_points_are_requeued_and_counted_apart_from_failures(
     assert {t.user_attrs["fail_reason"] for t in study.get_trials() if t.state.name == "FAIL"} == {"interrupted"}
     run_workers(spec, lambda event: None)
     assert records.outcomes(study.get_trials()).describe() == "2 finished, 2 interrupted and re-queued, 0 failed"
+
+
+def test_eta_counts_this_runs_work_only_and_says_where_it_resumes(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr("search.run.progress.time.monotonic", lambda: now[0])
+    out = io.StringIO()
+    progress = Progress("grid", budget=3, stream=out)
+    progress(epoch(e=6, resumed=6))  # a group of all three trials resumed at epoch 6 of 10
+    assert "worker 0: resuming group of trials 0-2 from its checkpoint at epoch 6" in out.getvalue()
+    assert progress.eta() is None  # nothing trained by this run yet
+    now[0] += 10.0
+    progress(epoch(e=7, resumed=6))  # 10 s for a tenth of the group: 30 s left for the other three tenths
+    assert progress.eta() == pytest.approx(30.0)
+
+
+def test_eta_moves_smoothly_from_its_countdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [0.0]
+    monkeypatch.setattr("search.run.progress.time.monotonic", lambda: now[0])
+    progress = Progress("grid", budget=1, stream=io.StringIO())
+    progress(epoch(trials=1, e=0))
+    now[0] = 10.0
+    progress(epoch(trials=1, e=1))
+    first = progress.eta()
+    assert first == pytest.approx(90.0)
+    now[0] = 20.0
+    progress.running[0].fraction = 0.05  # an estimate far off the last one: 380 s
+    assert progress.eta() == pytest.approx(80.0 + 0.3 * (380.0 - 80.0))

@@ -1,0 +1,47 @@
+"""A grid study stopped by Ctrl-C while a group trains: its interrupted trials keep their points."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+from optuna_dashboard._note import get_note_from_system_attrs  # the note as the dashboard reads it
+
+from search import records
+from search.analysis.note import study_note
+from tests.search.conftest import fast_flags, start_search
+
+
+def _training(storage: str, name: str) -> bool:
+    """A trial of the study has reported an epoch and is still running."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return False
+    return any(t.intermediate_values for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+def test_sigint_while_a_group_trains_leaves_every_interrupted_trial_with_its_parameters(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    args = ["grid", "--storage", storage, "--study-name", "cut", "--trials", "9", "--max-epochs", "14"]
+    proc = start_search(*args, "--workers", "1", *fast_flags(mnist_dir), cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while not _training(storage, "cut") and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    study = optuna.load_study(study_name="cut", storage=storage)
+    interrupted = [t for t in study.trials if records.is_interrupted(t)]
+    assert interrupted, err
+    notes = study._storage.get_study_system_attrs(study._study_id)  # where optuna-dashboard keeps them
+    for trial in interrupted:
+        assert trial.params == records.fixed_params(trial), trial.number
+        note = get_note_from_system_attrs(notes, trial._trial_id)["body"]
+        assert note.startswith("**interrupted**"), note
+    assert "re-queued" in study_note(study) and "not failures" in study_note(study)
