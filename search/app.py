@@ -142,11 +142,13 @@ def load(storage_url: str, study_name: str) -> optuna.Study:
 
 
 def _foreign(study: optuna.Study) -> str | None:
-    """How a study is not one this service makes (several objectives, or a minimized one); None when it is."""
+    """How a study is not one this service reads (several objectives, or a minimized one); None when it is."""
     directions = study.directions
     if len(directions) != 1:
         return f"has {len(directions)} objectives ({', '.join(d.name.lower() for d in directions)})"
-    if directions[0] != optuna.study.StudyDirection.MAXIMIZE:
+    # A minimized study without a complete trial has no best to misread: it says so like any other.
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if directions[0] != optuna.study.StudyDirection.MAXIMIZE and complete:
         return "minimizes its objective"
     return None
 
