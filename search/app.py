@@ -158,7 +158,7 @@ def load(storage_url: str, study_name: str | None) -> optuna.Study:
 
 
 def _foreign(study: optuna.Study) -> str | None:
-    """How a study is not one this service makes; None when it is.
+    """How a study is not one this service reads; None when it is.
 
     This service's studies maximize validation accuracy, alone or first, with costs to minimize
     after it that the study names (``--objectives``, its identity).
@@ -168,7 +168,9 @@ def _foreign(study: optuna.Study) -> str | None:
     costs_minimized = all(d == optuna.study.StudyDirection.MINIMIZE for d in directions[1:])
     if len(directions) > 1 and (len(named) != len(directions) or not costs_minimized):
         return f"has {len(directions)} objectives ({', '.join(d.name.lower() for d in directions)})"
-    if directions[0] != optuna.study.StudyDirection.MAXIMIZE:
+    # A minimized study without a complete trial has no best to misread: it says so like any other.
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if directions[0] != optuna.study.StudyDirection.MAXIMIZE and complete:
         return "minimizes its objective" if len(directions) == 1 else "minimizes its first objective"
     return None
 
