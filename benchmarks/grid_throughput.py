@@ -216,6 +216,35 @@ def projection_figures(args: argparse.Namespace, device: str) -> dict[str, objec
     }
 
 
+def step_parts(members: list[TrainConfig], splits: Splits, steps: int = 60) -> dict[str, float]:
+    """CPU milliseconds per network of a step's forward and backward passes and of its update, as one run."""
+    stack = StackedMLP(members, splits.train_x.device)
+    optimizer = FlatOptimizer(members[0].optimizer, stack.param, stack.grad)
+    lr = stack.per_network([m.learning_rate for m in members])
+    idx = torch.arange(members[0].batch_size).expand(len(stack.seeds), -1)
+    x, y = splits.train_x[idx], splits.train_y[idx]
+    onehot = F.one_hot(y, CLASSES).float()
+    for _ in range(5):  # warm-up
+        stack.loss_and_grad(x, y, onehot)
+        optimizer.step(lr)
+    passes = timed(lambda: [stack.loss_and_grad(x, y, onehot) for _ in range(steps)], clock=time.process_time)
+    update = timed(lambda: [optimizer.step(lr) for _ in range(steps)], clock=time.process_time)
+    scale = 1e3 / steps / len(members)
+    return {"forward_backward_ms": round(passes * scale, 3), "update_ms": round(update * scale, 3)}
+
+
+def step_figures(splits: Splits) -> dict[str, object]:
+    """``step_parts`` of the grid's first group as one run and as its six stacks (the stacks' mean)."""
+    group = grid_groups(str(splits.train_x.device))[0]
+    stacks = [step_parts(group_members(run, 1), splits) for run in stacks_of(group)]
+    shape = f"{group[0].hidden_layers}x{group[0].hidden_units} batch {group[0].batch_size}"
+    return {
+        "shape": shape,
+        "group": step_parts(group_members(group, 1), splits),
+        "stacks": {key: round(sum(s[key] for s in stacks) / len(stacks), 3) for key in stacks[0]},
+    }
+
+
 def sample_figures(args: argparse.Namespace, splits: Splits) -> dict[str, object]:
     """Wall times and trials per hour of the three ways (and K seeds) over the sample."""
     sample = grid_groups(str(splits.train_x.device))[: args.groups]
@@ -264,6 +293,9 @@ def main() -> None:
         help="workers of the projected grid, one thread each (default: one per core on the CPU, 1 on a GPU)",
     )
     parser.add_argument("--compile", action="store_true", help="compiled Adadelta updates (compiled before timing)")
+    parser.add_argument(
+        "--step-parts", action="store_true", help="only time a step's passes and update, per network, group and stacks"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")
     args = parser.parse_args()
     if args.threads:
@@ -276,6 +308,11 @@ def main() -> None:
     if args.compile:
         optim.compile_updates()
         train(TrainConfig(epochs=1, device=device), split(data, limit_train=256, limit_test=10))  # compile now
+    if args.step_parts:
+        figures["step_parts"] = step_figures(split(data, args.validation, args.limit_train, args.limit_test))
+        json.dump(figures, sys.stdout)
+        print()
+        return
     if not args.projection_only:
         figures.update(sample_figures(args, split(data, args.validation, args.limit_train, args.limit_test)))
     if not args.no_projection:
