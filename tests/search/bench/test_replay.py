@@ -22,20 +22,23 @@ from tests.search.conftest import FAST
 from trainer import load_mnist, split
 
 
+def live_and_table(spec: StudySpec) -> tuple[list[optuna.trial.FrozenTrial], Table]:
+    """The live study's trials, and a table (seed 3) built on the same data for the points they visited."""
+    assert app.run_study(spec, []) == 0
+    live = sorted(optuna.load_study(study_name=spec.name, storage=spec.storage).trials, key=lambda t: t.number)
+    values, fidelities = grid_values()
+    empty = Table(values, fidelities, (3,), np.zeros((3**6, 1, 25, 7), np.float32))
+    splits = split(load_mnist(spec.data_dir, "cpu", False), FAST["validation"], 100, FAST["limit_test"])
+    # Only the points the live study visited are trained; a replay that strays meets NaN and fails.
+    return live, build_by_training(values, fidelities, [3], splits, {}, rows={empty.index(t.params) for t in live})
+
+
 @pytest.mark.parametrize(("kind", "trials"), [("tpe", 8), ("random", 6)])
 def test_replay_makes_the_trials_of_a_live_study_with_the_same_seed(
     make_spec: Callable[..., StudySpec], kind: str, trials: int
 ) -> None:
     # The median pruner acts after 5 trials: pruning must agree too.
-    spec = make_spec(kind, seed=3, trials=trials, grid_space=True, limit_train=100)
-    assert app.run_study(spec, []) == 0
-    live = sorted(optuna.load_study(study_name=spec.name, storage=spec.storage).trials, key=lambda t: t.number)
-
-    values, fidelities = grid_values()
-    empty = Table(values, fidelities, (3,), np.zeros((3**6, 1, 25, 7), np.float32))
-    splits = split(load_mnist(spec.data_dir, "cpu", False), FAST["validation"], 100, FAST["limit_test"])
-    # Only the points the live study visited are trained; a replay that strays meets NaN and fails.
-    table = build_by_training(values, fidelities, [3], splits, {}, rows={empty.index(t.params) for t in live})
+    live, table = live_and_table(make_spec(kind, seed=3, trials=trials, grid_space=True, limit_train=100))
     run = replay_one(table, kind, seed=3, trials=trials, pruner="median")
 
     assert [t.params for t in run.trials] == [t.params for t in live]
@@ -48,15 +51,11 @@ def test_replay_makes_the_trials_of_a_live_study_with_the_same_seed(
 def test_a_multi_objective_replay_makes_the_trials_of_the_live_study(
     make_spec: Callable[..., StudySpec], kind: str
 ) -> None:
-    spec = make_spec(kind, seed=3, trials=6, grid_space=True, limit_train=100, objectives=("accuracy", "parameters"))
-    assert app.run_study(spec, []) == 0
-    live = sorted(optuna.load_study(study_name=spec.name, storage=spec.storage).trials, key=lambda t: t.number)
-
-    values, fidelities = grid_values()
-    empty = Table(values, fidelities, (3,), np.zeros((3**6, 1, 25, 7), np.float32))
-    splits = split(load_mnist(spec.data_dir, "cpu", False), FAST["validation"], 100, FAST["limit_test"])
-    table = build_by_training(values, fidelities, [3], splits, {}, rows={empty.index(t.params) for t in live})
-    run = replay_one(table, kind, seed=3, trials=6, objectives=("accuracy", "parameters"))
+    objectives = ("accuracy", "parameters")
+    live, table = live_and_table(
+        make_spec(kind, seed=3, trials=6, grid_space=True, limit_train=100, objectives=objectives)
+    )
+    run = replay_one(table, kind, seed=3, trials=6, objectives=objectives)
 
     assert [t.params for t in run.trials] == [t.params for t in live]
     assert [[t.value, t.cost] for t in run.trials] == [t.values for t in live]
