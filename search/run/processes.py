@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
+import os
 import queue
+import signal
 import time
 
 import optuna
@@ -43,7 +47,8 @@ def run_workers(spec: StudySpec, emit: Emit, store: Store | None = None) -> None
 def _run_processes(spec: StudySpec, emit: Emit) -> None:
     ctx = multiprocessing.get_context("spawn")
     events: multiprocessing.Queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(spec, i, events)) for i in range(spec.workers)]
+    parent = os.getpid()
+    procs = [ctx.Process(target=_worker_main, args=(spec, i, events, parent)) for i in range(spec.workers)]
     for p in procs:
         p.start()
     errors: list[str] = []
@@ -99,7 +104,20 @@ def _drain(
         p.join()
 
 
-def _worker_main(spec: StudySpec, worker: int, events: multiprocessing.Queue) -> None:
+def _die_with(parent: int) -> None:
+    """End this worker when its command ends, by any signal, SIGKILL too (Linux's PR_SET_PDEATHSIG).
+
+    Else a command killed with SIGKILL leaves its workers training on, unseen; this way its
+    trials are left RUNNING, as a one-process command's are, for the heartbeat of the next run.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the command died before the line above took effect
+        os._exit(1)
+
+
+def _worker_main(spec: StudySpec, worker: int, events: multiprocessing.Queue, parent: int) -> None:
+    _die_with(parent)
     interrupts = Interrupts().install()
     try:
         run_worker(spec, worker, events.put, interrupts)
