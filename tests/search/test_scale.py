@@ -107,11 +107,13 @@ def _wait_for_running(storage: str, name: str, proc: subprocess.Popen, seconds: 
 
 
 def oat_command(storage_url: str, data: Path) -> tuple[list[str], dict[str, str]]:
-    """An oat study of two trials whose first (the baseline) lasts several seconds."""
+    """An oat study of two trials whose first (the baseline) lasts several seconds, in one process."""
     args = [
         "oat",
         "--trials",
         "2",
+        "--workers",
+        "1",
         "--storage",
         storage_url,
         "--data-dir",

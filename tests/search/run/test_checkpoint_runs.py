@@ -120,7 +120,7 @@ def test_ctrl_c_in_the_middle_of_a_group_resumes_it(
     options = {"trials": 6, "seeds": 2, "max_epochs": 14}  # one group: 3 rates x epochs 5 and 14
     whole, cut = make_spec("grid", study_name="whole", **options), make_spec("grid", study_name="cut", **options)
     assert app.run_study(whole, []) == 0
-    args = ["grid", "--storage", cut.storage, "--study-name", "cut", "--trials", "6", "--seeds", "2"]
+    args = ["grid", "--storage", cut.storage, "--study-name", "cut", "--trials", "6", "--seeds", "2", "--workers", "1"]
     args += ["--max-epochs", "14", *fast_flags(mnist_dir)]
     folder = run_study.checkpoint_folder(cut, run_study.prepare(cut))
     proc = start_search(*args, cwd=tmp_path)

@@ -74,7 +74,8 @@ def run_killed(hook: str, args: list[str], cwd: Path, **names: object) -> subpro
 
 
 def test_grid_killed_between_enqueueing_points_runs_each_point_once(tmp_path: Path, mnist_dir: Path) -> None:
-    args = ["grid", "--trials", "12", "--heartbeat", "1", *fast_flags(mnist_dir)]
+    # One worker: the hook is installed in this process, and only a single worker claims here.
+    args = ["grid", "--trials", "12", "--heartbeat", "1", "--workers", "1", *fast_flags(mnist_dir)]
     # The first claim enqueues the nine points of one shared run; die after the first is written.
     run_killed(KILL_AFTER_CALL, args, tmp_path, METHOD="enqueue_trial", NTH=1)
     proc = run_search(*args, cwd=tmp_path)
