@@ -339,3 +339,9 @@ def serve_dashboard(
         serve(storage_url, host, port, artifacts, allow_writes, allowed_hosts)
     except KeyboardInterrupt:
         print("dashboard stopped", file=sys.stderr)
+        # A Ctrl-C that lands in code some import runs through PyRun_String marks the interrupt
+        # "unhandled" inside CPython, which then ends the process by SIGINT (-2) despite the catch
+        # above: end here, the stop being said and the storage opened read-only.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
