@@ -21,7 +21,15 @@ from search.analysis.summary import summarize, write_csv
 from search.analysis.text import best_line, format_accuracy, format_params
 from search.run.study import StudyError, prepare
 from search.space import search_space
-from search.storage import artifact_dir, failure_message, mask_arg, mask_url, open_reader
+from search.storage import (
+    StorageError,
+    artifact_dir,
+    failure_message,
+    mask_arg,
+    mask_url,
+    open_reader,
+    refused_write,
+)
 
 if TYPE_CHECKING:
     from search.spec import StudySpec
@@ -44,9 +52,18 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
     # Bad data or a bad split fail here, before anything is written to the storage.
     splits = split(load_mnist(spec.data_dir, "cpu", spec.download), spec.validation, spec.limit_train, spec.limit_test)
     device = resolve_device(spec.device)
-    store = open_store(spec.storage, spec.heartbeat, spec.artifacts)
-    study = prepare(spec, store)
-    counts = Counts.of(store.storage, study)
+    try:
+        store = open_store(spec.storage, spec.heartbeat, spec.artifacts)
+        study = prepare(spec, store)
+        counts = Counts.of(store.storage, study)
+    except StorageError:
+        raise  # a storage that cannot be opened at all: its one line, nothing to resume
+    except Exception as e:  # one that fails while the study is made (disk full): as a failure mid-run
+        message = failure_message(spec.storage, e)
+        if message is None or refused_write(e):  # a read-only storage: its one line, nothing to resume
+            raise
+        print(f"error: {message}\nresume with: {resume_command(argv)}", file=sys.stderr)
+        return 1
     remaining = spec.budget - counts.finished
     asked = spec.workers
     if asked is None:  # grid and oat on the CPU: one worker per core, one thread each
@@ -151,8 +168,8 @@ def load(storage_url: str, study_name: str | None) -> optuna.Study:
     study = optuna.load_study(study_name=study_name, storage=storage)
     if (foreign := _foreign(study)) is not None:
         raise StudyError(
-            f"study {study_name!r} {foreign}; this service reads studies that maximize validation accuracy, "
-            "alone or before the costs named by --objectives"
+            f"study {study_name!r} {foreign}; this service reads studies that maximize one objective "
+            "(validation accuracy), alone or followed by the costs that --objectives names"
         )
     return study
 

@@ -144,6 +144,12 @@ def failure_message(url: str, error: BaseException, close_trials: bool = True) -
     return f"{text}; {close_open_trials(cause)}" if close_trials else text
 
 
+def refused_write(error: BaseException) -> bool:
+    """Whether the storage error behind ``error`` is a write this user may not make (a read-only storage)."""
+    cause = storage_failure(error)
+    return cause is not None and _is_read_only(cause)
+
+
 def _is_read_only(line: str) -> bool:
     """A refused write: PostgreSQL's "permission denied" or "read-only transaction", SQLite's "readonly database"."""
     return any(text in line for text in ("permission denied", "read-only transaction", "readonly database"))
