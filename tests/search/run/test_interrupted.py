@@ -12,6 +12,7 @@ from optuna_dashboard._note import get_note_from_system_attrs  # the note as the
 
 from search import records
 from search.analysis.note import study_note
+from tests.conftest import write_mnist
 from tests.search.conftest import fast_flags, start_search
 
 
@@ -24,12 +25,12 @@ def _training(storage: str, name: str) -> bool:
     return any(t.intermediate_values for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
-def test_sigint_while_a_group_trains_leaves_every_interrupted_trial_with_its_parameters(
-    mnist_dir: Path, tmp_path: Path
-) -> None:
+def test_sigint_while_a_group_trains_leaves_every_interrupted_trial_with_its_parameters(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    # Enough images that the group trains for seconds: the signal lands while it trains, also under load.
+    data = write_mnist(tmp_path / "data" / "MNIST" / "raw", n_train=4_200, n_test=200).parents[1]
     args = ["grid", "--storage", storage, "--study-name", "cut", "--trials", "9", "--max-epochs", "14"]
-    proc = start_search(*args, "--workers", "1", *fast_flags(mnist_dir), cwd=tmp_path)
+    proc = start_search(*args, "--workers", "1", *fast_flags(data), "--limit-train", "4000", cwd=tmp_path)
     deadline = time.monotonic() + 300
     while not _training(storage, "cut") and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
