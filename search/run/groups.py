@@ -117,11 +117,6 @@ class Heartbeats:
             self._thread.join()
 
 
-def _is_point(study: optuna.Study, trial: optuna.Trial) -> bool:
-    """An enqueued point, queued again when interrupted (a sampler's trial is not: nothing resumes it)."""
-    return fixed_params(study, trial) is not None
-
-
 def fixed_params(study: optuna.Study, trial: optuna.Trial) -> dict[str, Any] | None:
     """A live trial's enqueued point (None for a sampler's trial)."""
     # A live Trial has no public view of its system attrs, where Optuna keeps an enqueued point.
@@ -148,12 +143,18 @@ def run_group(
     """
     with warnings.catch_warnings():  # Optuna's hint to use optimize(): the heartbeats are recorded below
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
-        trials, asked = [], time.perf_counter()
+        # points: the trials that are enqueued points, queued again and resumed when interrupted (a
+        # sampler's trial is not: nothing asks for its point again)
+        trials, points = [], set()
         for _ in range(count):
-            trials.append(study.ask())
-            asked, seconds = time.perf_counter(), time.perf_counter() - asked
-            if fixed_params(study, trials[-1]) is None:  # a sampler's proposal: its decision time
-                trials[-1].set_user_attr(records.ASK_SECONDS, round(seconds, 4))
+            started = time.perf_counter()
+            trial = study.ask()
+            seconds = time.perf_counter() - started
+            trials.append(trial)
+            if fixed_params(study, trial) is not None:
+                points.add(trial.number)
+            else:  # a sampler's proposal: its decision time
+                trial.set_user_attr(records.ASK_SECONDS, round(seconds, 4))
     for trial in trials:  # its parameters now: a trial closed before training still shows its point
         objective.configs(trial)
     if count > 1:
@@ -186,7 +187,7 @@ def run_group(
         try:
             try:
                 interrupts.release()  # raises an interrupt held back since the claim
-                objective.run_group(trials, done, resumable=all(_is_point(study, t) for t in trials))
+                objective.run_group(trials, done, resumable=len(points) == len(trials))
             finally:
                 interrupts.hold()
         except TrialFailed as e:
@@ -198,7 +199,7 @@ def run_group(
             for trial in list(open_trials.values()):
                 if isinstance(e, KeyboardInterrupt):
                     trial.set_user_attr(records.FAIL_REASON, records.INTERRUPTED)
-                    if _is_point(study, trial):
+                    if trial.number in points:
                         note_interrupted(trial)
                     requeue(study, trial)
                 else:
