@@ -213,7 +213,8 @@ class Objective:
         remaining = list(run)
         for checkpoint, part in self.checkpoints.runs(configs):
             # Each member trains in one part only, even where two saved runs hold its configuration.
-            mine = [m for m in remaining if m[2] in set(part)]
+            held = set(part)
+            mine = [m for m in remaining if m[2] in held]
             remaining = [m for m in remaining if m not in mine]
             try:
                 self._train_part(mine, seeds, leave, progress, checkpoint, part)
