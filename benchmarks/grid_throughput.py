@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/grid_throughput.py --data-dir ../shared/mnist [--device cpu] [--groups 1]
         [--limit-train N] [--validation N] [--limit-test N] [--seeds-cost 3] [--no-projection]
-        [--threads N] [--grid-workers N] [--compile] [--json]
+        [--threads N] [--grid-workers N] [--compile] [--compare-slices] [--slice-mb MB] [--json]
 
 The sample is the first ``--groups`` groups of the seeded 2,187-point reference grid: the
 81 points (activation x loss x learning rate x epochs) of one depth, width and batch size.
@@ -14,6 +14,10 @@ Optuna), the ways interleaved group by group:
 - stacks: the points of one activation and loss as one run of three learning rates (the
   shared runs before groups: six runs per group);
 - alone: every point its own run.
+
+A group's members train in cache-sized slices on the CPU (``trainer.steps``);
+``--compare-slices`` also trains each group with all its members at once, and ``--slice-mb``
+sets the slices' budget.
 
 Trials per hour is points / wall time. ``--seeds-cost K`` also trains the sample's groups
 under K seeds (K x 18 networks a run) and prints the cost against one seed, for the run and
@@ -48,7 +52,7 @@ import torch
 from torch.nn import functional as F
 
 from search.space import SEVEN, grid_points
-from trainer import Splits, TrainConfig, load_mnist, optim, resolve_device, split, train
+from trainer import Splits, TrainConfig, load_mnist, optim, resolve_device, split, steps, train
 from trainer.loop import EVAL_BATCH, group_key, member_key, train_together
 from trainer.model import CLASSES, weights_of
 from trainer.optim import FlatOptimizer
@@ -80,8 +84,18 @@ def timed(run: Callable[..., object], *args: object, clock: Callable[[], float] 
     return clock() - started
 
 
+def unsliced(run: Callable[..., object], *args: object) -> object:
+    """``run(*args)`` with each group's members trained all at once on the CPU, not in slices (``trainer.steps``)."""
+    budget = steps.SLICE_BYTES
+    steps.SLICE_BYTES = 1 << 62
+    try:
+        return run(*args)
+    finally:
+        steps.SLICE_BYTES = budget
+
+
 def throughput(
-    groups: Sequence[Sequence[TrainConfig]], splits: Splits, seeds_cost: int
+    groups: Sequence[Sequence[TrainConfig]], splits: Splits, seeds_cost: int, compare_slices: bool = False
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Wall and CPU seconds of each way over the sample, the ways interleaved and rotated group by group."""
     ways: dict[str, Callable[[Sequence[TrainConfig]], object]] = {
@@ -89,6 +103,8 @@ def throughput(
         "stacks": lambda group: [train_together(run, splits) for run in stacks_of(group)],
         "alone": lambda group: [train(config, splits) for config in group],
     }
+    if compare_slices:
+        ways["groups unsliced"] = lambda group: unsliced(train_together, group, splits)
     if seeds_cost > 1:
         ways[f"groups x{seeds_cost} seeds"] = lambda group: train_together(
             [c for config in group for c in seed_configs(config, seeds_cost)], splits
@@ -119,13 +135,14 @@ def group_members(group: Sequence[TrainConfig], seeds: int) -> list[TrainConfig]
     return [members[i] for i in member_order(members)]
 
 
-def group_seconds(job: tuple[str | None, str, int, int, bool, int | None]) -> float:
+def group_seconds(job: tuple[str | None, str, int, int, bool, int | None, int]) -> float:
     """Seconds of grid group ``index``'s whole run (25 epochs) under ``seeds`` seeds, from ``epoch_seconds``.
 
     Runs in a worker process of the projection: it loads the data itself, at ``threads``
     threads, with the compiled Adadelta update when ``compiled``.
     """
-    data_dir, device, index, seeds, compiled, threads = job
+    data_dir, device, index, seeds, compiled, threads, slice_bytes = job
+    steps.SLICE_BYTES = slice_bytes
     if threads:
         torch.set_num_threads(threads)
     if compiled:
@@ -147,7 +164,10 @@ def projection(args: argparse.Namespace, device: str, seeds: int) -> list[float]
     do, so that each group is timed while the others keep the other cores busy.
     """
     threads = 1 if args.grid_workers > 1 else args.threads
-    jobs = [(args.data_dir, device, i, seeds, args.compile, threads) for i in range(len(grid_groups(device)))]
+    jobs = [
+        (args.data_dir, device, i, seeds, args.compile, threads, steps.SLICE_BYTES)
+        for i in range(len(grid_groups(device)))
+    ]
     if args.grid_workers == 1:
         return [group_seconds(job) for job in jobs]
     with multiprocessing.get_context("spawn").Pool(args.grid_workers) as pool:
@@ -249,7 +269,7 @@ def sample_figures(args: argparse.Namespace, splits: Splits) -> dict[str, object
     """Wall times and trials per hour of the three ways (and K seeds) over the sample."""
     sample = grid_groups(str(splits.train_x.device))[: args.groups]
     points = sum(len(group) for group in sample)
-    walls, cpus = throughput(sample, splits, args.seeds_cost)
+    walls, cpus = throughput(sample, splits, args.seeds_cost, args.compare_slices)
     ways = ("groups", "stacks", "alone")
     figures: dict[str, object] = {
         "sample": {"groups": args.groups, "points": points, "train_images": len(splits.train_y)},
@@ -259,6 +279,9 @@ def sample_figures(args: argparse.Namespace, splits: Splits) -> dict[str, object
         # The same per hour of this process's CPU time: steadier than the wall's on a loaded machine.
         "trials_per_cpu_hour": {name: round(points * 3600 / cpus[name]) for name in ways},
     }
+    if args.compare_slices:
+        figures["slices_speedup"] = round(walls["groups unsliced"] / walls["groups"], 3)
+        figures["slices_cpu_speedup"] = round(cpus["groups unsliced"] / cpus["groups"], 3)
     if args.seeds_cost > 1:
         ratio = walls[f"groups x{args.seeds_cost} seeds"] / walls["groups"]
         # The K-seed run trains K times the networks: its cost per network against one seed's.
@@ -283,6 +306,12 @@ def main() -> None:
     parser.add_argument("--validation", type=int, default=1000, help="training images held out for validation")
     parser.add_argument("--limit-test", type=int, default=1000, help="test images")
     parser.add_argument("--seeds-cost", type=int, default=3, help="also train the sample under K seeds (1: skip)")
+    parser.add_argument(
+        "--compare-slices",
+        action="store_true",
+        help="also train each group with its members all at once, not in cache-sized slices (trainer.steps)",
+    )
+    parser.add_argument("--slice-mb", type=float, default=None, help="the slices' budget in MB (default: trainer's)")
     parser.add_argument("--no-projection", action="store_true", help="skip the whole grid's projection")
     parser.add_argument("--projection-only", action="store_true", help="skip the sample, only project")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
@@ -300,6 +329,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.slice_mb is not None:
+        steps.SLICE_BYTES = int(args.slice_mb * (1 << 20))
     device = str(resolve_device(args.device))
     if args.grid_workers is None:
         args.grid_workers = (os.cpu_count() or 1) if device == "cpu" else 1
@@ -337,6 +368,11 @@ def report(figures: dict) -> None:
         print(f"groups / stacks: {ratios[0]:.2f}x; groups / alone: {ratios[1]:.2f}x")
         cpu = figures["trials_per_cpu_hour"]
         print(f"per CPU hour: groups / stacks {cpu['groups'] / cpu['stacks']:.2f}x")
+    if "slices_speedup" in figures:
+        print(
+            f"groups in slices / all at once: {figures['slices_speedup']:.2f}x "
+            f"({figures['slices_cpu_speedup']:.2f}x CPU)"
+        )
     if "seeds_cost" in figures:
         cost = figures["seeds_cost"]
         print(f"{cost['seeds']} seeds cost {cost['ratio']:.2f}x one seed: {cost['per_network']:.2f}x a network")

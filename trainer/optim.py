@@ -7,6 +7,7 @@ them step by step), without their per-step Python overhead, which for a network 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
@@ -89,20 +90,38 @@ class FlatOptimizer:
         if not isinstance(weight_decay, torch.Tensor):
             weight_decay = torch.full_like(param, weight_decay) if weight_decay else None
         self.weight_decay = weight_decay
-        self._update = getattr(self, f"_{name}")
+        self._compiled: Callable[..., None] | None = None  # else the method ``_<name>`` of this optimizer or its part
         # On the CPU the update runs block by block, each block's ten or so element-wise passes
         # while it sits in the cache: element-wise arithmetic rounds the same wherever an
         # element falls, so the numbers are those of one pass over the whole tensor. The
         # compiled update (``compile_updates``) is one loop over memory already, so it takes
         # larger blocks; it is not used on GPUs, where it is untested (CUDA graphs already
         # remove launch costs).
-        block = CPU_BLOCK if param.device.type == "cpu" else max(len(param), 1)
+        self._block = CPU_BLOCK if param.device.type == "cpu" else max(len(param), 1)
         if _use_compiled and name == "adadelta" and param.device.type == "cpu":
-            self._update, block = _compiled_adadelta(), COMPILED_BLOCK
-        self._blocks = [slice(start, start + block) for start in range(0, len(param), block)]
+            self._compiled, self._block = _compiled_adadelta(), COMPILED_BLOCK
+        self._blocks = self._blocks_of([slice(0, len(param))])
         self.steps = 0
         self._a = torch.zeros_like(param)  # Adadelta: square_avg; SGD: momentum; Adam: exp_avg
         self._b = torch.zeros_like(param)  # Adadelta: acc_delta; Adam: exp_avg_sq
+
+    def part(self, ranges: list[slice]) -> FlatOptimizer:
+        """This optimizer over the elements in ``ranges`` only, sharing its tensors and state.
+
+        Its steps update those elements in place (a group trained a slice of members at a
+        time, ``trainer.steps``); it counts its steps from this one's, and ``steps`` must be
+        set back here once the part's steps are done.
+        """
+        part = copy.copy(self)
+        part._blocks = self._blocks_of(ranges)
+        return part
+
+    def _blocks_of(self, ranges: list[slice]) -> list[slice]:
+        return [
+            slice(start, min(start + self._block, r.stop))
+            for r in ranges
+            for start in range(r.start, r.stop, self._block)
+        ]
 
     def state_dict(self) -> dict[str, object]:
         """The step count and the running averages (on the CPU), for a checkpoint."""
@@ -116,11 +135,12 @@ class FlatOptimizer:
     @torch.no_grad()
     def step(self, lr: torch.Tensor) -> None:
         self.steps += 1
+        update = self._compiled or getattr(self, f"_{self.name}")
         for part in self._blocks:
             g = self.grad[part]
             if self.weight_decay is not None:
                 g = g.addcmul(self.param[part], self.weight_decay[part])
-            self._update(self.param[part], g, self._a[part], self._b[part], lr[part])
+            update(self.param[part], g, self._a[part], self._b[part], lr[part])
 
     def _adadelta(
         self, param: torch.Tensor, g: torch.Tensor, square_avg: torch.Tensor, acc_delta: torch.Tensor, lr: torch.Tensor

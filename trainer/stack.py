@@ -34,6 +34,7 @@ vectors, so that one optimizer updates all of them at once.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -113,18 +114,55 @@ class StackedMLP:
                 offset += n
             (w, gw), (b, gb) = views
             self.layers.append(Layer(w, b, gw, gb))
-        self.seeds = list(dict.fromkeys(m.seed for m in self.members))
-        self.rows = [self.seeds.index(m.seed) for m in self.members]  # each member's batch order
-        self._rows = torch.tensor(self.rows, device=device)
-        self.activations = _segments([m.activation for m in self.members])
-        self.losses = _segments([loss_kind(m.loss) for m in self.members])
-        self.dropout = [m.dropout for m in self.members]
         self._masks = [
             torch.Generator(device).manual_seed(m.seed + DROPOUT_STREAM) if m.dropout else None for m in self.members
         ]
+        self._set_members(self.members, device)
         self.l1 = base.l1
         # A GPU's element-wise kernels compute every element alike, wherever it falls.
         self._vector_tails = device.type == "cpu"
+
+    def _set_members(self, members: tuple[TrainConfig, ...], device: torch.device) -> None:
+        """What the passes read of the members: seeds, each member's batch order, segments, dropout."""
+        self.members, self.k = members, len(members)
+        self.seeds = list(dict.fromkeys(m.seed for m in members))
+        self.rows = [self.seeds.index(m.seed) for m in members]  # each member's batch order
+        self._rows = torch.tensor(self.rows, device=device)
+        self.activations = _segments([m.activation for m in members])
+        self.losses = _segments([loss_kind(m.loss) for m in members])
+        self.dropout = [m.dropout for m in members]
+
+    def members_view(self, start: int, stop: int) -> StackedMLP:
+        """Members ``start:stop`` as a group that trains in place: its layers, gradients and mask
+        generators are views of this group's (no copies), so its steps update this group's members.
+
+        It has no flat ``param`` or ``grad`` of its own (its members' parameters are a contiguous
+        range of each layer's, not of the flat tensor); ``parameter_ranges`` gives them.
+        """
+        view = copy.copy(self)
+        view._set_members(self.members[start:stop], self.param.device)
+        view.layers = [
+            Layer(
+                layer.weight[start:stop],
+                layer.bias[start:stop],
+                layer.weight_grad[start:stop],
+                layer.bias_grad[start:stop],
+            )
+            for layer in self.layers
+        ]
+        view._masks = self._masks[start:stop]
+        view.param = view.grad = None
+        return view
+
+    def parameter_ranges(self, start: int, stop: int) -> list[slice]:
+        """Where the parameters of members ``start:stop`` lie in the flat ``param``: one range per layer tensor."""
+        ranges, offset = [], 0
+        for layer in self.layers:
+            for t in (layer.weight, layer.bias):
+                n = t[0].numel()
+                ranges.append(slice(offset + start * n, offset + stop * n))
+                offset += t.numel()
+        return ranges
 
     @classmethod
     def copies(cls, config: TrainConfig, k: int, device: torch.device) -> StackedMLP:

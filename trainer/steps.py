@@ -15,6 +15,8 @@ and without dropout no random numbers are drawn.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from trainer.config import TrainConfig
@@ -24,6 +26,14 @@ from trainer.stack import StackedMLP
 
 GRAPH_STEPS = 32  # steps per graph: enough to hide the launch of a replay, little to record
 GRAPH_OPTIMIZERS = ("adadelta", "sgd")
+# The most bytes of weights, gradients, optimizer state and per-element rates (4 bytes each) that a
+# slice of a group's members holds on the CPU (see ``EpochSteps``). Set from
+# ``benchmarks/grid_throughput.py --slice-sweep``: within the 32 MB L3 that the 2-core EPYC's two
+# workers share.
+SLICE_BYTES = 8 << 20
+# The per-element tensors a member's parameter has in a step: itself, its gradient, the two of
+# the optimizer's state and the learning rate.
+TENSORS_PER_PARAMETER = 5
 
 
 def graphs_apply(config: TrainConfig, device: torch.device) -> bool:
@@ -31,13 +41,28 @@ def graphs_apply(config: TrainConfig, device: torch.device) -> bool:
     return device.type == "cuda" and config.optimizer in GRAPH_OPTIMIZERS and not config.dropout
 
 
+def slice_members(stack: StackedMLP, device: torch.device) -> int:
+    """How many of ``stack``'s members train as one slice: all on a GPU, on the CPU as many as fit ``SLICE_BYTES``."""
+    if device.type != "cpu":
+        return stack.k
+    return max(1, min(stack.k, SLICE_BYTES // (TENSORS_PER_PARAMETER * 4 * stack.parameter_count)))
+
+
 class EpochSteps:
     """Runs the training steps of each epoch of one group's run.
 
-    ``chunk`` steps at a time from a fixed index buffer, captured as a CUDA graph after
-    the first such chunk has run eagerly (the warm-up a capture needs) when ``capture``;
-    the epoch's last steps, fewer than a chunk, run eagerly. With ``chunk=0`` every step
-    runs eagerly. Losses and correct counts accumulate on the device.
+    On the CPU the group's members train in slices (``slice_members``), each slice through
+    all of the epoch's steps before the next. The members are independent networks, so
+    their numbers are those of the whole group's steps (each seed's batch order is the
+    epoch's, and at one thread a batched product is each member's own, ``trainer.stack``);
+    but a slice's weights, gradients and optimizer state stay in the cache from one step to
+    the next, where the whole group's would stream from memory at every step (an 18-network
+    3 x 128 group holds 48 MB of them).
+
+    On a GPU, ``chunk`` steps at a time from a fixed index buffer, captured as a CUDA graph
+    after the first such chunk has run eagerly (the warm-up a capture needs) when
+    ``capture``; the epoch's last steps, fewer than a chunk, run eagerly. With ``chunk=0``
+    every step runs eagerly. Losses and correct counts accumulate on the device.
     """
 
     def __init__(
@@ -59,6 +84,10 @@ class EpochSteps:
         self.correct = torch.zeros(stack.k, dtype=torch.long, device=device)
         self.idx = torch.empty(max(chunk, 1), len(stack.seeds), config.batch_size, dtype=torch.long, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
+        size = stack.k if chunk else slice_members(stack, device)
+        self.slices = [
+            _Slice.of(stack, optimizer, start, min(start + size, stack.k)) for start in range(0, stack.k, size)
+        ]
 
     def run(self, perm: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One pass over ``perm`` at rates ``lr``; each member's mean loss and accuracy.
@@ -78,15 +107,25 @@ class EpochSteps:
             for start in range(0, tail, span):
                 self.idx.copy_(perm[:, start : start + span].view(seeds, self.chunk, batch).transpose(0, 1))
                 self._run_chunk()
-        for start in range(tail, n, batch):
-            self._step(perm[:, start : start + batch])
+        if len(self.slices) == 1:
+            for start in range(tail, n, batch):
+                self._step(perm[:, start : start + batch])
+            return self.loss_sum / n, self.correct / n
+        steps = self.optimizer.steps
+        for part in self.slices:
+            part.optimizer.steps = steps
+            order = perm[part.rows]
+            for start in range(0, n, batch):
+                self._step(order[:, start : start + batch], part)
+        self.optimizer.steps = part.optimizer.steps
         return self.loss_sum / n, self.correct / n
 
-    def _step(self, idx: torch.Tensor) -> None:
-        loss, right = self.stack.loss_and_grad(self.x[idx], self.y[idx], self.onehot[idx])
-        self.optimizer.step(self.lr)
-        self.loss_sum.add_(loss, alpha=idx.shape[-1])
-        self.correct.add_(right)
+    def _step(self, idx: torch.Tensor, part: _Slice | None = None) -> None:
+        stack, optimizer, members = (self.stack, self.optimizer, slice(None)) if part is None else part[:3]
+        loss, right = stack.loss_and_grad(self.x[idx], self.y[idx], self.onehot[idx])
+        optimizer.step(self.lr)
+        self.loss_sum[members].add_(loss, alpha=idx.shape[-1])
+        self.correct[members].add_(right)
 
     def _chunk(self) -> None:
         for row in self.idx:
@@ -111,3 +150,18 @@ class EpochSteps:
         with torch.cuda.graph(graph):
             self._chunk()
         self.graph = graph
+
+
+class _Slice(NamedTuple):
+    """Members ``members`` of a group as views of its own: their passes, their update, their seeds' rows of ``perm``."""
+
+    stack: StackedMLP
+    optimizer: FlatOptimizer
+    members: slice
+    rows: list[int]
+
+    @classmethod
+    def of(cls, stack: StackedMLP, optimizer: FlatOptimizer, start: int, stop: int) -> _Slice:
+        view = stack.members_view(start, stop)
+        rows = [stack.seeds.index(seed) for seed in view.seeds]
+        return cls(view, optimizer.part(stack.parameter_ranges(start, stop)), slice(start, stop), rows)

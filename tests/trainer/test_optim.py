@@ -68,7 +68,7 @@ def compiled(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_compiled_adadelta_matches_torch_optim(compiled: None) -> None:
     test_matches_torch_optim("adadelta", 0.01)
     optimizer = FlatOptimizer("adadelta", torch.zeros(10), torch.zeros(10))
-    assert optimizer._update is optim._compiled["adadelta"]
+    assert optimizer._compiled is optim._compiled["adadelta"]
 
 
 def test_compiling_pays_back_only_beyond_a_worker_of_grid_work() -> None:

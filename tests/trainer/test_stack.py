@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainer import ACTIVATIONS, LOSSES, TrainConfig, build_model, load_mnist, optim, split, train
+from trainer import ACTIVATIONS, LOSSES, TrainConfig, build_model, load_mnist, optim, split, steps, train
 from trainer.loop import group_key, run_key, train_together
 from trainer.model import loss_function
 from trainer.stack import StackedMLP, member_order
@@ -170,6 +170,29 @@ def test_a_mixed_group_gives_each_member_its_run_alone(splits, optimizer: str, l
     scale = 1.0 if optimizer == "adadelta" else 0.01
     configs = [base.replace(**{**m, "learning_rate": m.get("learning_rate", 1.0) * scale}, device="cpu") for m in MIXED]
     _assert_each_member_is_its_run_alone(configs, splits)
+
+
+@pytest.mark.parametrize(("optimizer", "per_slice"), [("adadelta", 1), ("sgd", 2), ("adam", 4)])
+def test_a_group_trained_in_slices_gives_each_member_its_run_alone(
+    splits, optimizer: str, per_slice: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slices that cut through activations, losses and seeds; Adam's step count and SGD's first step per slice."""
+    base = TrainConfig(hidden_layers=2, hidden_units=20, batch_size=30, epochs=2, optimizer=optimizer)
+    scale = 1.0 if optimizer == "adadelta" else 0.01
+    configs = [base.replace(**{**m, "learning_rate": m.get("learning_rate", 1.0) * scale}, device="cpu") for m in MIXED]
+    per_member = steps.TENSORS_PER_PARAMETER * 4 * StackedMLP(configs[:1], CPU).parameter_count
+    monkeypatch.setattr(steps, "SLICE_BYTES", per_slice * per_member)
+    seen: list[list[int]] = []
+    run = EpochSteps.run
+
+    def sliced(self: EpochSteps, perm: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        seen.append([part.stack.k for part in self.slices])
+        return run(self, perm, lr)
+
+    monkeypatch.setattr(EpochSteps, "run", sliced)
+    _assert_each_member_is_its_run_alone(configs, splits)
+    assert seen[0][0] == per_slice and sum(seen[0]) == len(MIXED) - 1  # two configurations share a network
+    assert steps.slice_members(StackedMLP(configs, CPU), torch.device("cuda")) == len(configs)
 
 
 @pytest.mark.slow  # torch.compile takes 6-35 s on the 2-core CPU
