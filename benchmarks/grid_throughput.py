@@ -236,8 +236,8 @@ def projection_figures(args: argparse.Namespace, device: str) -> dict[str, objec
     }
 
 
-def step_parts(members: list[TrainConfig], splits: Splits, steps: int = 60) -> dict[str, float]:
-    """CPU milliseconds per network of a step's forward and backward passes and of its update, as one run."""
+def step_parts(members: list[TrainConfig], splits: Splits, count: int = 60) -> dict[str, float]:
+    """CPU milliseconds per network of a step's forward and backward passes, of its update and of both, as one run."""
     stack = StackedMLP(members, splits.train_x.device)
     optimizer = FlatOptimizer(members[0].optimizer, stack.param, stack.grad)
     lr = stack.per_network([m.learning_rate for m in members])
@@ -247,22 +247,31 @@ def step_parts(members: list[TrainConfig], splits: Splits, steps: int = 60) -> d
     for _ in range(5):  # warm-up
         stack.loss_and_grad(x, y, onehot)
         optimizer.step(lr)
-    passes = timed(lambda: [stack.loss_and_grad(x, y, onehot) for _ in range(steps)], clock=time.process_time)
-    update = timed(lambda: [optimizer.step(lr) for _ in range(steps)], clock=time.process_time)
-    scale = 1e3 / steps / len(members)
-    return {"forward_backward_ms": round(passes * scale, 3), "update_ms": round(update * scale, 3)}
-
-
-def step_figures(splits: Splits) -> dict[str, object]:
-    """``step_parts`` of the grid's first group as one run and as its six stacks (the stacks' mean)."""
-    group = grid_groups(str(splits.train_x.device))[0]
-    stacks = [step_parts(group_members(run, 1), splits) for run in stacks_of(group)]
-    shape = f"{group[0].hidden_layers}x{group[0].hidden_units} batch {group[0].batch_size}"
+    passes = timed(lambda: [stack.loss_and_grad(x, y, onehot) for _ in range(count)], clock=time.process_time)
+    update = timed(lambda: [optimizer.step(lr) for _ in range(count)], clock=time.process_time)
+    both = timed(
+        lambda: [(stack.loss_and_grad(x, y, onehot), optimizer.step(lr)) for _ in range(count)], clock=time.process_time
+    )
+    scale = 1e3 / count / len(members)
+    # Timed apart and as the training loop runs them, one after the other (each evicting the other's data).
     return {
-        "shape": shape,
-        "group": step_parts(group_members(group, 1), splits),
-        "stacks": {key: round(sum(s[key] for s in stacks) / len(stacks), 3) for key in stacks[0]},
+        "forward_backward_ms": round(passes * scale, 3),
+        "update_ms": round(update * scale, 3),
+        "step_ms": round(both * scale, 3),
     }
+
+
+def step_figures(splits: Splits, groups: int) -> dict[str, object]:
+    """``step_parts`` of the first ``groups`` grid groups' networks in runs of 1, 3, 6, 9 and 18 (each size's mean)."""
+    figures = {}
+    for group in grid_groups(str(splits.train_x.device))[:groups]:
+        members = group_members(group, 1)
+        shape = f"{group[0].hidden_layers}x{group[0].hidden_units} batch {group[0].batch_size}"
+        figures[shape] = {}
+        for k in (1, 3, 6, 9, 18):
+            runs = [step_parts(members[i : i + k], splits) for i in range(0, len(members), k)]
+            figures[shape][k] = {key: round(sum(r[key] for r in runs) / len(runs), 3) for key in runs[0]}
+    return figures
 
 
 def sample_figures(args: argparse.Namespace, splits: Splits) -> dict[str, object]:
@@ -323,7 +332,9 @@ def main() -> None:
     )
     parser.add_argument("--compile", action="store_true", help="compiled Adadelta updates (compiled before timing)")
     parser.add_argument(
-        "--step-parts", action="store_true", help="only time a step's passes and update, per network, group and stacks"
+        "--step-parts",
+        action="store_true",
+        help="only time a step's passes and update per network, in runs of 1 to 18 networks of each sampled group",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object on stdout")
     args = parser.parse_args()
@@ -340,7 +351,9 @@ def main() -> None:
         optim.compile_updates()
         train(TrainConfig(epochs=1, device=device), split(data, limit_train=256, limit_test=10))  # compile now
     if args.step_parts:
-        figures["step_parts"] = step_figures(split(data, args.validation, args.limit_train, args.limit_test))
+        figures["step_parts"] = step_figures(
+            split(data, args.validation, args.limit_train, args.limit_test), args.groups
+        )
         json.dump(figures, sys.stdout)
         print()
         return
