@@ -3,7 +3,8 @@
 Usage:
     python benchmarks/grid_throughput.py --data-dir ../shared/mnist [--device cpu] [--groups 1]
         [--limit-train N] [--validation N] [--limit-test N] [--seeds-cost 3] [--no-projection]
-        [--threads N] [--grid-workers N] [--compile] [--compare-slices] [--slice-mb MB] [--json]
+        [--threads N] [--grid-workers N] [--compile] [--compare-slices] [--compare-blocks N,N] [--slice-mb MB]
+        [--json]
 
 The sample is the first ``--groups`` groups of the seeded 2,187-point reference grid: the
 81 points (activation x loss x learning rate x epochs) of one depth, width and batch size.
@@ -16,8 +17,9 @@ Optuna), the ways interleaved group by group:
 - alone: every point its own run.
 
 A group's members train in cache-sized slices on the CPU (``trainer.steps``);
-``--compare-slices`` also trains each group with all its members at once, and ``--slice-mb``
-sets the slices' budget.
+``--compare-slices`` also trains each group with all its members at once, ``--compare-blocks``
+with the CPU optimizer update in blocks of other sizes (``trainer.optim.CPU_BLOCK``), and
+``--slice-mb`` sets the slices' budget.
 
 Trials per hour is points / wall time. ``--seeds-cost K`` also trains the sample's groups
 under K seeds (K x 18 networks a run) and prints the cost against one seed, for the run and
@@ -84,18 +86,22 @@ def timed(run: Callable[..., object], *args: object, clock: Callable[[], float] 
     return clock() - started
 
 
-def unsliced(run: Callable[..., object], *args: object) -> object:
-    """``run(*args)`` with each group's members trained all at once on the CPU, not in slices (``trainer.steps``)."""
-    budget = steps.SLICE_BYTES
-    steps.SLICE_BYTES = 1 << 62
+def with_setting(module: object, name: str, value: object, run: Callable[..., object], *args: object) -> object:
+    """``run(*args)`` with ``module.name`` set to ``value`` for the call."""
+    before = getattr(module, name)
+    setattr(module, name, value)
     try:
         return run(*args)
     finally:
-        steps.SLICE_BYTES = budget
+        setattr(module, name, before)
 
 
 def throughput(
-    groups: Sequence[Sequence[TrainConfig]], splits: Splits, seeds_cost: int, compare_slices: bool = False
+    groups: Sequence[Sequence[TrainConfig]],
+    splits: Splits,
+    seeds_cost: int,
+    compare_slices: bool = False,
+    compare_blocks: Sequence[int] = (),
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Wall and CPU seconds of each way over the sample, the ways interleaved and rotated group by group."""
     ways: dict[str, Callable[[Sequence[TrainConfig]], object]] = {
@@ -104,7 +110,13 @@ def throughput(
         "alone": lambda group: [train(config, splits) for config in group],
     }
     if compare_slices:
-        ways["groups unsliced"] = lambda group: unsliced(train_together, group, splits)
+        ways["groups unsliced"] = lambda group: with_setting(
+            steps, "SLICE_BYTES", 1 << 62, train_together, group, splits
+        )
+    for block in compare_blocks:
+        ways[f"groups, update blocks of {block}"] = lambda group, block=block: with_setting(
+            optim, "CPU_BLOCK", block, train_together, group, splits
+        )
     if seeds_cost > 1:
         ways[f"groups x{seeds_cost} seeds"] = lambda group: train_together(
             [c for config in group for c in seed_configs(config, seeds_cost)], splits
@@ -278,7 +290,7 @@ def sample_figures(args: argparse.Namespace, splits: Splits) -> dict[str, object
     """Wall times and trials per hour of the three ways (and K seeds) over the sample."""
     sample = grid_groups(str(splits.train_x.device))[: args.groups]
     points = sum(len(group) for group in sample)
-    walls, cpus = throughput(sample, splits, args.seeds_cost, args.compare_slices)
+    walls, cpus = throughput(sample, splits, args.seeds_cost, args.compare_slices, args.compare_blocks)
     ways = ("groups", "stacks", "alone")
     figures: dict[str, object] = {
         "sample": {"groups": args.groups, "points": points, "train_images": len(splits.train_y)},
@@ -319,6 +331,12 @@ def main() -> None:
         "--compare-slices",
         action="store_true",
         help="also train each group with its members all at once, not in cache-sized slices (trainer.steps)",
+    )
+    parser.add_argument(
+        "--compare-blocks",
+        type=lambda text: [int(b) for b in text.split(",")],
+        default=[],
+        help="also train each group with the CPU update in blocks of these sizes (comma-separated elements)",
     )
     parser.add_argument("--slice-mb", type=float, default=None, help="the slices' budget in MB (default: trainer's)")
     parser.add_argument("--no-projection", action="store_true", help="skip the whole grid's projection")
@@ -381,6 +399,9 @@ def report(figures: dict) -> None:
         print(f"groups / stacks: {ratios[0]:.2f}x; groups / alone: {ratios[1]:.2f}x")
         cpu = figures["trials_per_cpu_hour"]
         print(f"per CPU hour: groups / stacks {cpu['groups'] / cpu['stacks']:.2f}x")
+    for name, cpu in figures["cpu_seconds"].items() if "cpu_seconds" in figures else ():
+        if name.startswith("groups, update blocks"):
+            print(f"{name}: {cpu:.1f} CPU s against {figures['cpu_seconds']['groups']:.1f} at the default")
     if "slices_speedup" in figures:
         print(
             f"groups in slices / all at once: {figures['slices_speedup']:.2f}x "

@@ -1,4 +1,4 @@
-"""An epoch's training steps, replayed as CUDA graphs on a GPU.
+"""An epoch's training steps: in cache-sized slices of the group on the CPU, replayed as CUDA graphs on a GPU.
 
 A step of these small networks is some forty tiny kernels; launched one by one from
 Python, the GPU waits on the launches, not on the arithmetic. On CUDA the steps are
@@ -27,9 +27,10 @@ from trainer.stack import StackedMLP
 GRAPH_STEPS = 32  # steps per graph: enough to hide the launch of a replay, little to record
 GRAPH_OPTIMIZERS = ("adadelta", "sgd")
 # The most bytes of weights, gradients, optimizer state and per-element rates (4 bytes each) that a
-# slice of a group's members holds on the CPU (see ``EpochSteps``). Set from
-# ``benchmarks/grid_throughput.py --slice-sweep``: within the 32 MB L3 that the 2-core EPYC's two
-# workers share.
+# slice of a group's members holds on the CPU (see ``EpochSteps``): two or three networks of the
+# grid's shapes, two slices within the 32 MB L3 that the 2-core EPYC's two workers share. A step
+# costs a network least in runs of about three (``benchmarks/grid_throughput.py --step-parts``,
+# docs/performance.md); ``--compare-slices`` and ``--slice-mb`` time slices against none.
 SLICE_BYTES = 8 << 20
 # The per-element tensors a member's parameter has in a step: itself, its gradient, the two of
 # the optimizer's state and the learning rate.
