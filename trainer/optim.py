@@ -16,11 +16,13 @@ import torch
 ADADELTA_RHO, ADADELTA_EPS = 0.9, 1e-6  # torch.optim.Adadelta defaults
 SGD_MOMENTUM = 0.9
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults
-# Elements per block of the CPU update: its ~8 arrays of a block stay in the caches. On the
-# 2-core EPYC, Adadelta over 1.8M parameters took 24 ms a step in one pass and 8-9 ms in
-# blocks of 32-64k when first measured, 1.0-1.2x less later with the shared cache busier
-# (README, "Accuracy and speed"; benchmarks/optimizer_update.py).
-CPU_BLOCK = 65_536
+# Elements per block of the CPU update: its ~8 arrays of a block stay in the caches. Over a
+# whole 18-network group (2.4M parameters, beyond the L3), blocks of 64k took 11 ms a step
+# against 30 ms in one pass (benchmarks/optimizer_update.py). Groups now train in slices whose
+# arrays stay in the L3 (``trainer.steps``), where fewer, larger blocks save calls: blocks of 1M
+# (one per layer tensor of a slice) took 5% less CPU time than 64k over the grid sample's groups
+# (``benchmarks/grid_throughput.py --compare-blocks``, docs/performance.md).
+CPU_BLOCK = 1 << 20
 # torch.compile of the Adadelta update (one loop over memory instead of ten passes), measured
 # on the 2-core EPYC: 4-35 s to compile (warm or cold inductor cache, machine load), then
 # 2.6-3.5 ms a step over 1.8M parameters against 8.4-27 ms eager, some 3-13 ns saved per
