@@ -20,7 +20,7 @@ ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam defaults
 # whole 18-network group (2.4M parameters, beyond the L3), blocks of 64k took 11 ms a step
 # against 30 ms in one pass (benchmarks/optimizer_update.py). Groups now train in slices whose
 # arrays stay in the L3 (``trainer.steps``), where fewer, larger blocks save calls: blocks of 1M
-# (one per layer tensor of a slice) took 5% less CPU time than 64k over the grid sample's groups
+# (one per layer tensor of a slice) took 5-7% less CPU time than 64k over the grid sample's groups
 # (``benchmarks/grid_throughput.py --compare-blocks``, docs/performance.md).
 CPU_BLOCK = 1 << 20
 # torch.compile of the Adadelta update (one loop over memory instead of ten passes), measured
