@@ -18,6 +18,7 @@ from search.run import study as run_study
 from search.run import worker as runner
 from search.run.progress import Progress
 from search.spec import StudySpec
+from tests.conftest import write_mnist
 from tests.search.conftest import fast_flags, run_search, start_search
 from trainer import TrainConfig, loop
 from trainer.checkpoint import Checkpoint, CheckpointFolder
@@ -113,15 +114,19 @@ def test_sampler_trials_keep_no_checkpoint_and_a_finished_study_leaves_none(
 
 
 @pytest.mark.slow  # a minute on two cores: the command line twice, an uninterrupted study once
-def test_ctrl_c_in_the_middle_of_a_group_resumes_it(
-    make_spec: Callable[..., StudySpec], mnist_dir: Path, tmp_path: Path
-) -> None:
-    """The command line, stopped by a real SIGINT once its group saved epoch 6 of 14."""
-    options = {"trials": 6, "seeds": 2, "max_epochs": 14}  # one group: 3 rates x epochs 5 and 14
+def test_ctrl_c_in_the_middle_of_a_group_resumes_it(make_spec: Callable[..., StudySpec], tmp_path: Path) -> None:
+    """The command line, stopped by a real SIGINT once its group saved epoch 6 of 14.
+
+    On 2,000 images, so that an epoch takes a good part of a second: on 200 the last eight
+    epochs could pass between two looks at the checkpoint, and the run end before the signal.
+    """
+    data = write_mnist(tmp_path / "data" / "MNIST" / "raw", n_train=2_100, n_test=100).parents[1]
+    # One group: 3 rates x epochs 5 and 14.
+    options = {"trials": 6, "seeds": 2, "max_epochs": 14, "data_dir": str(data), "limit_train": 2000}
     whole, cut = make_spec("grid", study_name="whole", **options), make_spec("grid", study_name="cut", **options)
     assert app.run_study(whole, []) == 0
     args = ["grid", "--storage", cut.storage, "--study-name", "cut", "--trials", "6", "--seeds", "2", "--workers", "1"]
-    args += ["--max-epochs", "14", *fast_flags(mnist_dir)]
+    args += ["--max-epochs", "14", *fast_flags(data), "--limit-train", "2000"]
     folder = run_study.checkpoint_folder(cut, run_study.prepare(cut))
     proc = start_search(*args, cwd=tmp_path)
     deadline = time.monotonic() + 300
