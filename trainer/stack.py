@@ -156,13 +156,16 @@ class StackedMLP:
 
     def parameter_ranges(self, start: int, stop: int) -> list[slice]:
         """Where the parameters of members ``start:stop`` lie in the flat ``param``: one range per layer tensor."""
-        ranges, offset = [], 0
+        return [slice(offset + start * t[0].numel(), offset + stop * t[0].numel()) for offset, t in self._tensors()]
+
+    def _tensors(self) -> list[tuple[int, torch.Tensor]]:
+        """Each layer's weights [K, out, in] and biases [K, out], in the flat order, with their offsets in it."""
+        tensors, offset = [], 0
         for layer in self.layers:
             for t in (layer.weight, layer.bias):
-                n = t[0].numel()
-                ranges.append(slice(offset + start * n, offset + stop * n))
+                tensors.append((offset, t))
                 offset += t.numel()
-        return ranges
+        return tensors
 
     @classmethod
     def copies(cls, config: TrainConfig, k: int, device: torch.device) -> StackedMLP:
@@ -263,13 +266,10 @@ class StackedMLP:
     def take(self, flat: torch.Tensor, indices: Sequence[int]) -> torch.Tensor:
         """The members at ``indices`` of a flat tensor laid out like ``param`` (an optimizer's state, say)."""
         index = torch.tensor(list(indices), device=flat.device)
-        parts, offset = [], 0
-        for layer in self.layers:
-            for t in (layer.weight, layer.bias):
-                part = flat[offset : offset + t.numel()].view(t.shape)
-                parts.append(part.index_select(0, index).reshape(-1))
-                offset += t.numel()
-        return torch.cat(parts)
+        parts = [
+            flat[offset : offset + t.numel()].view(t.shape).index_select(0, index) for offset, t in self._tensors()
+        ]
+        return torch.cat([part.reshape(-1) for part in parts])
 
     def mask_states(self) -> list[torch.Tensor | None]:
         """Each member's dropout generator state (None without dropout), for a checkpoint."""

@@ -86,9 +86,16 @@ class EpochSteps:
         self.idx = torch.empty(max(chunk, 1), len(stack.seeds), config.batch_size, dtype=torch.long, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
         size = stack.k if chunk else slice_members(stack, device)
-        self.slices = [
-            _Slice.of(stack, optimizer, start, min(start + size, stack.k)) for start in range(0, stack.k, size)
-        ]
+        self.slices = [self._slice(start, min(start + size, stack.k)) for start in range(0, stack.k, size)]
+
+    def _slice(self, start: int, stop: int) -> _Slice:
+        """Members ``start:stop``: the group itself when they are all of it, else views of its members."""
+        stack, optimizer = self.stack, self.optimizer
+        if (start, stop) != (0, stack.k):
+            stack = self.stack.members_view(start, stop)
+            optimizer = self.optimizer.part(self.stack.parameter_ranges(start, stop))
+        rows = None if stack is self.stack else [self.stack.seeds.index(seed) for seed in stack.seeds]
+        return _Slice(stack, optimizer, rows, self.loss_sum[start:stop], self.correct[start:stop])
 
     def run(self, perm: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One pass over ``perm`` at rates ``lr``; each member's mean loss and accuracy.
@@ -101,36 +108,31 @@ class EpochSteps:
         self.loss_sum.zero_()
         self.correct.zero_()
         seeds, n, batch = perm.shape[0], perm.shape[1], self.config.batch_size
-        tail = 0  # where the steps fewer than a chunk begin
+        tail = 0  # where the steps fewer than a chunk begin (a chunk is of the whole group)
         if self.chunk:
             span = self.chunk * batch
             tail = n - n % span
             for start in range(0, tail, span):
                 self.idx.copy_(perm[:, start : start + span].view(seeds, self.chunk, batch).transpose(0, 1))
                 self._run_chunk()
-        if len(self.slices) == 1:
-            for start in range(tail, n, batch):
-                self._step(perm[:, start : start + batch])
-            return self.loss_sum / n, self.correct / n
         steps = self.optimizer.steps
         for part in self.slices:
-            part.optimizer.steps = steps
-            order = perm[part.rows]
-            for start in range(0, n, batch):
+            part.optimizer.steps = steps  # each slice takes the epoch's steps from the same count
+            order = perm if part.rows is None else perm[part.rows]
+            for start in range(tail, n, batch):
                 self._step(order[:, start : start + batch], part)
         self.optimizer.steps = part.optimizer.steps
         return self.loss_sum / n, self.correct / n
 
-    def _step(self, idx: torch.Tensor, part: _Slice | None = None) -> None:
-        stack, optimizer, members = (self.stack, self.optimizer, slice(None)) if part is None else part[:3]
-        loss, right = stack.loss_and_grad(self.x[idx], self.y[idx], self.onehot[idx])
-        optimizer.step(self.lr)
-        self.loss_sum[members].add_(loss, alpha=idx.shape[-1])
-        self.correct[members].add_(right)
+    def _step(self, idx: torch.Tensor, part: _Slice) -> None:
+        loss, right = part.stack.loss_and_grad(self.x[idx], self.y[idx], self.onehot[idx])
+        part.optimizer.step(self.lr)
+        part.loss_sum.add_(loss, alpha=idx.shape[-1])
+        part.correct.add_(right)
 
     def _chunk(self) -> None:
         for row in self.idx:
-            self._step(row)
+            self._step(row, self.slices[0])
 
     def _run_chunk(self) -> None:
         if self.graph is not None:
@@ -154,15 +156,11 @@ class EpochSteps:
 
 
 class _Slice(NamedTuple):
-    """Members ``members`` of a group as views of its own: their passes, their update, their seeds' rows of ``perm``."""
+    """Members of a group that step together: their passes, their update, their seeds' rows of an
+    epoch's orders (None: all of them) and their views of the epoch's loss sums and correct counts."""
 
     stack: StackedMLP
     optimizer: FlatOptimizer
-    members: slice
-    rows: list[int]
-
-    @classmethod
-    def of(cls, stack: StackedMLP, optimizer: FlatOptimizer, start: int, stop: int) -> _Slice:
-        view = stack.members_view(start, stop)
-        rows = [stack.seeds.index(seed) for seed in view.seeds]
-        return cls(view, optimizer.part(stack.parameter_ranges(start, stop)), slice(start, stop), rows)
+    rows: list[int] | None
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
