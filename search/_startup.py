@@ -4,6 +4,7 @@ and a quiet Optuna once it is loaded."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -11,8 +12,11 @@ from collections.abc import Iterator
 
 
 def _stop(signum: int, frame: object) -> None:
+    # At once, not by raising SystemExit: raised in a finalizer that the garbage collector runs
+    # during an import, it would be "ignored" by CPython and the command would go on.
     print("interrupted", file=sys.stderr)
-    raise SystemExit(130)
+    sys.stderr.flush()
+    os._exit(130)
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shlex
+import signal
 import sys
 import warnings
 from collections.abc import Iterator
@@ -350,15 +351,20 @@ def _space_params(study: optuna.Study) -> list[str]:
 def serve_dashboard(
     storage_url: str, host: str, port: int, artifacts: str | None, allow_writes: bool, allowed_hosts: list[str]
 ) -> None:
-    try:  # importing optuna-dashboard takes a while: a Ctrl-C then is a stop like any other
-        from search.dashboard import serve
+    # A Ctrl-C ends the dashboard where it lands: as a KeyboardInterrupt it could land in an
+    # import run through PyRun_String (CPython then ends the process by SIGINT despite a catch) or
+    # in a finalizer run by the garbage collector (CPython prints "Exception ignored" and the
+    # dashboard serves on). A dashboard started with SIGINT ignored (in the background) keeps it so.
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _stop_dashboard)
+    from search.dashboard import serve  # importing optuna-dashboard takes a while
 
-        serve(storage_url, host, port, artifacts, allow_writes, allowed_hosts)
-    except KeyboardInterrupt:
-        print("dashboard stopped", file=sys.stderr)
-        # A Ctrl-C that lands in code some import runs through PyRun_String marks the interrupt
-        # "unhandled" inside CPython, which then ends the process by SIGINT (-2) despite the catch
-        # above: end here, the stop being said and the storage opened read-only.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    serve(storage_url, host, port, artifacts, allow_writes, allowed_hosts)
+
+
+def _stop_dashboard(signum: int, frame: object) -> None:
+    """End the process at once, the stop being said (the storage is read-only, or written in transactions)."""
+    print("dashboard stopped", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
