@@ -15,9 +15,9 @@ with quiet_interrupts():  # Optuna's import; torch, plotly and the dashboard loa
 
     from search.bench import cli as bench_cli
     from search.run.study import StudyError
-    from search.spec import COMPILE, KIND_TABLE, MAX_SEED, MAX_SEEDS, PRUNERS, StudySpec
+    from search.spec import COMPILE, KIND_TABLE, MAX_HEARTBEAT, MAX_SEED, MAX_SEEDS, PRUNERS, StudySpec
     from search.storage import DEFAULT_STORAGE, StorageError, failure_message
-    from trainer.cli import HelpFormatter, Parser, add_data_args, fail, positive_int, run_cli
+    from trainer.cli import HelpFormatter, Parser, add_data_args, fail, int_in, positive_int, run_cli
 
 READERS = {
     "dashboard": "serve optuna-dashboard on the studies (read-only unless --allow-writes)",
@@ -188,9 +188,9 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
     )
     group.add_argument(
         "--heartbeat",
-        type=positive_int,
+        type=int_in(MAX_HEARTBEAT),
         default=60,
-        help="seconds between heartbeats; a trial silent for twice that is failed and re-run",
+        help=f"seconds between heartbeats, 1..{MAX_HEARTBEAT}; a trial silent for twice that is failed and re-run",
     )
     group.add_argument(
         "--compile",

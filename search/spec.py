@@ -11,7 +11,7 @@ import optuna
 
 from search.space import Parameter, distributions, grid_distributions, grid_points, oat_points, search_space
 from search.storage import DEFAULT_STORAGE, check_url
-from trainer.config import MAX_EPOCHS, TrainConfig
+from trainer.config import MAX_EPOCHS, MAX_THREADS, TrainConfig
 from trainer.errors import UsageError
 
 PRUNERS = ("median", "hyperband", "none")
@@ -19,6 +19,7 @@ COMPILE = ("auto", "on", "off")
 # The grid's order of points; 2: by groups of one shape and batch size (1, unwritten: by shared runs).
 GRID_ORDER = 2
 DEFAULT_TRIALS = 50  # random and tpe; grid and oat default to all their points
+MAX_HEARTBEAT = 3600  # seconds: a trial silent for twice this (two hours) is failed; Python's timers overflow far above
 MAX_SEEDS = 100  # each point trains once per seed: beyond this a study is a mistake, not a plan
 MAX_SEED = 2**31 - 1  # seeds plus worker offsets and training-seed counts stay below numpy's 2**32 and torch's 2**64
 
@@ -159,10 +160,12 @@ class StudySpec:
             raise UsageError(f"compile must be one of {', '.join(COMPILE)}, but got compile={self.compile!r}.")
         if self.pruner is not None and self.pruner not in PRUNERS:
             raise UsageError(f"pruner must be one of {', '.join(PRUNERS)}, but got pruner={self.pruner!r}.")
-        for name in ("trials", "workers", "heartbeat", "threads"):
+        for name in ("trials", "workers"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise UsageError(f"{name} must be an integer >= 1, but got {name}={value!r}.")
+        _check_range("heartbeat", self.heartbeat, MAX_HEARTBEAT)
+        _check_range("threads", self.threads, MAX_THREADS)
         _check_range("seeds", self.seeds, MAX_SEEDS)
         if self.max_epochs is not None:
             _check_range("max_epochs", self.max_epochs, MAX_EPOCHS)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
-from trainer.config import ACTIVATIONS, LOSSES, OPTIMIZERS, TrainConfig
+from trainer.config import ACTIVATIONS, LOSSES, MAX_THREADS, OPTIMIZERS, TrainConfig
 from trainer.errors import DataError, UsageError
 
 T = TypeVar("T")
@@ -75,6 +75,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def int_in(high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in ``1..high``."""
+
+    def bounded(text: str) -> int:
+        value = _int(text)
+        if not 1 <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer in 1..{high}, got {text!r}")
+        return value
+
+    return bounded
+
+
 def non_negative_int(text: str) -> int:
     value = _int(text)
     if value < 0:
@@ -111,10 +123,10 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps; auto takes CUDA when present")
     group.add_argument(
         "--threads",
-        type=positive_int,
+        type=int_in(MAX_THREADS),
         default=1,
-        help="CPU threads of each training process (a study's every worker); more than the cores free "
-        "slows a shared machine down many times",
+        help=f"CPU threads of each training process (a study's every worker), 1..{MAX_THREADS}; more than "
+        "the cores free slows a shared machine down many times",
     )
 
 

@@ -16,6 +16,7 @@ OPTIMIZERS = ("adadelta", "sgd", "adam")
 MAX_EPOCHS = 25
 MAX_HIDDEN_LAYERS = 10
 MAX_HIDDEN_UNITS = 4096
+MAX_THREADS = 1024  # CPU threads of a training process: more than any machine has is a mistake, not a plan
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from search.__main__ import ANALYSES, MAX_SEED, READERS, STUDIES, build_parser
+from search.spec import MAX_HEARTBEAT, StudySpec
 from tests.search.conftest import fast_flags, run_search, start_search
 from tests.search.test_cli import one_line_error
 from tests.search.test_dashboard import start_dashboard, stop
 from tests.search.test_failures import finished
+from trainer.config import MAX_THREADS
 
 SECRET = "s3cr"
 
@@ -52,6 +54,9 @@ def test_every_subcommand_describes_itself_in_its_own_help() -> None:
         (["tpe", "--study-name", ""], "''"),
         (["random", "--study-name", "  "], "'  '"),
         (["report", "--study-name", "", "--out", "x.html"], "''"),
+        (["grid", "--heartbeat", "9999999999"], "1..3600, got '9999999999'"),
+        (["tpe", "--heartbeat", "0"], "1..3600, got '0'"),
+        (["random", "--threads", "100000"], "1..1024, got '100000'"),
     ],
 )
 def test_bad_seed_or_name_is_refused_before_anything_is_created(
@@ -59,6 +64,15 @@ def test_bad_seed_or_name_is_refused_before_anything_is_created(
 ) -> None:
     one_line_error(run_search(*args, *fast_flags(mnist_dir), cwd=tmp_path), quoted)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "high"),
+    [("heartbeat", 9_999_999_999, MAX_HEARTBEAT), ("heartbeat", 0, MAX_HEARTBEAT), ("threads", 100_000, MAX_THREADS)],
+)
+def test_a_spec_bounds_its_heartbeat_and_threads(field: str, value: int, high: int) -> None:
+    with pytest.raises(ValueError, match=rf"^{field} must be an integer in 1\.\.{high}, but got {field}={value}\.$"):
+        StudySpec(kind="tpe", **{field: value})  # type: ignore[arg-type]
 
 
 def test_largest_seed_runs_with_two_workers_and_resumes(tmp_path: Path, mnist_dir: Path) -> None:

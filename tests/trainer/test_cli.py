@@ -92,6 +92,8 @@ def test_help_states_defaults() -> None:
         (["--epochs", "many"], "many"),
         (["--validation", "-5"], "-5"),
         (["--device", "tpu"], "tpu"),
+        (["--threads", "100000"], "1..1024, got '100000'"),
+        (["--threads", "0"], "1..1024, got '0'"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(mnist_dir: Path, args: list[str], quoted: str) -> None:
