@@ -207,10 +207,10 @@ def _strict_json(value: Any) -> tuple[Any, int]:
 
 
 def report(storage_url: str, study_name: str | None, out: str | None) -> int:
-    from search.analysis.report import render_report
+    from search.analysis.report import render_report, report_path
 
     study = load(storage_url, study_name)
-    path = out or f"reports/{study.study_name}.html"
+    path = out or report_path(study.study_name)
     with _writing(path):
         atomic.write_text(path, render_report(study, _space_params(study)))
     print(f"wrote {path}", file=sys.stderr)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
+import re
 import warnings
 
 import optuna
@@ -24,6 +26,23 @@ table { border-collapse: collapse; margin: 8px 0 16px; } td, th { border: 1px so
 th { background: #f5f5f5; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .figure { margin: 12px 0 28px; } .muted { color: #666; }
 """
+
+REPORTS = "reports"  # the folder a report goes to when no --out is given
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def report_path(study_name: str) -> str:
+    """Where ``report`` writes without ``--out``: one file directly inside ``reports/``, for any name.
+
+    A plain name (letters, digits, ``.``, ``_``, ``-``) is kept: ``reports/mnist-grid.html``.
+    Any other (slashes, ``..``, spaces, a leading dot, over 100 characters) keeps its plain
+    characters and gets a hash of the whole name, so that two names never share a file and a
+    name in a shared database cannot pick a path outside ``reports/``.
+    """
+    if _PLAIN_NAME.fullmatch(study_name):
+        return f"{REPORTS}/{study_name}.html"
+    plain = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("._-")[:80] or "study"
+    return f"{REPORTS}/{plain}-{hashlib.sha256(study_name.encode()).hexdigest()[:12]}.html"
 
 
 def optuna_figures(study: optuna.Study) -> dict[str, go.Figure]:
