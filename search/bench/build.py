@@ -66,11 +66,13 @@ def build_from_study(study: optuna.Study) -> Table:
     """The table of a finished grid study, read through ``search.records``.
 
     Each point's curve comes from its trial with the most epochs; its histories (one per
-    seed) must reach that many epochs unless the run diverged. A point missing from the
-    study, or cut short (pruned, interrupted), is a ``TableError``.
+    seed) must reach that many epochs unless the run diverged. Only a point's own results
+    are read: COMPLETE and PRUNED trials and runs that diverged; an interrupted trial (run
+    again under another number) or one that failed for another reason is not. A point
+    missing from the study, or cut short (pruned), is a ``TableError``.
     """
     _check_grid_study(study)
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.params]
+    trials = [t for t in study.get_trials(deepcopy=False) if _result_of_its_point(t) and t.params]
     if not trials:
         raise TableError(f"study {study.study_name!r} has no finished trials")
     space = {p.name: p.grid for p in SEVEN}
@@ -113,9 +115,14 @@ def build_from_study(study: optuna.Study) -> Table:
         for s, history in enumerate(histories):
             diverged = records.is_diverged(trial)
             if len(history) < trial.params[FIDELITY] and not diverged:
-                raise TableError(f"trial {trial.number} stopped after {len(history)} epochs (pruned or interrupted)")
+                raise TableError(f"trial {trial.number} stopped after {len(history)} epochs (pruned)")
             _fill(table.curves[p, s], history)
     return table
+
+
+def _result_of_its_point(trial: optuna.trial.FrozenTrial) -> bool:
+    """A trial whose histories are its point's: finished, or failed because its own run diverged."""
+    return records.is_finished(trial.state) or (trial.state.is_finished() and records.is_diverged(trial))
 
 
 def _check_grid_study(study: optuna.Study) -> None:

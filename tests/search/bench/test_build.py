@@ -8,7 +8,7 @@ import numpy as np
 import optuna
 import pytest
 
-from search import app
+from search import app, records
 from search.bench.build import build_by_training, build_from_study, grid_values
 from search.bench.table import METRICS, TableError
 from search.space import SEVEN, grid_points
@@ -76,3 +76,38 @@ def test_a_study_that_is_not_a_whole_grid_is_refused_in_one_line(study: Callable
     with pytest.raises(TableError) as refused:
         build_from_study(study())
     assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def _history(epochs: int) -> list[dict[str, float]]:
+    return [{"epoch": e, **{m: 0.5 for m in METRICS}} for e in range(1, epochs + 1)]
+
+
+@pytest.mark.parametrize("reason", ["interrupted", "interrupted: its worker stopped beating", "out of memory"])
+def test_a_grid_interrupted_once_and_finished_makes_a_table(reason: str) -> None:
+    """Each point's interrupted trial (no histories, run again under a later number) is not its result."""
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr("kind", "grid")
+    point = {p.name: p.grid[0] for p in SEVEN if p.name != "epochs"}
+    distributions = {p.name: optuna.distributions.CategoricalDistribution(p.grid) for p in SEVEN}
+    for e in (25, 14, 5):  # closed as FAIL first, as the first trials of a run interrupted at once
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.FAIL,
+                params={**point, "epochs": e},
+                distributions=distributions,
+                user_attrs={records.FAIL_REASON: reason, records.POINT: 0},
+            )
+        )
+    for e in (25, 14, 5):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={**point, "epochs": e},
+                distributions=distributions,
+                value=0.5,
+                user_attrs={"seeds": [1], records.RETRY_OF_ATTR: 0},
+                system_attrs={records.HISTORIES_ATTR: [_history(e)]},
+            )
+        )
+    table = build_from_study(study)
+    assert table.fidelities == (5, 14, 25) and table.seeds == (1,)
+    assert not np.isnan(table.curves).any()
