@@ -228,10 +228,16 @@ def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int | None = None) -> RD
     check_url(url)
     quiet_storage_threads()
     db = sqlite_path(url)
+    made = db is not None and not Path(f"{db}.lock").exists()
     # Workers opening a new SQLite file at once would race to switch it to WAL and to create
     # its tables ("database is locked", "table ... already exists"): they take turns instead.
     with file_lock(db) if db is not None else contextlib.nullcontext():
-        return _open(url, heartbeat)
+        try:
+            return _open(url, heartbeat)
+        except StorageError:
+            if made:  # a refused writer (a schema too old or too new) leaves no file behind
+                Path(f"{db}.lock").unlink(missing_ok=True)  # under the lock: see file_lock
+            raise
 
 
 def _open(url: str, heartbeat: int | None) -> RDBStorage:
@@ -324,15 +330,24 @@ def file_lock(db: Path) -> Iterator[None]:
     """An exclusive lock on ``DB.lock`` beside a SQLite file, shared by every process that opens it.
 
     Not re-entrant: a process holding it must not take it again (the study's lock is the same file).
+    Its holder may remove the file (``open_storage`` does when it made it and was refused): a
+    process that waited on the removed file takes the new one instead.
     """
     if not db.parent.exists():
         raise StorageError(f"cannot create storage sqlite:///{db}: folder {db.parent} does not exist")
-    try:
-        held = open(f"{db}.lock", "a")  # noqa: SIM115 - closed below
-    except OSError as e:
-        raise StorageError(f"storage sqlite:///{db} is read-only ({e.strerror}): make its folder writable") from e
-    with held:
+    path = Path(f"{db}.lock")
+    while True:
+        try:
+            held = open(path, "a")  # noqa: SIM115 - closed below
+        except OSError as e:
+            raise StorageError(f"storage sqlite:///{db} is read-only ({e.strerror}): make its folder writable") from e
         fcntl.flock(held, fcntl.LOCK_EX)
+        with contextlib.suppress(FileNotFoundError):
+            mine, named = os.fstat(held.fileno()), path.stat()
+            if (mine.st_dev, mine.st_ino) == (named.st_dev, named.st_ino):
+                break
+        held.close()  # removed while this process waited: its lock no longer guards anything
+    with held:
         try:
             yield
         finally:

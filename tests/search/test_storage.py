@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import optuna
 import pytest
 
 from search.app import resume_command
-from search.storage import mask_arg, mask_url, open_reader
+from search.storage import StorageError, file_lock, mask_arg, mask_url, open_reader, open_storage
 from tests.search.conftest import run_search
 from tests.search.test_cli import one_line_error
 
@@ -97,3 +99,43 @@ def test_open_reader_reads_without_a_lock_file(tmp_path: Path) -> None:
     assert storage is not None and optuna.get_all_study_names(storage) == ["there"]
     storage.engine.dispose()
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("version", ["v99.0.0", "v3.0.0.a"])
+def test_a_writer_refused_by_the_schema_leaves_no_file(tmp_path: Path, version: str) -> None:
+    db = tmp_path / "studies.db"
+    optuna.create_study(study_name="other", storage=f"sqlite:///{db}")
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = ?", (version,))
+    conn.close()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(StorageError, match="optuna"):
+        open_storage(f"sqlite:///{db}", 60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_lock_file_removed_by_its_holder_still_lets_one_process_in_at_a_time(tmp_path: Path) -> None:
+    """A process that waited on a removed lock file takes the new one, never entering beside its holder."""
+    db, inside, order = tmp_path / "studies.db", threading.Lock(), []
+
+    def enter(name: str, hold: float, remove: bool = False) -> None:
+        with file_lock(db):
+            assert inside.acquire(blocking=False), f"{name} entered beside another holder"
+            order.append(name)
+            time.sleep(hold)
+            if remove:
+                Path(f"{db}.lock").unlink()
+            inside.release()
+
+    first = threading.Thread(target=enter, args=("first", 0.5, True))
+    first.start()
+    time.sleep(0.1)
+    waiting = threading.Thread(target=enter, args=("waiting", 0.1))
+    waiting.start()  # opens the file the first removes, and waits on it
+    time.sleep(0.2)
+    first.join()
+    later = threading.Thread(target=enter, args=("later", 0.5))  # makes a new file
+    later.start()
+    waiting.join()
+    later.join()
+    assert sorted(order) == ["first", "later", "waiting"]
