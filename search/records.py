@@ -5,8 +5,8 @@ the mean of the seeds' last validation accuracies. What it stores:
 
 - user attrs ``seeds`` (the K seeds), ``seed_values`` (each seed's last validation
   accuracy, in seed order), ``seed_test_accuracies``, ``test_accuracy`` and
-  ``val_accuracy`` (means over the seeds), ``train_seconds``, ``parameter_count``,
-  ``device``: short values that the dashboard's trial page shows.
+  ``val_accuracy`` (means over the seeds), ``train_seconds``, ``network_seconds``,
+  ``parameter_count``, ``device``: short values that the dashboard's trial page shows.
 - system attr ``histories``: each seed's per-epoch history (a list of K lists of
   ``EpochRecord.to_dict()``). It is kept out of the user attrs because the dashboard
   shows each user attr on one line, and a long history made the trial page thousands
@@ -20,6 +20,14 @@ Beside the results, the run path writes (and every reader reads, through this mo
 ``shared_run`` (the first trial of the group whose run a trial shared), ``group_seconds`` (that
 run's wall time; ``train_seconds`` is the trial's share of it) and ``model_artifact_id``;
 Optuna keeps an enqueued point's parameters in the system attr ``fixed_params``.
+
+Two times, for two questions. ``train_seconds`` is the trial's share of its run, split with
+every configuration trained beside it: the shares add up to a study's training time.
+``network_seconds`` is its cost as if trained alone, measured per network: its seeds'
+networks' share of each moment while it trained, not split with the configurations that
+share a network (points at 5, 14 and 25 epochs, nll and cross-entropy). A grouped trial's
+share is a fraction of what it would cost alone, so costs compare by ``network_seconds``
+(``cost_seconds``): the seconds front, an oat move's change in seconds, the seconds objective.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ DIVERGED = "diverged"  # fail_reason prefix of a run whose loss became NaN or in
 POINT = "point"  # user attr: the index of a grid or oat point in the study's order
 SHARED_RUN_ATTR = "shared_run"  # user attr: the first trial number of the group a trial shared
 GROUP_SECONDS = "group_seconds"  # user attr: the wall time of the group's run until the trial was done
+NETWORK_SECONDS = "network_seconds"  # user attr: its cost as if trained alone, measured per network
 MODEL_ARTIFACT = "model_artifact_id"  # user attr: the artifact id of the trial's model file
 ASK_SECONDS = "ask_seconds"  # user attr of a sampler's trial: how long the sampler took to propose it
 STUDY_TOKEN = "token"  # study user attr: random, written once at creation (whose checkpoints these are)
@@ -67,6 +76,7 @@ def write_results(trial: optuna.Trial, result: TrialResult) -> None:
     trial.set_user_attr("seed_test_accuracies", [r.test_accuracy if r.history else None for r in runs])
     trial.set_user_attr("train_seconds", round(result.seconds, 3))  # its share: they add up over a study
     trial.set_user_attr(GROUP_SECONDS, round(result.group_seconds, 3))
+    trial.set_user_attr(NETWORK_SECONDS, round(result.network_seconds, 3))
     trial.set_user_attr("parameter_count", result.parameter_count)
     trial.set_user_attr("device", result.device)
     if result.complete:
@@ -112,6 +122,16 @@ def seed_values(trial: optuna.trial.FrozenTrial) -> list[float]:
     if values is not None:
         return [float(v) if v is not None else float("nan") for v in values]
     return [float(trial.value)] if trial.value is not None else []
+
+
+def cost_seconds(trial: FrozenTrial) -> float | None:
+    """What the trial costs in seconds as if trained alone (``network_seconds``), comparable across
+    trials trained together or apart; None for a grouped trial stored before it was kept, whose
+    share is not (a trial that trained alone, in no group, holds its whole time)."""
+    value = trial.user_attrs.get(NETWORK_SECONDS)
+    if value is None and SHARED_RUN_ATTR not in trial.user_attrs:
+        value = trial.user_attrs.get("train_seconds")
+    return float(value) if value is not None else None
 
 
 def test_accuracy(trial: optuna.trial.FrozenTrial) -> float | None:

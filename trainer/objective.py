@@ -10,7 +10,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import optuna
@@ -36,12 +36,15 @@ class TrialResult:
     run is shared among the networks it trains then, and a network's share among its
     configurations still training, so the shares of a group's trials add up to its time.
     ``group_seconds`` is the wall time from the start of the group until the trial's last
-    seed was done.
+    seed was done. ``network_seconds`` is its cost as if trained alone, measured per network:
+    each moment's share of its seeds' networks, not split with the configurations that share
+    them, while it trained; trials trained together or apart compare by it.
     """
 
     runs: tuple[RunResult, ...]
     seconds: float
     group_seconds: float = 0.0
+    network_seconds: float = 0.0
 
     @property
     def seeds(self) -> list[int]:
@@ -178,10 +181,11 @@ class Objective:
         for member in members:
             runs.setdefault(run_key(member[2]), []).append(member)
 
-        def leave(trial: optuna.Trial, k: int, result: RunResult, seconds: float) -> None:
+        def leave(trial: optuna.Trial, k: int, result: RunResult, seconds: Seconds) -> None:
             mine = seeds[trial.number]
             if mine.finish(k, result, seconds):
-                done(trial, TrialResult(tuple(mine.results), sum(mine.seconds), time.perf_counter() - started))
+                share, network = (sum(s) for s in zip(*mine.seconds, strict=True))
+                done(trial, TrialResult(tuple(mine.results), share, time.perf_counter() - started, network))
 
         with _out_of_memory_fails():
             for index, run in enumerate(runs.values()):
@@ -192,7 +196,7 @@ class Objective:
         self,
         run: list[tuple[optuna.Trial, int, TrainConfig]],
         seeds: dict[int, _Seeds],
-        leave: Callable[[optuna.Trial, int, RunResult, float], None],
+        leave: Callable[[optuna.Trial, int, RunResult, Seconds], None],
         progress: Callable[..., GroupProgress],
         resumable: bool,
     ) -> None:
@@ -228,7 +232,7 @@ class Objective:
         self,
         run: list[tuple[optuna.Trial, int, TrainConfig]],
         seeds: dict[int, _Seeds],
-        leave: Callable[[optuna.Trial, int, RunResult], None],
+        leave: Callable[[optuna.Trial, int, RunResult, Seconds], None],
         progress: Callable[..., GroupProgress],
         checkpoint: Checkpoint | None,
         configs: list[TrainConfig],
@@ -242,7 +246,8 @@ class Objective:
             seconds = clock.leave(i)
             if owners[i] is not None:
                 left.add(i)
-                leave(*owners[i], result, seconds)
+                with clock.stopped():  # storing a trial's results is not the others' training
+                    leave(*owners[i], result, seconds)
 
         callbacks = [clock.timed(seeds[o[0].number].on_epoch(o[1]) if o is not None else None) for o in owners]
         resumed = _restored_epoch(checkpoint) if checkpoint is not None and self.on_progress is not None else 0
@@ -303,18 +308,31 @@ class Objective:
         return result.value
 
 
+class Seconds(NamedTuple):
+    """A configuration's time in its run: its ``share`` (split with the configurations of its
+    network) and its ``network`` 's (its network's share of each moment while it trained)."""
+
+    share: float
+    network: float
+
+
 class _Clock:
     """A run's wall time shared out as it passes: each moment among the networks still training,
     a network's share among its configurations still training (its 5, 14 and 25 epochs train once).
 
     Time passes in ticks (each configuration's epoch, each one's leaving); the shares of a
-    run's configurations add up to the time from the clock's start to the last one's leaving.
+    run's configurations add up to the time from the clock's start to the last one's leaving,
+    less the time the clock was ``stopped`` (the callbacks that report and store results: with
+    it, a configuration leaving last was charged the storing of every other's). A
+    configuration's network time is its network's share alone: what it costs as if trained
+    alone, whichever configurations share the network.
     """
 
     def __init__(self, networks: Sequence[TrainConfig]) -> None:
         self.networks = list(networks)
         self.active = set(range(len(self.networks)))
         self.seconds = [0.0] * len(self.networks)
+        self.network = [0.0] * len(self.networks)
         self.last = time.perf_counter()
 
     def tick(self) -> None:
@@ -326,19 +344,29 @@ class _Clock:
         for group in members.values():
             for i in group:
                 self.seconds[i] += elapsed / len(members) / len(group)
+                self.network[i] += elapsed / len(members)
 
-    def leave(self, i: int) -> float:
-        """Configuration ``i`` is done: its share of the run's time."""
+    def leave(self, i: int) -> Seconds:
+        """Configuration ``i`` is done: its share of the run's time, and its network's."""
         self.tick()
         self.active.discard(i)
-        return self.seconds[i]
+        return Seconds(self.seconds[i], self.network[i])
+
+    @contextlib.contextmanager
+    def stopped(self) -> Iterator[None]:
+        """The time spent inside is no one's."""
+        try:
+            yield
+        finally:
+            self.last = time.perf_counter()
 
     def timed(self, callback: EpochCallback | None) -> EpochCallback:
-        """``callback``, ticking the clock first."""
+        """``callback``, ticking the clock first; its own time (a report to the trial's storage) is not counted."""
 
         def on_epoch(record: EpochRecord) -> bool | None:
             self.tick()
-            return callback(record) if callback is not None else None
+            with self.stopped():
+                return callback(record) if callback is not None else None
 
         return on_epoch
 
@@ -354,7 +382,7 @@ class _Seeds:
         self.trial, self.report = trial, report
         self.val: list[list[float]] = [[] for _ in range(seeds)]
         self.results: list[RunResult | None] = [None] * seeds
-        self.seconds = [0.0] * seeds  # each seed's share of its run's time
+        self.seconds = [Seconds(0.0, 0.0)] * seeds  # each seed's time in its run
         self.stop = False
 
     def on_epoch(self, k: int) -> EpochCallback:
@@ -367,7 +395,7 @@ class _Seeds:
 
         return record
 
-    def finish(self, k: int, result: RunResult, seconds: float) -> bool:
+    def finish(self, k: int, result: RunResult, seconds: Seconds) -> bool:
         """Record seed ``k``'s result and its share of the time; True once every seed is done."""
         self.results[k] = result
         self.seconds[k] = seconds

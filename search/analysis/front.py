@@ -2,12 +2,13 @@
 parameter count and against its training seconds, from what every trial stores.
 
 A grid or oat study has one objective, yet each of its points stores its parameter count (exact)
-and its training seconds (its share of a group's run: measured, as noisy as the machine), so its
-front is read here rather than searched for.
+and its training seconds as if trained alone (``records.cost_seconds``: measured per network, as
+noisy as the machine), so its front is read here rather than searched for.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -16,7 +17,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search import records
 
-COSTS = {"parameters": "parameter_count", "seconds": "train_seconds"}  # cost name -> the user attr it reads
+COSTS: dict[str, Callable[[FrozenTrial], float | None]] = {  # cost name -> how a trial's is read
+    "parameters": lambda t: t.user_attrs.get("parameter_count"),
+    "seconds": records.cost_seconds,
+}
 
 
 class FrontPoint(NamedTuple):
@@ -44,7 +48,7 @@ def cost_points(trials: list[FrozenTrial], cost: str) -> list[FrontPoint]:
     """Complete trials with an accuracy and the cost ``cost`` (a key of ``COSTS``)."""
     points = []
     for t in trials:
-        accuracy, value = records.accuracy(t), t.user_attrs.get(COSTS[cost])
+        accuracy, value = records.accuracy(t), COSTS[cost](t)
         if t.state == TrialState.COMPLETE and accuracy is not None and value is not None:
             points.append(FrontPoint(t.number, float(accuracy), float(value), dict(t.params)))
     return points
@@ -70,7 +74,7 @@ def fronts_text(fronts: dict[str, list[FrontPoint]]) -> str:
             lines.append(f"{p.number:>6}  {p.accuracy:>8.4f}  {shown:>16}  {params}")
         blocks.append("\n".join(lines))
     note = (
-        "seconds are each trial's measured training time (its share of a grouped run): "
+        "seconds are each trial's training time as if trained alone (measured per network in its run): "
         "a front in seconds moves with the machine's load"
     )
     return "\n\n".join(blocks) + (f"\n{note}" if "seconds" in fronts else "")
@@ -100,7 +104,7 @@ def oat_cost_changes(study: optuna.Study) -> list[CostChange]:
         moved = [k for k, v in t.params.items() if baseline.params.get(k) != v]
         if len(moved) != 1:
             continue
-        base_s, s = baseline.user_attrs.get("train_seconds"), t.user_attrs.get("train_seconds")
+        base_s, s = records.cost_seconds(baseline), records.cost_seconds(t)
         changes.append(
             CostChange(
                 moved[0],
@@ -113,7 +117,10 @@ def oat_cost_changes(study: optuna.Study) -> list[CostChange]:
 
 
 def cost_changes_text(changes: list[CostChange]) -> str:
-    lines = ["One at a time: change in cost from the baseline (parameters exact; seconds measured once each)"]
+    lines = [
+        "One at a time: change in cost from the baseline "
+        "(parameters exact; seconds as if trained alone, measured once per network)"
+    ]
     lines.append(f"{'parameter':<14} {'value':<14} {'parameters':>12} {'seconds':>9}")
     for c in changes:
         seconds = f"{c.seconds:+.2f}" if c.seconds is not None else "-"

@@ -119,10 +119,10 @@ def _under(lock: StudyLock, action: Callable[..., None], *args: Any) -> None:
 
 
 def objective_values(objectives: tuple[str, ...]) -> Values:
-    """A trial's objectives, in ``objectives``' order: accuracy, its parameter count, its training seconds."""
+    """A trial's objectives, in ``objectives``' order: accuracy, its parameter count, its seconds as if alone."""
 
     def values(accuracy: float, result: TrialResult) -> list[float]:
-        found = {"accuracy": accuracy, "parameters": float(result.parameter_count), "seconds": result.seconds}
+        found = {"accuracy": accuracy, "parameters": float(result.parameter_count), "seconds": result.network_seconds}
         return [found[name] for name in objectives]
 
     return values

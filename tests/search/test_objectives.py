@@ -43,7 +43,8 @@ def test_seconds_is_the_trials_training_time(make_spec: Callable[..., StudySpec]
     assert app.run_study(spec, []) == 0
     study = optuna.load_study(study_name=spec.name, storage=spec.storage)
     for t in study.trials:
-        assert t.values[1] == pytest.approx(t.user_attrs["train_seconds"], abs=1e-3)
+        assert t.values[1] == pytest.approx(t.user_attrs["train_seconds"], abs=1e-3)  # a trial alone: its share
+        assert t.values[1] == pytest.approx(records.cost_seconds(t), abs=1e-3)  # is its cost as if alone
 
 
 def test_gp_and_nsga2_run_live(make_spec: Callable[..., StudySpec]) -> None:

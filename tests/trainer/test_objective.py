@@ -73,3 +73,25 @@ def test_the_seeds_of_a_group_train_in_one_run(splits, monkeypatch: pytest.Monke
         (t.params["learning_rate"], seed) for t in trials for seed in (1, 2, 3)
     )
     assert told == {t.number: [1, 2, 3] for t in trials}
+
+
+def test_a_trial_costs_its_network_time_whichever_trials_share_the_network(splits) -> None:
+    """nll and cross-entropy share one network, mse has its own: each trial's share is split with the
+    trials of its network, its network seconds (its cost as if trained alone) are not."""
+    space = {"loss": optuna.distributions.CategoricalDistribution(("nll", "cross_entropy", "mse"))}
+    base = TrainConfig(hidden_units=16, batch_size=50, epochs=2, device="cpu")
+    study = optuna.create_study(direction="maximize")
+    for loss in space["loss"].choices:
+        study.enqueue_trial({"loss": loss})
+    trials = [study.ask(space) for _ in range(3)]
+    told: dict[str, objective.TrialResult] = {}
+    Objective(base, splits, space, seeds=2).run_group(trials, lambda t, r: told.__setitem__(t.params["loss"], r))
+    nll, ce, mse = (told[loss] for loss in ("nll", "cross_entropy", "mse"))
+    # Networks of one shape in one run: equal but for the moments between their leavings.
+    assert nll.network_seconds == pytest.approx(mse.network_seconds, rel=0.25)
+    assert ce.network_seconds == pytest.approx(mse.network_seconds, rel=0.25)
+    assert nll.seconds == pytest.approx(nll.network_seconds / 2, rel=0.05)
+    assert ce.seconds == pytest.approx(ce.network_seconds / 2, rel=0.25)
+    assert mse.seconds == mse.network_seconds
+    group = max(r.group_seconds for r in told.values())
+    assert nll.seconds + ce.seconds + mse.seconds <= group  # the shares add up to the run's time, storing left out

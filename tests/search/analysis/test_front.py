@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import optuna
+import pytest
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from search import records
+from search import app, records
 from search.analysis.front import FrontPoint, oat_cost_changes, pareto_front, study_fronts
+from search.spec import StudySpec
 
 
 def point(number: int, accuracy: float, cost: float) -> FrontPoint:
@@ -43,3 +47,17 @@ def test_a_single_objective_study_has_fronts_and_oat_cost_changes() -> None:
     assert [p.number for p in fronts["seconds"]] == [1, 0, 2]
     changes = oat_cost_changes(study)
     assert [(c.value, c.parameters, c.seconds) for c in changes] == [(64, -50_880.0, -2.0), (256, 101_760.0, 4.5)]
+
+
+def test_an_oat_move_trained_beside_the_baseline_costs_what_it_does(make_spec: Callable[..., StudySpec]) -> None:
+    """The baseline shares its network with its cross-entropy move, and a sigmoid move is another network of
+    the same shape and steps in the same run: as if trained alone, each costs what the baseline does."""
+    spec = make_spec("oat", max_epochs=2, workers=1, compile="off")
+    assert app.run_study(spec, []) == 0
+    study = optuna.load_study(study_name=spec.name, storage=spec.storage)
+    baseline = next(t for t in study.trials if records.point(t) == 0)
+    changes = {(c.parameter, c.value): c.seconds for c in oat_cost_changes(study)}
+    cost = records.cost_seconds(baseline)
+    assert cost is not None and cost > 0
+    for move in (("activation", "sigmoid"), ("activation", "tanh"), ("loss", "cross_entropy")):
+        assert changes[move] == pytest.approx(0.0, abs=0.1 * cost), (move, changes[move], cost)
