@@ -26,6 +26,7 @@ READERS = {
     "list": "list the studies with their trial counts by state",
     "export": "write a study's trials as CSV",
 }
+TOOLS = {"clean": "remove from the artifact folder the checkpoints of studies no longer in the storage"}
 ANALYSES = {
     "effects": "which choices matter in a study: oat verdicts (matters, negligible, undetermined), main "
     "effects, interactions, importance, with 95% intervals",
@@ -130,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--study-name", type=study_name, default=None, help=ONLY_STUDY)
     sub.add_argument("--out", required=True, help="CSV file to write; - writes to standard output")
     bench_cli.add_parser(commands, ANALYSES["bench"], HelpFormatter)
+    sub = add("clean", TOOLS["clean"])
+    _add_storage(sub)
+    _add_artifacts(sub)
     return parser
 
 
@@ -255,6 +259,10 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return bench_cli.run(args)
     if args.command == "list":
         return app.list_studies(args.storage)
+    if args.command == "clean":
+        from search.clean import clean
+
+        return clean(args.storage, args.artifacts)
     return app.export(args.storage, args.study_name, args.out)
 
 

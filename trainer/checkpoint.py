@@ -85,6 +85,21 @@ class Checkpoint:
             self.path.unlink(missing_ok=True)
 
 
+def study_prefix(study: str) -> str:
+    """How every checkpoint file of the study named ``study`` begins (before ``-<identity hash>-``)."""
+    safe = re.sub(r"[^\w.]", "_", study)[:40]  # no "-": a study's files never match another's prefix
+    return f"checkpoint-{safe}-{_digest([study])[:8]}"
+
+
+def checkpoint_study(path: Path) -> str | None:
+    """The ``study_prefix`` of a checkpoint file (or of a save's temporary file); None for another file."""
+    name = path.name.removeprefix(".")
+    parts = name.split("-")
+    if parts[0] != "checkpoint" or len(parts) < 6 or not name.endswith((".pt", ".partial")):
+        return None
+    return "-".join(parts[:3])
+
+
 class CheckpointFolder:
     """The checkpoints of one study's runs in ``folder``, each named from the configurations it trains.
 
@@ -99,8 +114,7 @@ class CheckpointFolder:
 
     def __init__(self, folder: str | os.PathLike[str], study: str, identity: str = "") -> None:
         self.folder = Path(folder)
-        safe = re.sub(r"[^\w.]", "_", study)[:40]  # no "-": a study's files never match another's prefix
-        self._study = f"checkpoint-{safe}-{_digest([study])[:8]}"
+        self._study = study_prefix(study)
         self.prefix = f"{self._study}-{_digest([identity])[:12]}"
         self._ignored: set[Path] = set()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from search.__main__ import ANALYSES, MAX_SEED, READERS, STUDIES, build_parser
+from search.__main__ import ANALYSES, MAX_SEED, READERS, STUDIES, TOOLS, build_parser
 from search.spec import MAX_HEARTBEAT, StudySpec
 from tests.search.conftest import fast_flags, run_search, start_search
 from tests.search.test_cli import one_line_error
@@ -38,7 +38,7 @@ def test_no_help_text_states_a_default_twice_or_a_none_default() -> None:
 
 def test_every_subcommand_describes_itself_in_its_own_help() -> None:
     texts = help_texts()
-    described = {**STUDIES, **READERS, **ANALYSES}
+    described = {**STUDIES, **READERS, **ANALYSES, **TOOLS}
     assert set(texts) == set(described)
     for name, text in texts.items():
         description = described[name]
