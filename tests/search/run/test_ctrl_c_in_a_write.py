@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from search import app
+from search.run.progress import Progress
 from search.spec import StudySpec
 from tests.search.run.test_checkpoint_runs import figures, finished
 from tests.trainer.test_checkpoint import _CtrlCInside
@@ -42,7 +43,12 @@ def test_a_ctrl_c_inside_a_checkpoint_write_interrupts_the_run_and_the_rerun_res
     assert not finished(cut)
     [path] = (tmp_path / "studies-artifacts").glob("checkpoint-cut-*.pt")
     assert Checkpoint(path).load()["epoch"] == 2  # the save the Ctrl-C landed in, whole
-    assert app.run_study(cut, []) == 0
+    epochs: list[int] = []
+    seen = Progress._epoch
+    with monkeypatch.context() as m:
+        m.setattr(Progress, "_epoch", lambda progress, event: (epochs.append(event["epoch"]), seen(progress, event)))
+        assert app.run_study(cut, []) == 0
+    assert epochs == [2, 3]  # the run's start at its saved epoch, then epoch 3: not the saved epochs told again
     expected, resumed = finished(whole), finished(cut)
     assert resumed.keys() == expected.keys() and len(resumed) == 3
     for point, trial in resumed.items():
