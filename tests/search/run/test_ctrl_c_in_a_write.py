@@ -40,6 +40,7 @@ def test_a_ctrl_c_inside_a_checkpoint_write_interrupts_the_run_and_the_rerun_res
         assert app.run_study(cut, []) == 130
     err = capsys.readouterr().err
     assert "interrupted: " in err and "resume with: " in err and "cannot write the checkpoint" not in err
+    assert "no trial is left running" in err
     assert not finished(cut)
     [path] = (tmp_path / "studies-artifacts").glob("checkpoint-cut-*.pt")
     assert Checkpoint(path).load()["epoch"] == 2  # the save the Ctrl-C landed in, whole
@@ -53,3 +54,12 @@ def test_a_ctrl_c_inside_a_checkpoint_write_interrupts_the_run_and_the_rerun_res
     assert resumed.keys() == expected.keys() and len(resumed) == 3
     for point, trial in resumed.items():
         assert figures(trial) == figures(expected[point]) and trial.value == expected[point].value, point
+
+
+def test_the_interrupted_summary_says_no_trial_is_left_running_only_when_none_is() -> None:
+    assert app._still_running(0) == "no trial is left running"
+    assert app._still_running(2) == (
+        "2 trials of a worker that did not stop in time are left running: "
+        "the rerun re-queues them once their heartbeat is stale"
+    )
+    assert app._still_running(1).startswith("1 trial of a worker that did not stop in time is left running")
