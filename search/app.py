@@ -119,7 +119,7 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
     done = records.outcomes(study.get_trials(deepcopy=False))
     if interrupted:
         print(
-            f"interrupted: {done.describe()}; no trial is left running; {_left(spec, done)}; "
+            f"interrupted: {done.describe()}; {_still_running(done.running)}; {_left(spec, done)}; "
             f"resume with: {resume_command(argv)}",
             file=sys.stderr,
         )
@@ -130,6 +130,17 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _still_running(running: int) -> str:
+    """What an interrupted run left running: nothing, or the trials of workers that did not stop in time."""
+    if not running:
+        return "no trial is left running"
+    return (
+        f"{running} trial{'s' if running != 1 else ''} of a worker that did not stop in time "
+        f"{'are' if running != 1 else 'is'} left running: the rerun re-queues "
+        f"{'them' if running != 1 else 'it'} once {'their' if running != 1 else 'its'} heartbeat is stale"
+    )
 
 
 def _left(spec: StudySpec, done: records.Outcomes) -> str:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-
-import torch
+from typing import TYPE_CHECKING
 
 from trainer.cli import Parser, add_config_args, add_data_args, config_from_args, positive_int, run_cli
-from trainer.config import TrainConfig
-from trainer.data import Splits, load_mnist, split
-from trainer.loop import EpochRecord, RunResult, resolve_device, train, train_together
-from trainer.seeds import Spread, seed_configs, seed_summary
+
+if TYPE_CHECKING:  # torch and the modules that need it load once the arguments are read: --help starts at once
+    from trainer.config import TrainConfig
+    from trainer.data import Splits
+    from trainer.loop import EpochRecord, RunResult
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -31,6 +31,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _run(args: object) -> None:
+    import torch
+
+    from trainer.data import load_mnist, split
+    from trainer.loop import resolve_device, train
+    from trainer.seeds import seed_configs
+
     config = config_from_args(args)  # type: ignore[arg-type]
     torch.set_num_threads(args.threads)  # type: ignore[attr-defined]
     device = resolve_device(config.device)
@@ -55,6 +61,9 @@ def _run(args: object) -> None:
 
 def _run_seeds(configs: list[TrainConfig], splits: Splits, as_json: bool) -> None:
     """Train the seeds as one group; print each seed's epochs, then the spread of the accuracies."""
+    from trainer.loop import train_together
+    from trainer.seeds import Spread, seed_summary
+
     callbacks = [lambda r, c=c: _print_epoch(r, c.epochs, f"seed {c.seed}  ") for c in configs]
     results = train_together(configs, splits, callbacks)
     for result in results:

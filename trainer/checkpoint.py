@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from trainer.config import TrainConfig
+from trainer.interrupts import held_interrupts
 
 
 class CheckpointError(ValueError):
@@ -30,7 +31,8 @@ class Checkpoint:
     each member's dropout generator, the epoch, the histories so far and the models of the
     configurations that have left), resumes from it when it exists, and removes it when the
     run ends. The resumed run's histories and models are bit for bit those of a run never
-    interrupted. The file is written whole or not at all (a temporary file, then a rename).
+    interrupted. The file is written whole or not at all (a temporary file, then a rename); an
+    interrupt that comes while it is written stops the run once it is whole.
     A save that fails (a full disk, a folder gone) is skipped with one line on stderr, the
     first time: the run goes on, and the previous save, if any, stays whole.
     """
@@ -40,6 +42,11 @@ class Checkpoint:
         self._told = False
 
     def save(self, state: dict[str, Any]) -> None:
+        """Write ``state`` (see the class); a Ctrl-C or SIGTERM meanwhile is acted on once the file is whole."""
+        with held_interrupts():
+            self._write(state)
+
+    def _write(self, state: dict[str, Any]) -> None:
         # A temporary file of this process alone: a worker killed mid-write leaves no half-written
         # checkpoint, and two processes saving the same run never write into one temporary file.
         partial: str | None = None

@@ -258,7 +258,7 @@ class Objective:
             results = train_together(
                 configs,
                 self.splits,
-                self._announce(callbacks, progress),
+                self._announce(callbacks, progress, resumed),
                 on_done=on_done,
                 checkpoint=checkpoint,
             )
@@ -274,12 +274,15 @@ class Objective:
                 on_done(i, result)
 
     def _announce(
-        self, callbacks: list[EpochCallback | None], progress: Callable[..., GroupProgress]
+        self, callbacks: list[EpochCallback | None], progress: Callable[..., GroupProgress], resumed: int = 0
     ) -> list[EpochCallback]:
-        """``callbacks``, the first of them to see an epoch also telling ``on_progress`` (once per epoch)."""
+        """``callbacks``, the first of them to see an epoch also telling ``on_progress`` (once per epoch).
+
+        The epochs a resumed run's callbacks see again (up to ``resumed``) were told before it stopped.
+        """
         if self.on_progress is None:
             return callbacks
-        on_progress, images, told = self.on_progress, len(self.splits.train_y), [0]
+        on_progress, images, told = self.on_progress, len(self.splits.train_y), [resumed]
 
         def wrap(callback: EpochCallback | None) -> EpochCallback:
             def on_epoch(record: EpochRecord) -> bool | None:

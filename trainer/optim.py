@@ -26,8 +26,10 @@ CPU_BLOCK = 1 << 20
 # torch.compile of the Adadelta update (one loop over memory instead of ten passes), measured
 # on the 2-core EPYC: 4-35 s to compile (warm or cold inductor cache, machine load), then
 # 2.6-3.5 ms a step over 1.8M parameters against 8.4-27 ms eager, some 3-13 ns saved per
-# parameter and step: it pays back after about 1e10 parameter-steps of a worker's work.
-COMPILE_PAYBACK_ELEMENT_STEPS = 1e10
+# parameter and step: it paid back after about 1e10 parameter-steps of a worker's work. Rounding as
+# the eager update does (``_adadelta_compiled``) keeps about 0.4 of that saving (side by side in
+# ``benchmarks/optimizer_update.py``: 0.76 of the eager blocks' time against 0.39), hence 3e10.
+COMPILE_PAYBACK_ELEMENT_STEPS = 3e10
 # Elements per block of the compiled update: one loop per block, a block's ~5 arrays within the
 # 32 MB L3. Over a group's 2.4M parameters, on the 2-core EPYC: 3.2 ms a step in blocks of 1M,
 # 4.2 ms in blocks of 256k, 3.2-9.6 ms in one loop (the arrays spill out of the L3 beyond ~1.5M).
@@ -40,10 +42,10 @@ _use_compiled = False
 def compile_updates(enabled: bool = True) -> None:
     """Run later optimizers' Adadelta updates on the CPU as one compiled loop (``torch.compile``).
 
-    A process-wide switch, to be set once per worker before it trains: a group's members
-    equal their runs alone only when both take the same update, and the compiled loop rounds
-    a little differently from the eager passes (within ``torch.optim``'s numbers to 1e-6, as
-    ``tests/trainer/test_optim.py`` checks). Needs a C++ compiler at run time.
+    A process-wide switch, to be set once per worker before it trains. The compiled loop
+    gives the eager update's numbers bit for bit (``_adadelta_compiled``), so the switch changes
+    the speed, not a point's value; ``search.run.plan.compile_update`` checks that equality on
+    the machine before a worker trains with it. Needs a C++ compiler at run time.
     """
     global _use_compiled
     _use_compiled = enabled
@@ -65,11 +67,64 @@ def adadelta_update(
     param.addcmul_(delta, lr, value=-1)
 
 
+@torch.library.custom_op("trainer::sqrt", mutates_args=())
+def _aten_sqrt(x: torch.Tensor) -> torch.Tensor:
+    """ATen's own square root, kept whole in a compiled graph (inductor calls it, not its own loop)."""
+    return torch.sqrt(x)
+
+
+@_aten_sqrt.register_fake
+def _(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def _adadelta_compiled(
+    param: torch.Tensor, g: torch.Tensor, square_avg: torch.Tensor, acc_delta: torch.Tensor, lr: torch.Tensor
+) -> None:
+    """``adadelta_update`` written for ``torch.compile`` so that its loops round as the eager passes do.
+
+    Each operation as the eager CPU kernels compute it (``tests/trainer/test_optim.py`` checks
+    the two bit for bit over many steps of 1M-element blocks). Left to itself, inductor differs
+    in two places: ``addcmul_(t1, t2, value=v)`` runs in ATen's vectorised kernel as one fused
+    multiply-add ``fma(v * t1, t2, self)``, which inductor would take as ``fma(t1 * t2, v, self)``;
+    and ATen's square root (MKL's vector one) is not always the correctly rounded one that
+    inductor's loop takes, so the root stays ATen's (``_aten_sqrt``), between two fused loops.
+    """
+    fma = torch.ops.prims.fma  # one rounding: a * b + c (registered by ``_compiled_adadelta``)
+    square_avg_new = fma(g * (1 - ADADELTA_RHO), g, square_avg * ADADELTA_RHO)
+    delta = _aten_sqrt((acc_delta + ADADELTA_EPS) / (square_avg_new + ADADELTA_EPS)) * g
+    acc_delta_new = fma(delta * (1 - ADADELTA_RHO), delta, acc_delta * ADADELTA_RHO)
+    square_avg.copy_(square_avg_new)
+    acc_delta.copy_(acc_delta_new)
+    param.copy_(fma(-delta, lr, param))  # addcmul_(delta, lr, value=-1): (-1 * delta) exactly -delta
+
+
 def _compiled_adadelta() -> Callable[..., None]:
     # dynamic=True: one compiled loop serves every group size of the worker.
     if "adadelta" not in _compiled:
-        _compiled["adadelta"] = torch.compile(adadelta_update, dynamic=True)
+        import torch._inductor.inductor_prims  # noqa: F401 - registers torch.ops.prims.fma (seconds to import)
+
+        _compiled["adadelta"] = torch.compile(_adadelta_compiled, dynamic=True)
     return _compiled["adadelta"]
+
+
+def compiled_rounds_as_eager(elements: int = 4099, steps: int = 3) -> bool:
+    """Whether the compiled Adadelta update gives the eager one's numbers bit for bit on a probe
+    of random blocks (compiling it first if need be).
+
+    ``_adadelta_compiled`` copies the rounding of ATen's CPU kernels as built for this machine's
+    vector units; where a build or machine rounds otherwise, the eager update must serve.
+    """
+    generator = torch.Generator().manual_seed(0)
+    start = [torch.randn(elements, generator=generator) for _ in range(2)]
+    lr = torch.rand(elements, generator=generator) * 10
+    states = [[t.clone() for t in (start[0], start[1].abs(), torch.zeros(elements))] for _ in range(2)]
+    for step in range(steps):
+        g = torch.randn(elements, generator=generator) * 10.0 ** (step - 1)
+        with torch.no_grad():
+            adadelta_update(states[0][0], g, states[0][1], states[0][2], lr)
+            _compiled_adadelta()(states[1][0], g, states[1][1], states[1][2], lr)
+    return all(torch.equal(a, b) for a, b in zip(*states, strict=True))
 
 
 class FlatOptimizer:

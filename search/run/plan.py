@@ -6,10 +6,7 @@ import logging
 import os
 from collections.abc import Callable
 
-import torch
-
 from trainer import optim
-from trainer.optim import FlatOptimizer
 
 # Eight workers held 7.5 GB on a one-trial budget (torch, MNIST on the device, Optuna): about 1 GB each.
 WORKER_MEMORY_BYTES = 1 << 30
@@ -77,15 +74,20 @@ def available_memory() -> int | None:
 
 
 def compile_update(note: Callable[[str], None]) -> None:
-    """Switch this worker to the compiled Adadelta update and compile it now; on failure, stay eager."""
+    """Switch this worker to the compiled Adadelta update and compile it now; stay eager where it
+    fails or where its numbers are not the eager update's bit for bit (a point's value must not
+    depend on the mode)."""
     # Inductor's C++ build warns that no CUDA runtime is found, which says nothing on a CPU worker.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    optim.compile_updates()
     try:
-        FlatOptimizer("adadelta", torch.zeros(2), torch.zeros(2)).step(torch.ones(2))
+        same = optim.compiled_rounds_as_eager()
     except Exception as e:  # noqa: BLE001 - no C++ compiler, an inductor error...: the eager update serves
-        optim.compile_updates(False)
         note(f"the Adadelta update could not be compiled ({compile_cause(e)}); training with the eager one")
+        return
+    if not same:
+        note("the compiled Adadelta update rounds otherwise than the eager one here; training with the eager one")
+        return
+    optim.compile_updates()
 
 
 def compile_cause(error: BaseException) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import torch
 from tests.trainer.test_stack import MIXED
 from trainer import Splits, TrainConfig
 from trainer.checkpoint import Checkpoint, CheckpointError, CheckpointFolder
+from trainer.interrupts import held_interrupts
 from trainer.loop import EpochRecord, train_together
 
 
@@ -98,6 +101,61 @@ def test_a_save_cut_short_leaves_the_previous_checkpoint_whole(tmp_path: Path, m
     monkeypatch.undo()
     assert checkpoint.load() == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["group.pt"]
+
+
+class _CtrlCInside:
+    """A file whose second write first sends this process SIGINT, as a Ctrl-C typed while torch writes it."""
+
+    def __init__(self, f: object) -> None:
+        self._f, self.writes = f, 0
+
+    def write(self, data: bytes) -> int:
+        self.writes += 1
+        if self.writes == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return self._f.write(data)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._f, name)
+
+
+def test_a_ctrl_c_inside_a_checkpoint_write_stops_the_run_once_the_file_is_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Raised inside torch's writer, the KeyboardInterrupt came out as a RuntimeError ("unexpected
+    pos"), which the save took for a failed write: the run trained on as if no Ctrl-C was typed."""
+    checkpoint = Checkpoint(tmp_path / "group.pt")
+    state = {"epoch": 2, "param": torch.arange(300_000, dtype=torch.float32), "a": torch.ones(300_000)}
+    save, files = torch.save, []
+
+    def typed_into(state: object, f: object) -> None:
+        files.append(_CtrlCInside(f))
+        save(state, files[-1])
+
+    monkeypatch.setattr(torch, "save", typed_into)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(state)
+    monkeypatch.undo()
+    assert files[0].writes > 2  # the signal came in the middle of the write
+    assert capsys.readouterr().err == ""  # not taken for a failed save
+    saved = checkpoint.load()
+    assert saved.keys() == state.keys() and all(torch.equal(saved[k], state[k]) for k in ("param", "a"))
+    assert [p.name for p in tmp_path.iterdir()] == ["group.pt"]
+
+
+def test_held_interrupts_hands_a_sigterm_to_the_handler_before_even_when_the_block_raises() -> None:
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        with pytest.raises(OSError, match="disk full"), held_interrupts():
+            with held_interrupts():  # nested: the inner block hands it to the outer
+                os.kill(os.getpid(), signal.SIGTERM)
+                assert seen == []
+            assert seen == []
+            raise OSError("disk full")
+        assert seen == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _state_of(configs: list[TrainConfig], splits: Splits, tmp_path: Path) -> dict:

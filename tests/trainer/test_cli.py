@@ -52,6 +52,21 @@ def test_data_dir_from_environment(mnist_dir: Path) -> None:
     assert "test accuracy" in proc.stdout
 
 
+def test_help_imports_no_torch() -> None:
+    """``--help`` answers at once: torch (seconds to import) loads only once there is a run to train."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "trainer", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m trainer"), proc.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    assert "trainer.cli" in imported and not imported & {"torch", "numpy", "trainer.loop", "trainer.data"}
+
+
 def test_help_states_defaults() -> None:
     proc = run_trainer("--help")
     assert proc.returncode == 0

@@ -71,6 +71,55 @@ def test_the_compiled_adadelta_matches_torch_optim(compiled: None) -> None:
     assert optimizer._compiled is optim._compiled["adadelta"]
 
 
+def _cpp_compiler() -> bool:
+    from torch._inductor import cpp_builder
+
+    try:
+        return bool(cpp_builder.get_cpp_compiler())
+    except Exception:  # noqa: BLE001 - inductor's own search for one, whatever it raises
+        return False
+
+
+@pytest.mark.slow  # torch.compile takes 6-35 s on the 2-core CPU
+def test_the_compiled_adadelta_gives_the_eager_numbers_bit_for_bit_over_full_size_blocks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whether a worker compiles must not change a point's value: the same steps, compiled or not,
+    over two full blocks and a part one (views at offsets into the flat tensor), bit for bit."""
+    if not _cpp_compiler():
+        pytest.skip("no C++ compiler for inductor")
+    n, steps = 2 * optim.COMPILED_BLOCK + 4099, 120
+    assert optim.CPU_BLOCK == optim.COMPILED_BLOCK == 1 << 20  # the blocks a worker takes
+    torch.manual_seed(0)
+    start, lr = torch.randn(n), torch.rand(n) * 10  # rates of a grid's range and beyond
+    decay = torch.full_like(start, 0.01)
+    runs = []
+    for compiled in (False, True):
+        monkeypatch.setattr(optim, "_use_compiled", compiled)
+        param, grad = start.clone(), torch.zeros(n)
+        optimizer = FlatOptimizer("adadelta", param, grad, decay)
+        assert (optimizer._compiled is not None) is compiled and len(optimizer._blocks) == 3
+        generator = torch.Generator().manual_seed(1)
+        for step in range(steps):
+            # gradients from 1e-3 to 1e2, as a run's first steps and its late ones give
+            grad.copy_(torch.randn(n, generator=generator) * 10.0 ** (step % 6 - 3))
+            optimizer.step(lr)
+        runs.append((param, optimizer._a, optimizer._b))
+    for eager, compiled in zip(*runs, strict=True):
+        assert torch.equal(eager, compiled), int((eager != compiled).sum())
+
+
+@pytest.mark.slow  # torch.compile takes 6-35 s on the 2-core CPU
+def test_the_probe_tells_a_compiled_update_that_rounds_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``torch.compile`` of the eager update itself rounds otherwise (one fused multiply-add in another
+    order, another square root): the check a worker runs before compiling refuses it."""
+    if not _cpp_compiler():
+        pytest.skip("no C++ compiler for inductor")
+    assert optim.compiled_rounds_as_eager()
+    monkeypatch.setattr(optim, "_compiled", {"adadelta": torch.compile(optim.adadelta_update, dynamic=True)})
+    assert not optim.compiled_rounds_as_eager()
+
+
 def test_compiling_pays_back_only_beyond_a_worker_of_grid_work() -> None:
     baseline_run = 101_770 * 782 * 14  # parameters x steps of the 14-epoch baseline
     assert not optim.worth_compiling(baseline_run)
