@@ -102,3 +102,19 @@ def test_additive_grids_rarely_report_a_pair() -> None:
     low, high = clopper_pearson(reporting, 200)
     print(f"additive 81-point grids, K=3: a pair reported in {reporting}/200 [{low:.3f}, {high:.3f}]")
     assert reporting / 200 <= 0.05
+
+
+@pytest.mark.slow
+def test_pure_noise_random_studies_rarely_report_a_pair() -> None:
+    import optuna
+
+    rng = np.random.default_rng(15)
+    reporting = 0
+    for _ in range(200):
+        study = optuna.create_study(direction="maximize")
+        trials = simulate.noise_study(study, trials=50, seeds=2, rng=rng).get_trials(deepcopy=False)
+        noise = image_noise([seed_values(t) for t in trials], [t.user_attrs["seed_test_accuracies"] for t in trials])
+        reporting += bool(interactions(trial_table(trials), seed_matrix(trials), noise))
+    low, high = clopper_pearson(reporting, 200)
+    print(f"pure-noise random studies (50 trials, K=2): a pair reported in {reporting}/200 [{low:.3f}, {high:.3f}]")
+    assert reporting / 200 <= 0.05

@@ -102,12 +102,17 @@ def test_a_wider_margin_makes_a_small_change_negligible(storage: str, capsys: py
     assert rows(wide)["epochs", "5"]["verdict"] == "negligible" and wide["margin"] == 0.01
 
 
-def test_pure_noise_random_studies_report_no_interaction(storage: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pure_noise_random_studies_rarely_report_an_interaction(
+    storage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The F test with Holm over the pairs reports a pair on pure noise in at most 5% of studies (the rate is
+    # checked on 200 studies in test_verdict_rates.py): two or more of five happens in 2.3% of draws.
     rng = np.random.default_rng(6)
+    reporting = 0
     for i in range(5):
         simulate.noise_study(stored(storage, f"noise{i}"), trials=50, seeds=2, rng=rng)
-        data = effects_json(capsys, storage, f"noise{i}")
-        assert data["interactions"] == []
+        reporting += bool(effects_json(capsys, storage, f"noise{i}")["interactions"])
+    assert reporting <= 1
 
 
 def test_the_command_line_reads_a_synthetic_study(tmp_path: Path) -> None:
@@ -134,12 +139,13 @@ def test_the_four_answers_read_the_simultaneous_interval_against_the_margin() ->
     assert at(-0.004, 0.0005) == "matters"  # [-0.0050, -0.0030]: beyond -0.002
     assert at(-0.0025, 0.0005) == "nonzero"  # [-0.0035, -0.0015]: excludes 0, not beyond the margin
     assert at(0.0002, 0.0005) == "negligible"  # TOST interval (90%) [-0.0006, +0.0010] inside +-0.002
-    assert at(0.0015, 0.0005) == "negligible"  # differs from 0, but shown inside the margin
+    assert at(0.001, 0.0005) == "negligible"  # differs from 0 (95%: [+0.00002, +0.00198]), but inside the margin
     assert at(0.001, 0.002) == "undetermined"
     # A claim needs the rank test where K lets it reach the level.
     assert decide(Estimate(-0.004, 0.0005**2, 1e6), 1, 0.002, rank_agrees=False)[0] == "undetermined"
     # Bonferroni over m = 13 widens the interval: 1.96 se is no longer enough to claim.
-    assert decide(Estimate(-0.0035, 0.0007**2, 1e6), 13, 0.002)[0] == "undetermined"
+    assert decide(Estimate(-0.0035, 0.0013**2, 1e6), 1, 0.002)[0] == "nonzero"  # [-0.0060, -0.0010]
+    assert decide(Estimate(-0.0035, 0.0013**2, 1e6), 13, 0.002)[0] == "undetermined"  # [-0.0073, +0.0003]
     est, why = paired_estimate(np.array([0.98, 0.97]), np.array([0.97, 0.96]))
     assert est is None and "fewer than 3" in why
     est, why = paired_estimate(np.array([0.981, 0.971, 0.961]), np.array([0.98, 0.97, 0.96]))
