@@ -55,7 +55,7 @@ class OatChange(NamedTuple):
     test_low: float | None  # its simultaneous interval
     test_high: float | None
     replicates: bool | None  # the test interval excludes 0 with the change's sign; None without test accuracies
-    rank_p: float | None  # Wilcoxon signed-rank p times m, where K can reach the level
+    rank_p: float | None  # of a claim: Wilcoxon signed-rank p times m, where K can reach the level
     pooled: bool  # the variance is pooled over the moves
 
 
@@ -166,11 +166,13 @@ def oat_family(complete: list[FrozenTrial], baseline: dict[str, Any], margin: fl
             est = est._replace(var_seeds=pooled_var / int(keep_a.sum()), df_seeds=dof)
         if est is not None and noise is not None:
             est = est._replace(var_images=2 * noise.variance, df_images=noise.df)
-        rank_p = None
-        if est is not None and paired:
+        verdict, low, high = (verdicts.IDENTICAL, None, None) if identical else verdicts.decide(est, m, margin)
+        rank_p = None  # asked of claims only: it can only take one back
+        if verdict in verdicts.CLAIMS and paired:
             rank_p = verdicts.rank_check(a.val[keep_a] - b.val[keep_b], m)
         agrees = rank_p is None or rank_p < verdicts.ALPHA
-        verdict, low, high = (verdicts.IDENTICAL, None, None) if identical else verdicts.decide(est, m, margin, agrees)
+        if not agrees:
+            verdict, low, high = verdicts.decide(est, m, margin, agrees)
         notes = [why] if why else []
         if est is not None and not agrees and (low > 0 or high < 0):
             notes.append(f"the rank test does not agree (Wilcoxon p_adj {rank_p:.3f})")
