@@ -6,14 +6,17 @@ The procedure, in order:
    are named and left out of their pair on both sides; the test runs on the seeds left.
 2. Each move's change is paired over the seeds both points ran (Welch's when they ran different ones).
    Where the moves' paired spreads are compatible (Bartlett's test, p >= 0.05), their variance is
-   pooled over the moves (a pooled t with their degrees of freedom summed), so that few seeds can
-   say something; else each move's own spread is used.
+   pooled over the moves (a pooled t; every difference holds the baseline's seeds, so its degrees
+   of freedom come from Satterthwaite's formula, not the moves' sum), so that few seeds can say
+   something; else each move's own spread is used.
 3. The validation sample's own noise (``search.analysis.sampling``) is added to every change's
    variance: twice one point's validation-offset variance (the move's and the baseline's),
    Welch-Satterthwaite for the degrees of freedom.
 4. The family is the m moves that are not identical to the baseline; Bonferroni: each interval at
-   1 - 0.05/m; ``verdicts.decide`` gives the answer. Where K seeds can reach the level, the Wilcoxon
-   signed-rank test (times m) must agree for a claim, so that one wild seed cannot carry it.
+   1 - 0.05/m; ``verdicts.decide`` gives the answer: matters (beyond +-margin), negligible (inside it
+   by two one-sided tests at 0.05/m), nonzero (excludes 0 only), undetermined. Where K seeds can reach
+   the level, the Wilcoxon signed-rank test (times m) must agree for a claim, so that one wild seed
+   cannot carry it.
 5. The same change on the test set, with its simultaneous interval: it replicates when that
    interval excludes 0 with the validation change's sign.
 """
