@@ -15,6 +15,7 @@ upper bound.
 from __future__ import annotations
 
 import argparse
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -35,6 +36,21 @@ def one(seeds: int, change: float, rng: np.random.Generator, noise: simulate.Noi
     return moved.verdict, any(r.verdict in CLAIMS for r in others) or (not change and moved.verdict in CLAIMS)
 
 
+def row(seeds: int, change: float, args: argparse.Namespace) -> str:
+    """One printed row: its studies drawn from their own seeded stream, so rows can run in any order or at once."""
+    rng = np.random.default_rng([args.seed, seeds, round(change * 1e6)])
+    noise = simulate.Noise(sd=args.sd, offset=args.offset)
+    results = [one(seeds, change, rng, noise, args.margin) for _ in range(args.studies)]
+    verdicts = [v for v, _ in results]
+    shares = {v: verdicts.count(v) / len(verdicts) for v in ANSWERS}
+    false = sum(f for _, f in results)
+    return (
+        f"{seeds:>3} {change:>+12.4f} {shares[MATTERS]:>8.2f} {shares[NONZERO]:>8.2f} "
+        f"{shares[NEGLIGIBLE]:>11.2f} {1 - sum(shares.values()):>13.2f} {false / len(results):>12.3f} "
+        f"{clopper_pearson(false, len(results))[1]:>6.3f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--studies", type=int, default=200, help="simulated studies per K and change (default: 200)")
@@ -44,26 +60,18 @@ def main() -> None:
     parser.add_argument("--offset", type=float, default=0.0, help="sd of a point's validation-image luck (default: 0)")
     parser.add_argument("--margin", type=float, default=MARGIN, help="the margin (default: 0.002)")
     parser.add_argument("--seed", type=int, default=0, help="the simulation's seed (default: 0)")
+    parser.add_argument("--jobs", type=int, default=1, help="rows computed at once, in processes (default: 1)")
     args = parser.parse_args()
-    rng = np.random.default_rng(args.seed)
-    noise = simulate.Noise(sd=args.sd, offset=args.offset)
     print(f"{args.studies} simulated oat studies per row; seed spread sd {args.sd}, validation-image offset sd "
           f"{args.offset}, steps of 1/10,000, margin +-{args.margin}")  # fmt: skip
     print(f"the moved value is {MOVED[0]}={MOVED[1]}, the other 12 moves have no effect; family-wise: any of them "
           "claimed (matters or nonzero), with its Clopper-Pearson 95% upper bound")  # fmt: skip
     print(f"{'K':>3} {'true change':>12} {'matters':>8} {'nonzero':>8} {'negligible':>11} {'undetermined':>13} "
           f"{'family-wise':>12} {'upper':>6}")  # fmt: skip
-    for seeds in (int(k) for k in args.seeds.split(",")):
-        for change in (float(c) for c in args.changes.split(",")):
-            results = [one(seeds, change, rng, noise, args.margin) for _ in range(args.studies)]
-            verdicts = [v for v, _ in results]
-            shares = {v: verdicts.count(v) / len(verdicts) for v in ANSWERS}
-            false = sum(f for _, f in results)
-            print(
-                f"{seeds:>3} {change:>+12.4f} {shares[MATTERS]:>8.2f} {shares[NONZERO]:>8.2f} "
-                f"{shares[NEGLIGIBLE]:>11.2f} {1 - sum(shares.values()):>13.2f} {false / len(results):>12.3f} "
-                f"{clopper_pearson(false, len(results))[1]:>6.3f}"
-            )
+    cases = [(int(k), float(c)) for k in args.seeds.split(",") for c in args.changes.split(",")]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for line in pool.map(row, *zip(*cases, strict=True), [args] * len(cases)):
+            print(line, flush=True)
 
 
 if __name__ == "__main__":
