@@ -139,8 +139,9 @@ def oat_family(complete: list[FrozenTrial], baseline: dict[str, Any], margin: fl
     work = []  # (param, trial, side, paired, keep-masks, estimate, why, identical)
     for param, t in moves:
         a, paired = _side(t), _same_seeds(t, base)
-        failed += [FailedSeed(t.number, f"{param}={label(t.params[param])}", s, None if np.isnan(v) else float(v))
-                   for s, v, f in zip(_seed_ids(t, len(a.val)), a.val, a.failed, strict=True) if f]  # fmt: skip
+        own = [FailedSeed(t.number, f"{param}={label(t.params[param])}", s, None if np.isnan(v) else float(v))
+               for s, v, f in zip(_seed_ids(t, len(a.val)), a.val, a.failed, strict=True) if f]  # fmt: skip
+        failed += own
         identical = paired and np.array_equal(a.val, b.val, equal_nan=True)
         if paired:
             keep_a = keep_b = ~a.failed & ~b.failed
@@ -153,7 +154,7 @@ def oat_family(complete: list[FrozenTrial], baseline: dict[str, Any], margin: fl
             est, why = (None, "") if same_test else (
                 None, "every seed's validation accuracy is the baseline's, its test accuracy is not")
             identical = same_test
-        work.append((param, t, a, paired, keep_a, keep_b, est, why, identical))
+        work.append((param, t, a, paired, keep_a, keep_b, est, why, identical, own))
     m = sum(1 for w in work if not w[8])
     # Pooling: the paired moves' spreads, when Bartlett finds them compatible.
     pairs = [(w[2].val[w[4]], b.val[w[5]]) for w in work if w[3] and w[6] is not None]
@@ -163,7 +164,7 @@ def oat_family(complete: list[FrozenTrial], baseline: dict[str, Any], margin: fl
     noise = image_noise([_side(t).val for t in [base, *(t for _, t in moves)]],
                         [_side(t).test for t in [base, *(t for _, t in moves)]])  # fmt: skip
     rows = []
-    for param, t, a, paired, keep_a, keep_b, est, why, identical in work:
+    for param, t, a, paired, keep_a, keep_b, est, why, identical, own in work:
         row_pooled = bool(pooled and paired and est is not None)
         if est is not None and row_pooled:
             est = est._replace(var_seeds=pooled_var / int(keep_a.sum()), df_seeds=dof)
@@ -179,7 +180,7 @@ def oat_family(complete: list[FrozenTrial], baseline: dict[str, Any], margin: fl
         notes = [why] if why else []
         if est is not None and not agrees and (low > 0 or high < 0):
             notes.append(f"the rank test does not agree (Wilcoxon p_adj {rank_p:.3f})")
-        left_out = [f"seed {f.seed}" for f in failed if f.trial == t.number]
+        left_out = [f"seed {f.seed}" for f in own]
         if left_out and not identical:
             notes.append("failed, left out with the baseline's: " + ", ".join(left_out))
         ci = est.interval(CONFIDENCE) if est is not None else (None, None)
