@@ -45,6 +45,17 @@ def seed_int(text: str) -> int:
     return value
 
 
+def margin_float(text: str) -> float:
+    """The verdicts' margin: a number above 0 and below 0.1 (a tenth of all images; ``inf`` and NaN are not)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number above 0 and below 0.1, got {text!r}") from None
+    if not 0 < value < 0.1:
+        raise argparse.ArgumentTypeError(f"must be a number above 0 and below 0.1, got {text!r}")
+    return value
+
+
 def objective_names(text: str) -> tuple[str, ...]:
     """``accuracy,parameters`` as a tuple; StudySpec checks the names."""
     return tuple(name.strip() for name in text.split(","))
@@ -116,10 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--seed", type=seed_int, default=0, help="seed of the bootstrap and permutation resampling")
     sub.add_argument(
         "--margin",
-        type=float,
+        type=margin_float,
         default=0.002,
-        help="a change inside +-MARGIN is negligible (default: 0.002, 20 images in 10,000)",
+        help="a change inside +-MARGIN is negligible, beyond it matters; 0 < MARGIN < 0.1 (default: 0.002, "
+        "20 images in 10,000)",
     )
+    sub.add_argument("--explain", action="store_true", help="print the method's long form after the tables")
     sub = add("best", READERS["best"])
     _add_storage(sub)
     sub.add_argument("--study-name", type=study_name, default=None, help=ONLY_STUDY)
@@ -252,7 +265,7 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "report":
         return app.report(args.storage, args.study_name, args.out)
     if args.command == "effects":
-        return app.effects(args.storage, args.study_name, args.format, args.seed, args.margin)
+        return app.effects(args.storage, args.study_name, args.format, args.seed, args.margin, args.explain)
     if args.command == "best":
         return app.best(args.storage, args.study_name, args.artifacts)
     if args.command == "bench":

@@ -228,14 +228,18 @@ def report(storage_url: str, study_name: str | None, out: str | None) -> int:
     return 0
 
 
-def effects(storage_url: str, study_name: str | None, fmt: str, seed: int, margin: float | None = None) -> int:
+def effects(
+    storage_url: str, study_name: str | None, fmt: str, seed: int, margin: float | None = None, explain: bool = False
+) -> int:
     """Print which choices matter in the study, with intervals and verdicts, as a table, JSON or CSV.
 
-    ``margin``: the equivalence margin of the verdicts (None: ``verdicts.MARGIN``).
+    ``margin``: the equivalence margin of the verdicts (None: ``verdicts.MARGIN``); ``explain``:
+    the method's long form after the table.
     """
     import numpy as np
 
     from search.analysis.effects import gather_effects
+    from search.analysis.effects_text import explain as method_text
     from search.analysis.effects_text import to_json, to_text
     from search.analysis.effects_text import write_csv as write_effects_csv
     from search.analysis.front import cost_changes_text, fronts_json, fronts_text, oat_cost_changes, study_fronts
@@ -251,20 +255,26 @@ def effects(storage_url: str, study_name: str | None, fmt: str, seed: int, margi
         raise StudyError(str(e)) from e
     fronts, costs = study_fronts(study), oat_cost_changes(study)
     if fmt == "json":
-        data, replaced = _strict_json(to_json(found))
-        data["fronts"] = fronts_json(fronts)
-        data["oat_costs"] = [c._asdict() for c in costs]
+        whole = {**to_json(found), "fronts": fronts_json(fronts), "oat_costs": [c._asdict() for c in costs]}
+        data, replaced = _strict_json(whole)
         print(json.dumps(data, indent=2, allow_nan=False))
         if replaced:
             print(f"note: {replaced} non-finite number(s) (NaN or infinity) written as null", file=sys.stderr)
     elif fmt == "csv":
-        write_effects_csv(found, sys.stdout)
+        extra = [{"section": f"front_{cost}", "trial": p.number, "accuracy": p.accuracy, "cost": p.cost,
+                  "parameter": " ".join(f"{k}={v}" for k, v in p.params.items())}
+                 for cost, front in fronts.items() for p in front]  # fmt: skip
+        extra += [{"section": "oat_cost", "parameter": c.parameter, "value": c.value,
+                   "parameters_change": c.parameters, "seconds_change": c.seconds} for c in costs]  # fmt: skip
+        write_effects_csv(found, sys.stdout, extra)
     else:
         print(to_text(found))
         if costs:
             print(f"\n{cost_changes_text(costs)}")
         if fronts:
             print(f"\n{fronts_text(fronts)}")
+        if explain:
+            print(f"\n{method_text()}")
     return 0
 
 

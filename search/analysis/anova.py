@@ -1,9 +1,13 @@
 """How the variance of a study's values divides among parameters and pairs of them.
 
-- interactions: the pairs whose cells explain more variance beyond every main effect
-  (least squares; on a complete grid, two-way ANOVA sums of squares) than the largest pair
-  does on shuffled values (a seeded permutation null of the family's maximum), each with
-  its table of medians;
+- interactions: the pairs whose cells add to the additive model of every main effect
+  (least squares; on a complete grid, the two-way ANOVA's interaction sum of squares) more
+  than the noise allows, each with its table of medians. With K >= 2 seeds per point and
+  parameters taken at their values (a grid, or a random study of few values): an F test of
+  each pair against the seeds' replicate error (plus the validation images' noise,
+  ``search.analysis.sampling``), Holm over the pairs. Otherwise (one seed, or binned
+  values): a Freedman-Lane permutation of the additive model's residuals, the largest
+  pair statistic over the pairs as the family's null;
 - the exact functional ANOVA of a complete grid, and a least-squares ANOVA of its points
   above chance (the at-chance runs otherwise dominate every share);
 - Optuna's PED-ANOVA and fANOVA estimators, to set beside it.
@@ -19,9 +23,11 @@ from typing import NamedTuple
 import numpy as np
 import optuna
 from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
+from scipy import special
 
+from search.analysis.sampling import ImageNoise
 from search.analysis.table import TrialTable
-from search.analysis.verdicts import ALPHA, permutation_max
+from search.analysis.verdicts import ALPHA, holm
 from search.space import search_space
 
 TOP_PAIRS = 3
@@ -29,15 +35,20 @@ PERMUTATIONS = 999
 MIN_PER_CELL = 2  # fewer trials per filled cell on average, and the cells would only fit the noise
 
 
+F_TEST, FREEDMAN_LANE = "F test against the seeds' replicate error, Holm over pairs", (
+    "Freedman-Lane permutation of the additive residuals, largest statistic over pairs")
+
+
 class Interaction(NamedTuple):
-    """A parameter pair's share of the variance beyond the main effects, its permutation p, and its medians."""
+    """A parameter pair's share of the variance beyond the main effects, its family-wise p, and its medians."""
 
     parameters: tuple[str, str]
     share: float  # of the total variance, beyond the two main effects
-    p: float  # the share of shuffles whose largest pair share reaches this one (family-wise)
+    p: float  # family-wise: Holm-adjusted F test, or the permutation null of the largest pair statistic
     rows: list[str]  # levels of the first parameter
     columns: list[str]  # levels of the second
     medians: list[list[float | None]]  # None where no trial fell in the cell
+    method: str = F_TEST
 
 
 def _one_hot(codes: np.ndarray) -> np.ndarray:
@@ -78,33 +89,126 @@ def _pair_shares(table: TrialTable, rows: np.ndarray | None = None) -> tuple[lis
     return pairs, shares
 
 
-def interactions(
-    table: TrialTable, top: int = TOP_PAIRS, seed: int = 0, resamples: int = PERMUTATIONS
-) -> list[Interaction]:
-    """Up to ``top`` pairs whose share beyond their main effects beats the permutation null, with medians.
+class _Design(NamedTuple):
+    pairs: list[tuple[str, str]]
+    additive: np.ndarray  # an orthonormal basis of the additive model
+    cells: list[np.ndarray]  # each pair's basis of the additive model and its cells
+    df: list[int]  # what each pair's cells add, in dimensions
 
-    The share is what the pair's cells add to the additive model of every parameter, over
-    the total sum of squares (on a complete grid, the two-way ANOVA's). The null is the largest share of
-    any pair when the values are shuffled (``resamples`` times, seeded with ``seed``): a
-    pair is reported when fewer than 5% of the shuffles reach its share, which holds the
-    chance of reporting any pair on pure noise at 5%. Pairs with fewer than two trials
-    per filled cell on average are skipped: their cells would explain the noise.
+
+def _design(table: TrialTable, rows: np.ndarray, per_cell: int) -> _Design:
+    """The pairs of parameters with two or more levels each (and ``per_cell`` trials per cell) and their bases."""
+    params = [p for p in table.params if len(np.unique(table.codes[p][rows])) > 1]
+    codes = {p: table.codes[p][rows] for p in params}
+    additive = _basis(np.hstack([np.ones((len(rows), 1)), *(_one_hot(c[:, None]) for c in codes.values())]))
+    pairs, bases, dfs = [], [], []
+    for a, b in itertools.combinations(params, 2):
+        cells = _one_hot(np.column_stack([codes[a], codes[b]]))
+        if len(rows) < per_cell * cells.shape[1]:
+            continue
+        u = _basis(np.hstack([additive, cells]))
+        if u.shape[1] > additive.shape[1]:
+            pairs.append((a, b))
+            bases.append(u)
+            dfs.append(u.shape[1] - additive.shape[1])
+    return _Design(pairs, additive, bases, dfs)
+
+
+def _pair_ss(design: _Design, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair's sum of squares beyond the additive model, and the additive model's residual sum of squares,
+    of ``y`` (one column per resample)."""
+    fitted = ((design.additive.T @ y) ** 2).sum(axis=0)
+    ss = np.array([((u.T @ y) ** 2).sum(axis=0) - fitted for u in design.cells])
+    return np.maximum(ss, 0.0), (y**2).sum(axis=0) - fitted
+
+
+def interactions(
+    table: TrialTable,
+    seeds: np.ndarray | None = None,
+    noise: ImageNoise | None = None,
+    top: int = TOP_PAIRS,
+    seed: int = 0,
+    resamples: int = PERMUTATIONS,
+) -> list[Interaction]:
+    """Up to ``top`` pairs whose cells add to the additive model beyond the noise, family-wise at 5%, with medians.
+
+    ``seeds``: the ``[trial, seed]`` validation accuracies (failed seeds NaN), or None. With
+    K >= 2 and no binned parameter, each pair's F against the replicate error; else Freedman-Lane.
     """
+    if len(table.params) < 2 or float(np.ptp(table.values)) == 0:
+        return []
+    binned = any(lv.binned for lv in table.levels.values())
+    if seeds is not None and not binned:
+        found = _f_tests(table, seeds, noise)
+        if found is not None:
+            return _report(table, found, top, F_TEST)
+    return _report(table, _freedman_lane(table, seed, resamples), top, FREEDMAN_LANE)
+
+
+def _f_tests(
+    table: TrialTable, seeds: np.ndarray, noise: ImageNoise | None
+) -> list[tuple[tuple[str, str], float, float]] | None:
+    """Each pair's (pair, share, Holm-adjusted p) by the F test against replicate error; None without replicates."""
+    counts = np.isfinite(seeds).sum(axis=1)
+    rows = np.flatnonzero(counts > 0)
+    dof = int((counts[rows] - 1).sum())
+    if dof == 0:
+        return None
+    y = np.nanmean(seeds[rows], axis=1)
+    within = float(np.nansum((seeds[rows] - y[:, None]) ** 2)) / dof
+    if within <= 0:
+        return None
+    design = _design(table, rows, 1)
+    if not design.pairs:
+        return []
+    seeds_part = within * float(np.mean(1.0 / counts[rows]))
+    images = noise.variance if noise is not None else 0.0
+    error = seeds_part + images
+    df2 = error**2 / (seeds_part**2 / dof + (images**2 / noise.df if noise is not None and images else 0.0))
+    ss, _ = _pair_ss(design, y)
+    total = float(((y - y.mean()) ** 2).sum())
+    f = ss / np.array(design.df) / error
+    p = special.fdtrc(np.array(design.df, dtype=float), df2, f)
+    adjusted = holm([float(v) for v in p])
+    return [(pair, float(v) / total, float(a))  # type: ignore[arg-type]
+            for pair, v, a in zip(design.pairs, ss, adjusted, strict=True)]  # fmt: skip
+
+
+def _freedman_lane(table: TrialTable, seed: int, resamples: int) -> list[tuple[tuple[str, str], float, float]]:
+    """Each pair's (pair, share, p): its F-like statistic against the largest over pairs when the additive
+    model's residuals are shuffled (seeded), the family's null."""
+    rows = np.arange(len(table.values))
+    design = _design(table, rows, MIN_PER_CELL)
+    if not design.pairs:
+        return []
     y = table.values
-    if len(table.params) < 2 or float(np.ptp(y)) == 0:
+    residual = y - design.additive @ (design.additive.T @ y)
+    n = len(y)
+    dims = np.array([u.shape[1] for u in design.cells])
+    if (n - dims <= 0).any():
         return []
-    pairs, shares = _pair_shares(table)
-    if not pairs:
-        return []
-    observed = shares(y)
-    null = permutation_max(shares, y, resamples, seed)
-    found = []
-    for (a, b), share in zip(pairs, observed, strict=True):
-        p = float((1 + (null >= share - 1e-12).sum()) / (resamples + 1))
-        if p < ALPHA:
-            found.append(Interaction((a, b), float(share), p, table.levels[a].labels, table.levels[b].labels,
-                                     _median_cells(table, a, b)))  # fmt: skip
-    return sorted(found, key=lambda i: -i.share)[:top]
+
+    def statistics(v: np.ndarray) -> np.ndarray:
+        ss, rss = _pair_ss(design, v)
+        rest = np.maximum(rss - ss, 1e-300)
+        return (ss / np.array(design.df)[:, None]) / (rest / (n - dims)[:, None])
+
+    observed = statistics(residual[:, None])[:, 0]
+    rng = np.random.default_rng(seed)
+    shuffled = np.column_stack([rng.permutation(residual) for _ in range(resamples)])
+    null = statistics(shuffled).max(axis=0)
+    ss, _ = _pair_ss(design, residual[:, None])
+    total = float(((y - y.mean()) ** 2).sum())
+    return [(pair, float(v) / total, float((1 + (null >= o - 1e-12).sum()) / (resamples + 1)))
+            for pair, v, o in zip(design.pairs, ss[:, 0], observed, strict=True)]  # fmt: skip
+
+
+def _report(
+    table: TrialTable, found: list[tuple[tuple[str, str], float, float]], top: int, method: str
+) -> list[Interaction]:
+    out = [Interaction((a, b), share, p, table.levels[a].labels, table.levels[b].labels, _median_cells(table, a, b),
+                       method) for (a, b), share, p in found if p < ALPHA]  # fmt: skip
+    return sorted(out, key=lambda i: -i.share)[:top]
 
 
 def _residual(x: np.ndarray, y: np.ndarray) -> float:

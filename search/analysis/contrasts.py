@@ -3,8 +3,10 @@
 - grid: matched contrasts. For a parameter and a level, the pairs of points that differ
   only in that parameter (the level against the reference); the contrast is the mean of
   their differences. The grid's points are the population, not a sample of it, so the
-  interval is over the training seeds only: the per-seed contrast (the same seed on both
-  sides of every pair) and its t interval over the seeds.
+  interval is over the training seeds (the per-seed contrast: the same seed on both sides
+  of every pair, failed seeds left out of their pair) and the validation images (each
+  point's offset, ``search.analysis.sampling``): a t interval with K >= 3 seeds,
+  simultaneous over the study's contrasts (Bonferroni), none where the seeds do not differ.
 - random: the trials are independent draws, so the difference of the level's mean from
   the reference level's mean has a seeded bootstrap interval over trials (each trial's
   value carries its seeds' noise).
@@ -25,12 +27,15 @@ from optuna.trial import FrozenTrial
 from scipy import stats
 
 from search import records
+from search.analysis.sampling import ImageNoise
 from search.analysis.table import TrialTable
+from search.analysis.verdicts import MIN_SEEDS, TOLERANCE, Estimate, failed_seeds, simultaneous
 from trainer.config import TrainConfig
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
-MATCHED, BOOTSTRAP, DESCRIPTION = "matched pairs, t over seeds", "difference of means, bootstrap over trials", ""
+MATCHED = "matched pairs; simultaneous t over seeds and validation images"
+BOOTSTRAP, DESCRIPTION = "difference of means, bootstrap over trials", ""
 
 
 class Contrast(NamedTuple):
@@ -56,32 +61,39 @@ def method(kind: str) -> str:
 
 
 def contrasts(
-    table: TrialTable, trials: list[FrozenTrial], kind: str, seed: int = 0
+    table: TrialTable, trials: list[FrozenTrial], kind: str, seed: int = 0, noise: ImageNoise | None = None
 ) -> dict[tuple[str, int], Contrast]:
     """Every (parameter, level)'s contrast with its reference; ``trials`` are the table's rows, in order."""
     out = {}
-    seeds = _seed_matrix(trials)
+    seeds = seed_matrix(trials)
+    estimates = {}
     for p in table.params:
         ref = reference_level(table, p)
         label = table.levels[p].labels[ref]
         for level in range(len(table.levels[p].labels)):
             if kind == "grid":
-                out[p, level] = _matched(table, p, level, ref, seeds, label)
+                out[p, level], estimates[p, level] = _matched(table, p, level, ref, seeds, label, noise)
             elif kind == "random":
                 out[p, level] = _bootstrap(table, p, level, ref, label, seed)
             elif kind == "oat":  # the oat table holds the changes; a level's mean mixes the other moves
                 out[p, level] = Contrast(label, None, None, None, 0, None)
             else:
                 out[p, level] = _difference(table, p, level, ref, label)
+    family = {key: est for key, est in estimates.items() if est is not None}
+    for key, est in family.items():
+        low, high = est.interval(simultaneous(len(family)))
+        out[key] = out[key]._replace(low=low, high=high)
     return out
 
 
-def _seed_matrix(trials: list[FrozenTrial]) -> np.ndarray | None:
-    """``[trial, seed]`` validation accuracies when every trial ran the same K >= 2 seeds, else None."""
+def seed_matrix(trials: list[FrozenTrial]) -> np.ndarray | None:
+    """``[trial, seed]`` validation accuracies, failed seeds NaN, when every trial ran the same K >= 2 seeds."""
     first = trials[0].user_attrs.get("seeds") if trials else None
     if first is None or len(first) < 2 or any(t.user_attrs.get("seeds") != first for t in trials):
         return None
-    return np.array([records.seed_values(t) for t in trials], dtype=float)
+    values = np.array([records.seed_values(t) for t in trials], dtype=float)
+    values[np.array([failed_seeds(v) for v in values])] = np.nan
+    return values
 
 
 def _difference(table: TrialTable, p: str, level: int, ref: int, label: str) -> Contrast:
@@ -107,23 +119,29 @@ def _bootstrap(table: TrialTable, p: str, level: int, ref: int, label: str, seed
     return base._replace(low=float(result.confidence_interval.low), high=float(result.confidence_interval.high))
 
 
-def _matched(table: TrialTable, p: str, level: int, ref: int, seeds: np.ndarray | None, label: str) -> Contrast:
+def _matched(
+    table: TrialTable, p: str, level: int, ref: int, seeds: np.ndarray | None, label: str, noise: ImageNoise | None
+) -> tuple[Contrast, Estimate | None]:
+    """The matched contrast, and its estimate over the seeds (None: no interval: K < 3 or no spread)."""
     others = [q for q in table.params if q != p]
     keys = [tuple(table.codes[q][i] for q in others) for i in range(len(table.values))]
     at_ref = {k: i for i, k in reversed(list(enumerate(keys))) if table.codes[p][i] == ref}
     pairs = [(i, at_ref[k]) for i, k in enumerate(keys) if table.codes[p][i] == level and k in at_ref]
     if not pairs:
-        return Contrast(label, None, None, None, 0, None)
+        return Contrast(label, None, None, None, 0, None), None
     moved, base = np.array(pairs).T
     diff = table.values[moved] - table.values[base]
     contrast = float(diff.mean())
     wins = float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / len(diff))
+    plain = Contrast(label, contrast, None, None, len(pairs), wins)
     if level == ref or seeds is None:
-        return Contrast(label, contrast, None, None, len(pairs), wins)
-    per_seed = (seeds[moved] - seeds[base]).mean(axis=0)  # the contrast each training seed alone gives
-    if np.isnan(per_seed).any():
-        return Contrast(label, contrast, None, None, len(pairs), wins)
-    if np.ptp(per_seed) == 0:
-        return Contrast(label, contrast, contrast, contrast, len(pairs), wins)
-    ci = stats.ttest_1samp(per_seed, 0.0).confidence_interval(CONFIDENCE)
-    return Contrast(label, contrast, float(ci.low), float(ci.high), len(pairs), wins)
+        return plain, None
+    per_pair = seeds[moved] - seeds[base]
+    counted = np.isfinite(per_pair).any(axis=0)
+    per_seed = np.nanmean(per_pair[:, counted], axis=0)  # the contrast each training seed alone gives
+    if len(per_seed) < MIN_SEEDS or np.ptp(per_seed) <= TOLERANCE:
+        return plain, None
+    images = 2 * noise.variance / len(pairs) if noise is not None else 0.0
+    est = Estimate(float(per_seed.mean()), float(per_seed.var(ddof=1) / len(per_seed)), len(per_seed) - 1.0,
+                   images, noise.df if noise is not None else np.inf)  # fmt: skip
+    return plain._replace(contrast=est.change), est

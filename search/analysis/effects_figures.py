@@ -15,11 +15,13 @@ from search.analysis.anova import Interaction
 from search.analysis.effects import Effects, MainEffect, OatChange
 from search.analysis.effects_text import IMPORTANCE_NAMES
 from search.analysis.table import trial_levels
-from search.analysis.verdicts import IDENTICAL, MARGIN, MATTERS, NEGLIGIBLE, UNDETERMINED
+from search.analysis.verdicts import IDENTICAL, MARGIN, MATTERS, NEGLIGIBLE, NONZERO, UNDETERMINED
 
 POINT_COLOR = "rgba(31, 119, 180, 0.55)"
 MEAN_COLOR = "#d62728"
-VERDICT_COLORS = {MATTERS: "#d62728", NEGLIGIBLE: "#2ca02c", UNDETERMINED: "#7f7f7f", IDENTICAL: "#1f77b4"}
+VERDICT_COLORS = {
+    MATTERS: "#d62728", NONZERO: "#ff7f0e", NEGLIGIBLE: "#2ca02c", UNDETERMINED: "#7f7f7f", IDENTICAL: "#1f77b4"
+}
 TEMPLATE = "plotly_white"
 
 
@@ -117,7 +119,8 @@ def oat_figure(changes: list[OatChange], margin: float = MARGIN) -> go.Figure:
     if margin:
         fig.add_vrect(x0=-margin, x1=margin, fillcolor="#2ca02c", opacity=0.08, line_width=0)
     tested = any(c.adjusted_low is not None for c in changes)
-    sub = (f"Holm-adjusted tests, Bonferroni intervals over the seeds; shaded: the +-{margin:.4f} margin" if tested
+    sub = (f"simultaneous (Bonferroni) intervals over the seeds and validation images; shaded: the +-{margin:.4f} "
+           "margin" if tested
            else f"fewer than 3 seeds per point: no verdict (run with --seeds K); shaded: +-{margin:.4f}")  # fmt: skip
     fig.update_layout(
         title={"text": f"Change from the baseline, one parameter moved at a time<br><sup>{sub}</sup>", "x": 0.01},
@@ -140,7 +143,7 @@ def interaction_figure(i: Interaction) -> go.Figure:
     )  # fmt: skip
     fig.update_layout(
         title={"text": f"{a} x {b}: median validation accuracy<br><sup>{i.share:.1%} of the variance beyond "
-                       f"every main effect (permutation p = {i.p:.3f})</sup>", "x": 0.01},
+                       f"every main effect (family-wise p = {i.p:.3f})</sup>", "x": 0.01},
         xaxis={"title": b, "type": "category"}, yaxis={"title": a, "type": "category"},
         template=TEMPLATE, height=380, width=560, margin={"l": 90, "r": 20, "t": 80, "b": 60},
     )  # fmt: skip

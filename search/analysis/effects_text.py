@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from typing import Any, NamedTuple, TextIO
 
 from search.analysis.effects import CHANCE, CONFIDENCE, Effects
+from search.analysis.verdicts import CLAIMS
 
 IMPORTANCE_NAMES = {"PedAnovaImportanceEvaluator": "PED-ANOVA", "FanovaImportanceEvaluator": "fANOVA"}
 CSV_FIELDS = (
@@ -30,9 +32,23 @@ CSV_FIELDS = (
     "test_change",
     "test_low",
     "test_high",
+    "replicates",
+    "rank_p",
+    "seed",
     "at_chance",
     "diverged",
     "share",
+    "cost",
+    "accuracy",
+    "trial",
+    "parameters_change",
+    "seconds_change",
+)
+WIDTH = 120  # a terminal line
+IMPORTANCE_LINE = (
+    "PED-ANOVA: how differently a parameter's values are spread among the best 10% of trials than among all; "
+    "fANOVA: its share of the variance of a random forest fitted to every trial. They read different things "
+    "(the top against the whole range), so they can disagree; on a complete grid the exact ANOVA is the one to read."
 )
 
 
@@ -51,6 +67,7 @@ def to_json(e: Effects) -> dict[str, Any]:
             "main_effects": [r._asdict() for r in e.main_effects],
             "oat_method": e.oat_method,
             "oat": [r._asdict() for r in e.oat],
+            "failed_seeds": [f._asdict() for f in e.failed_seeds],
             "interactions": [
                 {
                     "parameters": list(i.parameters),
@@ -59,6 +76,7 @@ def to_json(e: Effects) -> dict[str, Any]:
                     "rows": i.rows,
                     "columns": i.columns,
                     "medians": i.medians,
+                    "method": i.method,
                 }
                 for i in e.interactions
             ],
@@ -88,26 +106,30 @@ def _failure_totals(e: Effects) -> dict[str, int]:
     return {"trials": sum(r.at_chance for r in first), "diverged": sum(r.diverged for r in first)}
 
 
-def csv_rows(e: Effects) -> list[dict[str, Any]]:
-    """One row per main effect, oat change, importance share and failure count; ``section`` says which."""
+def csv_rows(e: Effects, extra: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:  # type: ignore[assignment]
+    """One row per main effect, oat change, failed seed, importance share and failure count (and ``extra``
+    rows: fronts, cost changes); ``section`` says which."""
     rows: list[dict[str, Any]] = []
     for r in e.main_effects:
         rows.append({"section": "main_effect", **{k: getattr(r, k) for k in CSV_FIELDS if hasattr(r, k)}})
     for c in e.oat:
         rows.append({"section": "oat", **{k: getattr(c, k) for k in CSV_FIELDS if hasattr(c, k)}, "n": c.seeds})
+    for f in e.failed_seeds:
+        rows.append({"section": "failed_seed", "trial": f.trial, "value": f.point, "seed": f.seed,
+                     "accuracy": f.accuracy})  # fmt: skip
     for name, shares in {**e.importance, **({"exact_anova": e.exact_anova} if e.exact_anova else {})}.items():
         rows += [{"section": name, "parameter": p, "share": s} for p, s in shares.items()]
     for f in e.failures:
         rows.append({"section": "failures", "parameter": f.parameter, "value": f.value, "n": f.n,
                      "at_chance": f.at_chance, "diverged": f.diverged})  # fmt: skip
-    return rows
+    return rows + list(extra)
 
 
-def write_csv(e: Effects, out: TextIO) -> None:
+def write_csv(e: Effects, out: TextIO, extra: list[dict[str, Any]] = ()) -> None:  # type: ignore[assignment]
     """Write ``csv_rows`` with a header to ``out``."""
-    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, restval="")
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, restval="", extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(csv_rows(e))
+    writer.writerows(csv_rows(e, extra))
 
 
 def _num(value: float | None, places: int = 4, sign: bool = False) -> str:
@@ -127,7 +149,8 @@ class Table(NamedTuple):
     header: list[str]
     rows: list[list[str]]
     section: str = ""  # "main" for the main effects
-    caption: str = ""  # a line under the title: how the numbers were made
+    caption: str = ""  # a line under the table: how the numbers were made
+    names: int = 2  # the first columns hold names (left-aligned); the rest numbers
 
 
 def _p(value: float | None) -> str:
@@ -138,13 +161,10 @@ def _p(value: float | None) -> str:
 
 def _main_table(e: Effects) -> Table:
     how = e.contrast_method
-    title = (
-        f"Main effects: validation accuracy per value (n, median, mean, best: description), and each value "
-        f"against the reference value ({how}, {CONFIDENCE:.0%} interval)"
-        if how
-        else "Main effects: validation accuracy per value (description only, no interval)"
-    )
-    header = ["parameter", "value", "n", "median", "mean", "best", "vs", "contrast", f"{CONFIDENCE:.0%}"]
+    title = "Main effects: validation accuracy per value (n, median, mean, best: description)"
+    caption = (f"contrast: each value against the reference value ({how})" if how
+               else "description only, no interval")  # fmt: skip
+    header = ["parameter", "value", "n", "median", "mean", "best", "vs", "contrast", "interval"]
     if e.kind == "grid":
         header.append("higher in")
     rows = []
@@ -158,21 +178,21 @@ def _main_table(e: Effects) -> Table:
         rows.append(row)
     if all(r.contrast is None or r.value == r.reference for r in e.main_effects):  # oat: the changes say it
         header, rows = header[:6], [r[:6] for r in rows]
-    return Table(title, header, rows, "main")
+    return Table(title, header, rows, "main", caption)
+
+
+def _replicates(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "no")
 
 
 def _oat_table(e: Effects) -> Table:
-    pct = f"{CONFIDENCE:.0%}"
     return Table(
-        "One at a time: change from the baseline in validation accuracy; intervals are over the training seeds, "
-        "on this validation set; the test columns replicate the change on the test set",
-        ["parameter", "value", "seeds", "change", pct, "p", "p adj", "adjusted interval", "verdict",
-         "test change", f"test {pct}"],
+        "One at a time: change from the baseline in validation accuracy, over the training seeds",
+        ["parameter", "value", "K", "change", "simultaneous", "p adj", "verdict", "test change", "replicates"],
         [
-            [c.parameter, c.value, f"{c.seeds}{' paired' if c.paired else ''}", _num(c.change, sign=True),
-             _interval(c.ci_low, c.ci_high, sign=True), _p(c.p), _p(c.p_adjusted),
-             _interval(c.adjusted_low, c.adjusted_high, sign=True), c.verdict + (f" ({c.note})" if c.note else ""),
-             _num(c.test_change, sign=True), _interval(c.test_low, c.test_high, sign=True)]
+            [c.parameter, c.value, f"{c.seeds}{'' if c.paired else ' unpaired'}", _num(c.change, sign=True),
+             _interval(c.adjusted_low, c.adjusted_high, sign=True), _p(c.p_adjusted), c.verdict,
+             _num(c.test_change, sign=True), _replicates(c.replicates) if c.verdict in CLAIMS else ""]
             for c in e.oat
         ],
         "oat",
@@ -180,17 +200,32 @@ def _oat_table(e: Effects) -> Table:
     )  # fmt: skip
 
 
+def _visible(t: Table) -> Table:
+    """``t`` without the columns no row fills (every cell empty or ``-``)."""
+    if not t.rows:
+        return t
+    keep = [i for i in range(len(t.header)) if i < t.names or any(r[i] not in ("", "-") for r in t.rows)]
+    return t._replace(header=[t.header[i] for i in keep], rows=[[r[i] for i in keep] for r in t.rows])
+
+
 def tables(e: Effects) -> list[Table]:
     """The effects as titled tables, in reading order; the text and markdown forms both draw these."""
     out = [_oat_table(e)] if e.oat else []
+    if e.failed_seeds:
+        out.append(Table(
+            f"Failed seeds (validation accuracy NaN, or at chance, below {CHANCE}, beside working seeds): "
+            "left out of their comparisons",
+            ["trial", "point", "seed", "validation"],
+            [[str(f.trial), f.point, str(f.seed), _num(f.accuracy)] for f in e.failed_seeds],
+        ))  # fmt: skip
     out.append(_main_table(e))
     for i in e.interactions:
         a, b = i.parameters
         out.append(Table(
-            f"Interaction {a} x {b}: {i.share:.1%} of the variance beyond every main effect "
-            f"(permutation p = {i.p:.3f}; medians)",
+            f"Interaction {a} x {b}: {i.share:.1%} of the variance beyond every main effect (p = {_p(i.p)}; medians)",
             [f"{a} \\ {b}", *i.columns],
             [[r, *[_num(m) for m in ms]] for r, ms in zip(i.rows, i.medians, strict=True)],
+            caption=f"p: {i.method}",
         ))  # fmt: skip
     if e.importance or e.exact_anova:
         columns = {**{IMPORTANCE_NAMES.get(k, k): v for k, v in e.importance.items()}}
@@ -203,14 +238,16 @@ def tables(e: Effects) -> list[Table]:
             "Importance (shares of 1)",
             ["term", *columns],
             [[t, *[_num(c[t], 3) if t in c else "" for c in columns.values()]] for t in terms],
+            caption=IMPORTANCE_LINE if e.importance else "",
+            names=1,
         ))  # fmt: skip
     failing = [f for f in e.failures if f.at_chance or f.diverged]
     out.append(Table(
-        f"At chance (validation accuracy below {CHANCE}) and diverged",
+        f"At chance (validation accuracy below {CHANCE}) and diverged trials",
         ["parameter", "value", "n", "at chance", "diverged"],
         [[f.parameter, f.value, str(f.n), str(f.at_chance), str(f.diverged)] for f in failing],
     ))  # fmt: skip
-    return out
+    return [_visible(t) for t in out]
 
 
 def _padded(t: Table) -> list[str]:
@@ -219,7 +256,7 @@ def _padded(t: Table) -> list[str]:
 
     def line(cells: list[str]) -> str:
         return "  ".join(
-            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            c.ljust(w) if i < t.names else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
     return [line(t.header), line(["-" * w for w in widths]), *[line(r) for r in t.rows]]
@@ -236,11 +273,32 @@ def headline(e: Effects) -> str:
     return f"{e.study} ({e.kind}): {e.trials} complete trials, up to {e.seeds} seed(s) each"
 
 
+def wrapped(text: str, width: int = WIDTH) -> list[str]:
+    """``text``'s lines, each longer than ``width`` broken at spaces (continued lines indented)."""
+    out = []
+    for line in text.splitlines():
+        out += textwrap.wrap(line, width, subsequent_indent="  ", break_on_hyphens=False) or [""]
+    return out
+
+
 def to_text(e: Effects) -> str:
-    """The effects as plain-text tables for a terminal."""
+    """The effects as plain-text tables for a terminal, every line within ``WIDTH`` characters."""
     out = [headline(e)]
     for t in tables(e):
-        out += ["", t.title, *([t.caption] if t.caption else []), *(_padded(t) if t.rows else ["none"])]
+        out += ["", *wrapped(t.title), *(_padded(t) if t.rows else ["none"])]
+        if t.section == "oat":
+            out += [line for c in e.oat if c.note for line in wrapped(f"note, {c.parameter} {c.value}: {c.note}")]
+        if t.caption:
+            out += wrapped(t.caption)
     if e.notes:
-        out += ["", *[f"note: {n}" for n in e.notes]]
+        out += ["", *[line for n in e.notes for line in wrapped(f"note: {n}")]]
     return "\n".join(out)
+
+
+def explain() -> str:
+    """The long form of the method footnotes: how the oat verdicts, the validation images' noise, the
+    contrasts and the interactions are decided (the modules' own descriptions)."""
+    from search.analysis import anova, contrasts, oat, sampling
+
+    parts = [oat.__doc__, sampling.__doc__, contrasts.__doc__, anova.__doc__, IMPORTANCE_LINE]
+    return "\n".join(line for part in parts for line in [*wrapped(textwrap.dedent(part or "").strip()), ""])

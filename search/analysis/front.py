@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import records
+from search.analysis.text import format_params, format_value
 
 COSTS: dict[str, Callable[[FrozenTrial], float | None]] = {  # cost name -> how a trial's is read
     "parameters": lambda t: t.user_attrs.get("parameter_count"),
@@ -67,11 +68,14 @@ def fronts_text(fronts: dict[str, list[FrontPoint]]) -> str:
     for cost, front in fronts.items():
         unit = "parameters" if cost == "parameters" else "training seconds"
         lines = [f"Pareto front: validation accuracy against {unit} ({len(front)} trials)"]
+        same = {k: v for k, v in front[0].params.items() if all(p.params.get(k) == v for p in front)}
+        if same and len(front) > 1:
+            lines.append(f"every trial of it: {format_params(same)}")
         lines.append(f"{'trial':>6}  {'accuracy':>8}  {unit:>16}  parameters of the trial")
         for p in front:
             shown = f"{p.cost:,.0f}" if cost == "parameters" else f"{p.cost:.2f}"
-            params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.params.items())
-            lines.append(f"{p.number:>6}  {p.accuracy:>8.4f}  {shown:>16}  {params}")
+            own = {k: v for k, v in p.params.items() if k not in same or len(front) == 1}
+            lines.append(f"{p.number:>6}  {p.accuracy:>8.4f}  {shown:>16}  {format_params(own)}")
         blocks.append("\n".join(lines))
     note = (
         "seconds are each trial's training time as if trained alone (measured per network in its run): "
@@ -124,5 +128,5 @@ def cost_changes_text(changes: list[CostChange]) -> str:
     lines.append(f"{'parameter':<14} {'value':<14} {'parameters':>12} {'seconds':>9}")
     for c in changes:
         seconds = f"{c.seconds:+.2f}" if c.seconds is not None else "-"
-        lines.append(f"{c.parameter:<14} {c.value!s:<14} {c.parameters:>+12,.0f} {seconds:>9}")
+        lines.append(f"{c.parameter:<14} {format_value(c.value):<14} {c.parameters:>+12,.0f} {seconds:>9}")
     return "\n".join(lines)

@@ -51,7 +51,8 @@ def note_markdown(s: StudySummary, effects: Effects | None) -> str:
         # On oat studies the changes say it all; their main effects are in `python -m search effects`.
         for t in tables(effects):
             if t.rows and not (effects.oat and t.section == "main"):
-                lines += [f"**{t.title}**", "", *([f"_{t.caption}_", ""] if t.caption else []), *markdown(t), ""]
+                caption = [f"_{line.strip()}_  " for line in t.caption.splitlines()]
+                lines += [f"**{t.title}**", "", *markdown(t), "", *([*caption, ""] if caption else [])]
         lines += [f"_Note: {n}._" for n in effects.notes if not (effects.oat and n.startswith("main effects"))]
         lines.append("")
     lines.append(f"Time: {s.train_seconds:.0f} s of training, {s.wall_seconds:.0f} s from first start to last end.")

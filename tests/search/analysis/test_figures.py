@@ -100,7 +100,7 @@ def test_importance_figure_shows_the_exact_anova_beside_optunas_estimators() -> 
 def test_study_note_carries_the_oat_effects_instead_of_importances() -> None:
     s, _ = oat_study(seeds=3)
     note = study_note(s)
-    assert "One at a time" in note and "matters" in note and "Holm over" in note
+    assert "One at a time" in note and "matters" in note and "Bonferroni" in note
     assert "Importance" not in note and "fANOVA" not in note and "Main effects" not in note
     assert "validation accuracy 0.9" in note and "0.95000" not in note  # rounded to four places
 

@@ -20,7 +20,7 @@ import pytest
 
 from search.__main__ import main
 from search.analysis import simulate
-from search.analysis.verdicts import holm, paired_test, t_interval, verdict, wilson
+from search.analysis.verdicts import Estimate, decide, failed_seeds, holm, paired_estimate, wilson
 
 NULL_STUDIES = 20
 LARGE = {("hidden_layers", 5): -0.02, ("activation", "sigmoid"): -0.008}
@@ -47,18 +47,21 @@ def storage(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'studies.db'}"
 
 
-def test_null_studies_claim_an_effect_in_at_most_3_of_20(storage: str, capsys: pytest.CaptureFixture[str]) -> None:
-    # The family-wise rate of `matters` is held at 5% by Holm: 1 of 20 studies expected, more than 3 in
-    # 1.6% of draws (binomial). Without the adjustment about 40% of such studies claim a move.
+@pytest.mark.slow
+def test_null_studies_read_through_the_command_line_claim_little(
+    storage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The rates themselves are checked on hundreds of studies in test_verdict_rates.py (slow); here 20
+    # studies read as a user's are, through the command line.
     rng = np.random.default_rng(2026)
     claiming = 0
     for i in range(NULL_STUDIES):
         simulate.oat_study(stored(storage, f"null{i}"), {}, seeds=5, rng=rng)
         data = effects_json(capsys, storage, f"null{i}")
         verdicts = {r["verdict"] for r in data["oat"]}
-        claiming += "matters" in verdicts
+        claiming += bool(verdicts & {"matters", "nonzero"})
         assert rows(data)["loss", "cross_entropy"]["verdict"] == "identical"
-        assert len(data["oat"]) == 14 and "Holm over 13 moves" in data["oat_method"]
+        assert len(data["oat"]) == 14 and "m = 13 moves" in data["oat_method"]
     assert claiming <= 3
 
 
@@ -68,8 +71,8 @@ def test_large_effects_matter_and_replicate_on_test(storage: str, capsys: pytest
     for (param, value), change in LARGE.items():
         row = found[param, str(value)]
         assert row["verdict"] == "matters" and row["p_adjusted"] < 0.05
-        assert row["adjusted_low"] <= change <= row["adjusted_high"]
-        assert row["test_low"] < row["test_change"] < row["test_high"] < 0
+        assert row["adjusted_low"] <= change <= row["adjusted_high"] < -0.002
+        assert row["test_low"] < row["test_change"] < row["test_high"] < 0 and row["replicates"] is True
     assert found["loss", "cross_entropy"]["verdict"] == "identical"
 
 
@@ -93,18 +96,23 @@ def test_a_tiny_effect_over_ten_seeds_is_negligible(storage: str, capsys: pytest
 
 
 def test_a_wider_margin_makes_a_small_change_negligible(storage: str, capsys: pytest.CaptureFixture[str]) -> None:
-    simulate.oat_study(stored(storage, "m"), {("epochs", 5): -0.004}, seeds=5, rng=np.random.default_rng(5))
+    simulate.oat_study(stored(storage, "m"), {("epochs", 5): -0.008}, seeds=5, rng=np.random.default_rng(5))
     assert rows(effects_json(capsys, storage, "m"))["epochs", "5"]["verdict"] == "matters"
     wide = effects_json(capsys, storage, "m", "--margin", "0.01")
     assert rows(wide)["epochs", "5"]["verdict"] == "negligible" and wide["margin"] == 0.01
 
 
-def test_pure_noise_random_studies_report_no_interaction(storage: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pure_noise_random_studies_rarely_report_an_interaction(
+    storage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The F test with Holm over the pairs reports a pair on pure noise in at most 5% of studies (the rate is
+    # checked on 200 studies in test_verdict_rates.py): two or more of five happens in 2.3% of draws.
     rng = np.random.default_rng(6)
+    reporting = 0
     for i in range(5):
         simulate.noise_study(stored(storage, f"noise{i}"), trials=50, seeds=2, rng=rng)
-        data = effects_json(capsys, storage, f"noise{i}")
-        assert data["interactions"] == []
+        reporting += bool(effects_json(capsys, storage, f"noise{i}")["interactions"])
+    assert reporting <= 1
 
 
 def test_the_command_line_reads_a_synthetic_study(tmp_path: Path) -> None:
@@ -123,18 +131,32 @@ def test_holm_is_monotone_and_keeps_untested_moves_in_the_family() -> None:
     assert holm([]) == []
 
 
-def test_verdict_rules() -> None:
-    test = paired_test([0.981, 0.982, 0.983], [0.980, 0.980, 0.982], paired=True)
-    assert test.p is not None and not test.identical
-    assert verdict(test, 0.5, -0.001, 0.0015, 0.002) == "negligible"
-    assert verdict(test, 0.01, 0.0005, 0.0030, 0.002) == "matters"
-    assert verdict(test, 0.06, 0.0005, 0.0030, 0.002) == "undetermined"
-    # Holm may reject where Bonferroni's interval still holds zero: no `matters` beside such an interval.
-    assert verdict(test, 0.04, -0.0005, 0.0030, 0.002) == "undetermined"
-    same = paired_test([0.98, 0.97], [0.98, 0.97], paired=True)
-    assert same.identical and verdict(same, None, 0.0, 0.0, 0.002) == "identical"
-    assert paired_test([0.98, float("nan"), 0.97], [0.98, 0.97, 0.97], paired=True).p is None
-    assert t_interval([0.99, 0.98], [0.97, 0.96], paired=True, confidence=0.95) == pytest.approx((0.02, 0.02))
+def test_the_four_answers_read_the_simultaneous_interval_against_the_margin() -> None:
+    def at(change: float, se: float) -> str:
+        return decide(Estimate(change, se * se, 1e6), m=1, margin=0.002)[0]
+
+    # With infinite df the simultaneous interval of one comparison is the change +- 1.96 se.
+    assert at(-0.004, 0.0005) == "matters"  # [-0.0050, -0.0030]: beyond -0.002
+    assert at(-0.0025, 0.0005) == "nonzero"  # [-0.0035, -0.0015]: excludes 0, not beyond the margin
+    assert at(0.0002, 0.0005) == "negligible"  # TOST interval (90%) [-0.0006, +0.0010] inside +-0.002
+    assert at(0.001, 0.0005) == "negligible"  # differs from 0 (95%: [+0.00002, +0.00198]), but inside the margin
+    assert at(0.001, 0.002) == "undetermined"
+    # A claim needs the rank test where K lets it reach the level.
+    assert decide(Estimate(-0.004, 0.0005**2, 1e6), 1, 0.002, rank_agrees=False)[0] == "undetermined"
+    # Bonferroni over m = 13 widens the interval: 1.96 se is no longer enough to claim.
+    assert decide(Estimate(-0.0035, 0.0013**2, 1e6), 1, 0.002)[0] == "nonzero"  # [-0.0060, -0.0010]
+    assert decide(Estimate(-0.0035, 0.0013**2, 1e6), 13, 0.002)[0] == "undetermined"  # [-0.0073, +0.0003]
+    est, why = paired_estimate(np.array([0.98, 0.97]), np.array([0.97, 0.96]))
+    assert est is None and "fewer than 3" in why
+    est, why = paired_estimate(np.array([0.981, 0.971, 0.961]), np.array([0.98, 0.97, 0.96]))
+    assert est is None and "no variance" in why
+
+
+def test_failed_seeds_are_nan_or_at_chance_beside_working_ones() -> None:
+    assert failed_seeds([0.10, 0.98, 0.97]).tolist() == [True, False, False]
+    assert failed_seeds([0.98, float("nan"), 0.97]).tolist() == [False, True, False]
+    # Every seed at chance: chance is the point's result (the value collapses the network), kept.
+    assert failed_seeds([0.10, 0.11, 0.09]).tolist() == [False, False, False]
 
 
 def test_wilson_intervals_hold_the_share_and_stay_in_0_1() -> None:
