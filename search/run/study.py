@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from search import records
 from search.spec import StudySpec
-from search.storage import Store, artifact_dir, open_store, sqlite_path
+from search.storage import Store, artifact_dir, journal_path, open_store, sqlite_path
 
 if TYPE_CHECKING:
     from trainer.checkpoint import CheckpointFolder
@@ -95,9 +95,11 @@ def checkpoint_folder(spec: StudySpec, study: optuna.Study, store: Store | None 
 
 def checkpoint_identity(spec: StudySpec, study: optuna.Study) -> str:
     """The storage, the study's id and creation token there, and the data flags, as one text."""
-    db = sqlite_path(spec.storage)
+    db, log = sqlite_path(spec.storage), journal_path(spec.storage)
     if db is not None:
         where = f"sqlite:{db.resolve()}"
+    elif log is not None:
+        where = f"journal:{log.resolve()}"
     else:
         url = make_url(spec.storage)
         where = f"{url.get_backend_name()}:{url.host}:{url.port}/{url.database}"
