@@ -178,7 +178,11 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
         help="cap the epochs: grid values above N become N, random and TPE sample 1..N (unset: up to 25)",
     )
     group.add_argument("--pruner", choices=PRUNERS, default=None, help=f"pruner (default: {default_pruner})")
-    group.add_argument("--regularization", action="store_true", help="add dropout and weight decay to the space")
+    group.add_argument(
+        "--regularization",
+        action="store_true",
+        help="add dropout, weight decay (L2) and L1 to the space (each 0 at the baseline); default off",
+    )
     group.add_argument(
         "--workers",
         type=positive_int,

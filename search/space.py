@@ -30,10 +30,13 @@ SEVEN: tuple[Parameter, ...] = (
     Parameter("epochs", (5, 14, 25), IntDistribution(1, 25)),
     Parameter("batch_size", (16, 64, 256), CategoricalDistribution((16, 32, 64, 128, 256))),
 )
-# Joins the space with --regularization; 0 (off) is the baseline and a grid value.
+# Joins the space with --regularization; 0 (off) is the baseline and a grid value. Weight decay is L2;
+# L1 adds l1 * sign(w) to each weight's gradient: on 10,000 images in 4 epochs 1e-5 cost the baseline
+# 0.001 of validation accuracy, 1e-4 0.005, 1e-3 0.045, so its grid spans the mild end.
 REGULARIZATION: tuple[Parameter, ...] = (
     Parameter("dropout", (0.0, 0.2, 0.5), FloatDistribution(0.0, 0.5)),
     Parameter("weight_decay", (0.0, 1e-4, 1e-2), FloatDistribution(0.0, 1e-2)),
+    Parameter("l1", (0.0, 1e-5, 1e-4), FloatDistribution(0.0, 1e-3)),
 )
 
 
