@@ -220,6 +220,15 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
             default="full",
             help="full: the distributions; grid: each parameter over its grid values (as bench replay)",
         )
+    if kind == "grid":
+        group.add_argument(
+            "--vary",
+            metavar="P1,P2,...",
+            type=lambda text: tuple(name.strip() for name in text.split(",") if name.strip()),
+            default=(),
+            help="a factorial: only these parameters over their grid values, the others at the oat baseline "
+            "(1 x 128 relu, nll, learning rate 1.0, 14 epochs, batch 64); default: every parameter (the full grid)",
+        )
     if info.has_points:
         group.add_argument(
             "--separate-runs",

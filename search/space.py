@@ -45,13 +45,22 @@ ROUND = 27
 
 
 def search_space(regularization: bool = False, max_epochs: int | None = None) -> tuple[Parameter, ...]:
-    """The seven parameters (and regularization's two); ``max_epochs`` caps the epochs.
+    """The seven parameters (and regularization's three); ``max_epochs`` caps the epochs.
 
     Under the cap, grid values above it become it (5, 14, 25 under 10 are 5, 10) and the
     distribution's high end is the cap.
     """
     space = SEVEN + REGULARIZATION if regularization else SEVEN
     return space if max_epochs is None else tuple(_capped(p, max_epochs) for p in space)
+
+
+def factorial_space(
+    space: tuple[Parameter, ...], vary: tuple[str, ...], baseline: TrainConfig
+) -> tuple[Parameter, ...]:
+    """``space`` with each parameter not in ``vary`` held at ``baseline``'s value: its grid is the full
+    factorial of the varied parameters at the baseline's other settings (``--vary``)."""
+    held = lambda p: Parameter(p.name, (getattr(baseline, p.name),), p.distribution)  # noqa: E731
+    return tuple(p if p.name in vary else held(p) for p in space)
 
 
 def _capped(parameter: Parameter, max_epochs: int) -> Parameter:

@@ -56,10 +56,11 @@ def _settle_identity(study: optuna.Study, spec: StudySpec) -> None:
                 f"study {spec.name!r} was made by an older version that ordered the grid's points otherwise: "
                 "resuming it would run some points twice and skip others; pass another --study-name"
             )
-        differ = [k for k, v in identity.items() if k in attrs and attrs[k] != v]
+        differ = [k for k, v in identity.items() if attrs.get(k, _BEFORE.get(k, v)) != v]
         if differ:
+            found = {k: attrs.get(k, _BEFORE.get(k)) for k in differ}
             raise StudyError(
-                f"study {spec.name!r} exists with {', '.join(f'{k}={attrs[k]!r}' for k in differ)}, "
+                f"study {spec.name!r} exists with {', '.join(f'{k}={v!r}' for k, v in found.items())}, "
                 f"not {', '.join(f'{k}={identity[k]!r}' for k in differ)} as asked here: "
                 "pass the same options or another --study-name"
             )
@@ -74,6 +75,8 @@ def _settle_identity(study: optuna.Study, spec: StudySpec) -> None:
 
 
 _MISSING = object()
+# What a study made before an identity key existed meant by it (a key absent here is not compared).
+_BEFORE: dict[str, object] = {"vary": ""}
 
 
 def checkpoint_folder(spec: StudySpec, study: optuna.Study, store: Store | None = None) -> CheckpointFolder:
