@@ -140,7 +140,12 @@ def _add_artifacts(parser: argparse.ArgumentParser | argparse._ArgumentGroup) ->
 
 
 def _add_storage(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--storage", default=DEFAULT_STORAGE, help="sqlite:///FILE.db or postgresql://USER@HOST/DB")
+    parser.add_argument(
+        "--storage",
+        default=DEFAULT_STORAGE,
+        help=f"sqlite:///FILE.db, journal:FILE.log (Optuna's Journal storage) or postgresql://USER@HOST/DB "
+        f"(default: {DEFAULT_STORAGE})",
+    )
 
 
 def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:

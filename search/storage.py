@@ -65,14 +65,19 @@ class _Storage(RDBStorage):
         self, trial_id: int, state: optuna.trial.TrialState, values: Sequence[float] | None = None
     ) -> bool:
         changed = super().set_trial_state_values(trial_id, state, values)
-        if changed and state == optuna.trial.TrialState.RUNNING:  # a waiting trial this process took
-            OPEN_TRIALS[trial_id] = self
-        elif state.is_finished():
-            OPEN_TRIALS.pop(trial_id, None)
+        _track(self, trial_id, state, changed)
         return changed
 
 
 OPEN_TRIALS: dict[int, BaseStorage] = {}
+
+
+def _track(storage: BaseStorage, trial_id: int, state: optuna.trial.TrialState, changed: bool) -> None:
+    """Note a trial this process took (a waiting one set RUNNING) or closed, in ``OPEN_TRIALS``."""
+    if changed and state == optuna.trial.TrialState.RUNNING:
+        OPEN_TRIALS[trial_id] = storage
+    elif state.is_finished():
+        OPEN_TRIALS.pop(trial_id, None)
 
 
 def close_open_trials(cause: str) -> str:
@@ -603,10 +608,8 @@ class _Journal(JournalStorage, BaseHeartbeat):
         self, trial_id: int, state: optuna.trial.TrialState, values: Sequence[float] | None = None
     ) -> bool:
         changed = super().set_trial_state_values(trial_id, state, values)
-        if changed and state == optuna.trial.TrialState.RUNNING:  # a waiting trial this process took
-            OPEN_TRIALS[trial_id] = self
-        elif state.is_finished():
-            OPEN_TRIALS.pop(trial_id, None)
+        _track(self, trial_id, state, changed)
+        if state.is_finished():
             self._beat_file(trial_id).unlink(missing_ok=True)
         return changed
 
