@@ -274,7 +274,7 @@ def interaction_figure(x_param: str, lines: list[InteractionLine]) -> go.Figure:
             error = {"type": "data", "array": line.half_widths, "visible": True} if line.half_widths else None
             fig.add_trace(
                 go.Scatter(
-                    x=line.x, y=line.means, error_y=error, mode="lines+markers", name=f"{panel} = {line.label}",
+                    x=line.x, y=line.means, error_y=error, mode="lines+markers", name=line.label,
                     line={"color": COLORS[k % len(COLORS)]}, legendgroup=panel, legendgrouptitle_text=panel,
                     hovertemplate=f"{panel} = {line.label}, {x_param} = %{{x}}: %{{y:.4f}}<extra></extra>",
                 ),

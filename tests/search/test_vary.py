@@ -135,7 +135,7 @@ def test_interaction_info_gives_each_learning_rate_its_line_against_depth() -> N
     # two seeds 0.02 apart: the t interval's half width is t(0.975, 1) * 0.01
     assert lines[0].half_widths == pytest.approx([12.7062 * 0.01] * 2, rel=1e-4)
     fig = interaction_figure(x_param, lines)
-    assert [trace.name for trace in fig.data] == ["learning_rate = 0.1", "learning_rate = 1"]
+    assert [(trace.name, trace.legendgroup) for trace in fig.data] == [("0.1", "learning_rate"), ("1", "learning_rate")]
 
 
 def test_a_study_without_a_varied_set_has_no_interaction_figure() -> None:
