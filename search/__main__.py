@@ -157,7 +157,12 @@ def _add_artifacts(parser: argparse.ArgumentParser | argparse._ArgumentGroup) ->
 
 
 def _add_storage(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--storage", default=DEFAULT_STORAGE, help="sqlite:///FILE.db or postgresql://USER@HOST/DB")
+    parser.add_argument(
+        "--storage",
+        default=DEFAULT_STORAGE,
+        help=f"sqlite:///FILE.db, journal:FILE.log (Optuna's Journal storage) or postgresql://USER@HOST/DB "
+        f"(default: {DEFAULT_STORAGE})",
+    )
 
 
 def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
@@ -195,7 +200,11 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
         help="cap the epochs: grid values above N become N, random and TPE sample 1..N (unset: up to 25)",
     )
     group.add_argument("--pruner", choices=PRUNERS, default=None, help=f"pruner (default: {default_pruner})")
-    group.add_argument("--regularization", action="store_true", help="add dropout and weight decay to the space")
+    group.add_argument(
+        "--regularization",
+        action="store_true",
+        help="add dropout, weight decay (L2) and L1 to the space (each 0 at the baseline); default off",
+    )
     group.add_argument(
         "--workers",
         type=positive_int,
@@ -232,6 +241,15 @@ def _add_study_args(parser: argparse.ArgumentParser, kind: str) -> None:
             choices=("full", "grid"),
             default="full",
             help="full: the distributions; grid: each parameter over its grid values (as bench replay)",
+        )
+    if kind == "grid":
+        group.add_argument(
+            "--vary",
+            metavar="P1,P2,...",
+            type=lambda text: tuple(name.strip() for name in text.split(",") if name.strip()),
+            default=(),
+            help="a factorial: only these parameters over their grid values, the others at the oat baseline "
+            "(1 x 128 relu, nll, learning rate 1.0, 14 epochs, batch 64); default: every parameter (the full grid)",
         )
     if info.has_points:
         group.add_argument(

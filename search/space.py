@@ -30,10 +30,13 @@ SEVEN: tuple[Parameter, ...] = (
     Parameter("epochs", (5, 14, 25), IntDistribution(1, 25)),
     Parameter("batch_size", (16, 64, 256), CategoricalDistribution((16, 32, 64, 128, 256))),
 )
-# Joins the space with --regularization; 0 (off) is the baseline and a grid value.
+# Joins the space with --regularization; 0 (off) is the baseline and a grid value. Weight decay is L2;
+# L1 adds l1 * sign(w) to each weight's gradient: on 10,000 images in 4 epochs 1e-5 cost the baseline
+# 0.001 of validation accuracy, 1e-4 0.005, 1e-3 0.045, so its grid spans the mild end.
 REGULARIZATION: tuple[Parameter, ...] = (
     Parameter("dropout", (0.0, 0.2, 0.5), FloatDistribution(0.0, 0.5)),
     Parameter("weight_decay", (0.0, 1e-4, 1e-2), FloatDistribution(0.0, 1e-2)),
+    Parameter("l1", (0.0, 1e-5, 1e-4), FloatDistribution(0.0, 1e-3)),
 )
 
 
@@ -42,13 +45,22 @@ ROUND = 27
 
 
 def search_space(regularization: bool = False, max_epochs: int | None = None) -> tuple[Parameter, ...]:
-    """The seven parameters (and regularization's two); ``max_epochs`` caps the epochs.
+    """The seven parameters (and regularization's three); ``max_epochs`` caps the epochs.
 
     Under the cap, grid values above it become it (5, 14, 25 under 10 are 5, 10) and the
     distribution's high end is the cap.
     """
     space = SEVEN + REGULARIZATION if regularization else SEVEN
     return space if max_epochs is None else tuple(_capped(p, max_epochs) for p in space)
+
+
+def factorial_space(
+    space: tuple[Parameter, ...], vary: tuple[str, ...], baseline: TrainConfig
+) -> tuple[Parameter, ...]:
+    """``space`` with each parameter not in ``vary`` held at ``baseline``'s value: its grid is the full
+    factorial of the varied parameters at the baseline's other settings (``--vary``)."""
+    held = lambda p: Parameter(p.name, (getattr(baseline, p.name),), p.distribution)  # noqa: E731
+    return tuple(p if p.name in vary else held(p) for p in space)
 
 
 def _capped(parameter: Parameter, max_epochs: int) -> Parameter:

@@ -9,7 +9,15 @@ from typing import Any
 
 import optuna
 
-from search.space import Parameter, distributions, grid_distributions, grid_points, oat_points, search_space
+from search.space import (
+    Parameter,
+    distributions,
+    factorial_space,
+    grid_distributions,
+    grid_points,
+    oat_points,
+    search_space,
+)
 from search.storage import DEFAULT_STORAGE, check_url
 from trainer.config import MAX_EPOCHS, MAX_THREADS, TrainConfig
 from trainer.errors import UsageError
@@ -78,9 +86,14 @@ class Kind:
         return None if self.has_points else DEFAULT_TRIALS
 
 
-def _oat(space: Space, seed: int, max_epochs: int | None) -> list[dict[str, Any]]:
+def oat_baseline(max_epochs: int | None) -> TrainConfig:
+    """The one-at-a-time baseline (``TrainConfig``'s defaults), its epochs capped at ``max_epochs``."""
     baseline = TrainConfig()
-    return oat_points(space, baseline.replace(epochs=min(baseline.epochs, max_epochs or MAX_EPOCHS)))
+    return baseline.replace(epochs=min(baseline.epochs, max_epochs or MAX_EPOCHS))
+
+
+def _oat(space: Space, seed: int, max_epochs: int | None) -> list[dict[str, Any]]:
+    return oat_points(space, oat_baseline(max_epochs))
 
 
 KIND_TABLE: dict[str, Kind] = {
@@ -150,6 +163,7 @@ class StudySpec:
     compile: str = "auto"  # the CPU's Adadelta update compiled: on, off, or auto (when it pays back)
     objectives: tuple[str, ...] = ("accuracy",)  # accuracy first; parameters, seconds: a multi-objective study
     threads: int = 1  # torch's CPU threads in each worker: more than one per core slows a shared machine
+    vary: tuple[str, ...] = ()  # grid: only these parameters over their grid values, the others at the oat baseline
 
     def __post_init__(self) -> None:
         if self.kind not in KIND_TABLE:
@@ -179,6 +193,8 @@ class StudySpec:
             )
         TrainConfig(seed=self.seed, device=self.device)  # validates both
         check_url(self.storage)
+        # In the space's order, so that the same set named in another order is the same study.
+        object.__setattr__(self, "vary", _check_vary(tuple(self.vary), self.kind, search_space(self.regularization)))
 
     @property
     def name(self) -> str:
@@ -211,7 +227,8 @@ class StudySpec:
 
     @property
     def space(self) -> tuple[Parameter, ...]:
-        return search_space(self.regularization, self.max_epochs)
+        space = search_space(self.regularization, self.max_epochs)
+        return factorial_space(space, self.vary, oat_baseline(self.max_epochs)) if self.vary else space
 
     @property
     def distributions(self) -> dict[str, Any]:
@@ -287,6 +304,7 @@ class StudySpec:
         identity["max_epochs"] = self.max_epochs  # it changes the space
         identity["space"] = "grid" if self.grid_space else "full"  # so does --space grid
         identity["objectives"] = ",".join(self.objectives)
+        identity["vary"] = ",".join(self.vary)  # a factorial's grid is its varied set
         if self.kind_of.seeded_order:
             identity["seed"] = self.seed  # it orders the grid's points
             identity["grid_order"] = GRID_ORDER
@@ -309,6 +327,24 @@ def _check_objectives(objectives: tuple[str, ...], kind: Kind) -> None:
             f"a {kind.name} study runs fixed points and has one objective; its front of accuracy against "
             f"parameters and seconds is in `python -m search effects`, but got objectives={names!r}."
         )
+
+
+def _check_vary(vary: tuple[str, ...], kind: str, space: Space) -> tuple[str, ...]:
+    """``vary`` in the space's order; refused in one line unless a grid study names known parameters once each."""
+    if not vary:
+        return ()
+    names = [p.name for p in space]
+    text = ",".join(vary)
+    if kind != "grid":
+        raise UsageError(f"vary is for grid studies (a factorial over some parameters), but got it for {kind}.")
+    unknown = [name for name in vary if name not in names]
+    if unknown:
+        raise UsageError(
+            f"vary must name parameters among {', '.join(names)}, but got {unknown[0]!r} in vary={text!r}."
+        )
+    if len(set(vary)) != len(vary):
+        raise UsageError(f"vary must name each parameter once, but got vary={text!r}.")
+    return tuple(name for name in names if name in vary)
 
 
 def _parameter_steps(config: TrainConfig, train_images: int) -> int:

@@ -1,11 +1,13 @@
-"""Opening Optuna's RDB storage (SQLite or PostgreSQL) safely, once per process: the storage, where its
-artifacts live, and the lock that every worker of a study shares (``open_store`` gives all three)."""
+"""Opening Optuna's storage (SQLite, PostgreSQL or a Journal log file) safely, once per process: the storage,
+where its artifacts live, and the lock that every worker of a study shares (``open_store`` gives all three)."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -21,12 +23,17 @@ from typing import Any, BinaryIO
 import optuna
 import sqlalchemy
 from optuna.artifacts import FileSystemArtifactStore
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.storages.journal._file import BaseJournalFileLock  # the lock's interface has no public name
 from sqlalchemy.engine import make_url
 
 from search import atomic, records
 
 DEFAULT_STORAGE = "sqlite:///studies.db"
+JOURNAL = "journal:"
+ACCEPTED = "sqlite:///FILE.db, journal:FILE.log or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB"
 MASK = "***"
 SQLITE_BUSY_SECONDS = 60
 CONNECT_TIMEOUT_SECONDS = 5
@@ -58,14 +65,19 @@ class _Storage(RDBStorage):
         self, trial_id: int, state: optuna.trial.TrialState, values: Sequence[float] | None = None
     ) -> bool:
         changed = super().set_trial_state_values(trial_id, state, values)
-        if changed and state == optuna.trial.TrialState.RUNNING:  # a waiting trial this process took
-            OPEN_TRIALS[trial_id] = self
-        elif state.is_finished():
-            OPEN_TRIALS.pop(trial_id, None)
+        _track(self, trial_id, state, changed)
         return changed
 
 
-OPEN_TRIALS: dict[int, RDBStorage] = {}
+OPEN_TRIALS: dict[int, BaseStorage] = {}
+
+
+def _track(storage: BaseStorage, trial_id: int, state: optuna.trial.TrialState, changed: bool) -> None:
+    """Note a trial this process took (a waiting one set RUNNING) or closed, in ``OPEN_TRIALS``."""
+    if changed and state == optuna.trial.TrialState.RUNNING:
+        OPEN_TRIALS[trial_id] = storage
+    elif state.is_finished():
+        OPEN_TRIALS.pop(trial_id, None)
 
 
 def close_open_trials(cause: str) -> str:
@@ -187,13 +199,19 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
+def journal_path(url: str) -> Path | None:
+    """The log file of a ``journal:PATH`` storage (relative or absolute), else None."""
+    return Path(url[len(JOURNAL) :]) if url.startswith(JOURNAL) and url[len(JOURNAL) :] else None
+
+
 def check_url(url: str) -> None:
     if url.startswith("sqlite:") and sqlite_path(url) is None:
         raise StorageError(f"storage {url!r} is in memory, which workers cannot share: use sqlite:///FILE.db")
+    if (log := journal_path(url)) is not None:
+        _check_log(log, url, write=False)  # a folder or a file that is no log, before any work starts
+        return
     if not re.match(r"^(sqlite:///.+|postgresql(\+\w+)?://.+)$", url):
-        raise StorageError(
-            f"unknown storage URL {mask_url(url)!r}: use sqlite:///FILE.db or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB"
-        )
+        raise StorageError(f"unknown storage URL {mask_url(url)!r}: use {ACCEPTED}")
     _check_driver(url)
 
 
@@ -217,16 +235,19 @@ def _check_driver(url: str) -> None:
         )
 
 
-def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int | None = None) -> RDBStorage:
-    """Open (creating tables in a new database) the RDB storage at ``url``.
+def open_storage(url: str = DEFAULT_STORAGE, heartbeat: int | None = None) -> BaseStorage:
+    """Open (creating tables in a new database, or a new log file) the storage at ``url``.
 
     SQLite is put in WAL mode with a long busy timeout, so that local workers wait for
     each other instead of failing with "database is locked". PostgreSQL connections time
-    out after a few seconds instead of hanging. With ``heartbeat`` (seconds), a trial
-    whose worker stops beating for twice that is failed and its parameters re-run.
+    out after a few seconds instead of hanging. A ``journal:PATH`` log is appended to under
+    a file lock beside it (``_Journal``). With ``heartbeat`` (seconds), a trial whose worker
+    stops beating for twice that is failed and its parameters re-run.
     """
     check_url(url)
     quiet_storage_threads()
+    if (log := journal_path(url)) is not None:
+        return _open_journal(log, heartbeat)
     db = sqlite_path(url)
     made = db is not None and not Path(f"{db}.lock").exists()
     # Workers opening a new SQLite file at once would race to switch it to WAL and to create
@@ -260,15 +281,17 @@ def _open(url: str, heartbeat: int | None) -> RDBStorage:
     return storage
 
 
-def open_reader(url: str = DEFAULT_STORAGE) -> RDBStorage | None:
+def open_reader(url: str = DEFAULT_STORAGE) -> BaseStorage | None:
     """Open the storage at ``url`` to read it only; None when there is nothing to read.
 
-    Nothing is created or written: a missing SQLite file stays missing (no lock file either),
-    a database without Optuna's tables gets none, SQLite is opened read-only (a read-only file
-    or folder works, see ``_sqlite_reader``), and PostgreSQL sessions are read-only
-    transactions (a role that may only SELECT works).
+    Nothing is created or written: a missing SQLite file or Journal log stays missing (no lock
+    file either), a database without Optuna's tables gets none, SQLite is opened read-only (a
+    read-only file or folder works, see ``_sqlite_reader``), a log is read without its lock,
+    and PostgreSQL sessions are read-only transactions (a role that may only SELECT works).
     """
     check_url(url)
+    if (log := journal_path(url)) is not None:
+        return _read_journal(log)
     db = sqlite_path(url)
     if db is not None:
         if not db.is_file():
@@ -326,21 +349,23 @@ def _sqlite_reader(db: Path) -> Callable[[], sqlite3.Connection]:
 
 
 @contextlib.contextmanager
-def file_lock(db: Path) -> Iterator[None]:
-    """An exclusive lock on ``DB.lock`` beside a SQLite file, shared by every process that opens it.
+def file_lock(db: Path, lock: Path | None = None, url: str | None = None) -> Iterator[None]:
+    """An exclusive lock on ``lock`` (default ``DB.lock``) beside the storage file ``db``, shared by every
+    process that opens it; ``url`` names the storage in messages (default ``sqlite:///DB``).
 
     Not re-entrant: a process holding it must not take it again (the study's lock is the same file).
     Its holder may remove the file (``open_storage`` does when it made it and was refused): a
     process that waited on the removed file takes the new one instead.
     """
+    url = url or f"sqlite:///{db}"
     if not db.parent.exists():
-        raise StorageError(f"cannot create storage sqlite:///{db}: folder {db.parent} does not exist")
-    path = Path(f"{db}.lock")
+        raise StorageError(f"cannot create storage {url}: folder {db.parent} does not exist")
+    path = Path(lock or f"{db}.lock")
     while True:
         try:
             held = open(path, "a")  # noqa: SIM115 - closed below
         except OSError as e:
-            raise StorageError(f"storage sqlite:///{db} is read-only ({e.strerror}): make its folder writable") from e
+            raise StorageError(f"storage {url} is read-only ({e.strerror}): make its folder writable") from e
         fcntl.flock(held, fcntl.LOCK_EX)
         with contextlib.suppress(FileNotFoundError):
             mine, named = os.fstat(held.fileno()), path.stat()
@@ -377,10 +402,10 @@ def _has_tables(engine_url: str, engine_kwargs: dict) -> bool:
 
 
 def artifact_dir(url: str, directory: str | None = None) -> Path:
-    """Where artifacts live: ``directory``, else beside a SQLite file, else ./artifacts."""
+    """Where artifacts live: ``directory``, else beside a SQLite file or Journal log, else ./artifacts."""
     if directory is not None:
         return Path(directory)
-    db = sqlite_path(url)
+    db = sqlite_path(url) or journal_path(url)
     return db.with_name(f"{db.stem}-artifacts") if db else Path("artifacts")
 
 
@@ -452,21 +477,26 @@ def _first_line(e: BaseException) -> str:
 class StudyLock:
     """A lock over one study shared by every process that opens the same storage.
 
-    A file lock beside a SQLite database (the one ``open_storage`` takes), a session-level
-    advisory lock on PostgreSQL, held on a connection of its own.
+    A file lock beside a SQLite database (the one ``open_storage`` takes) or beside a Journal log
+    (``LOG.study-lock``, apart from the lock its appends take), a session-level advisory lock on
+    PostgreSQL, held on a connection of its own.
     """
 
     def __init__(self, url: str, study_name: str) -> None:
         self._db = sqlite_path(url)
+        self._log = journal_path(url)
         self._key = int.from_bytes(hashlib.sha1(f"mnist-hpo:{study_name}".encode()).digest()[:8], "big", signed=True)
         self._url = url
         self._engine: sqlalchemy.Engine | None = None
         self._held: Any = None
 
     def acquire(self) -> None:
-        if self._db is not None:
+        if self._db is not None or self._log is not None:
             self._held = contextlib.ExitStack()
-            self._held.enter_context(file_lock(self._db))
+            if self._log is not None:
+                self._held.enter_context(file_lock(self._log, Path(f"{self._log}.study-lock"), self._url))
+            else:
+                self._held.enter_context(file_lock(self._db))  # type: ignore[arg-type]
             return
         if self._engine is None:
             engine_url, kwargs = _engine(self._url)
@@ -479,7 +509,7 @@ class StudyLock:
         held, self._held = self._held, None
         if held is None:
             return
-        if self._db is not None:
+        if self._db is not None or self._log is not None:
             held.close()
             return
         try:
@@ -508,7 +538,7 @@ class Store:
     """
 
     url: str
-    storage: RDBStorage
+    storage: BaseStorage
     artifacts: FileSystemArtifactStore
     artifact_dir: Path
 
@@ -522,3 +552,189 @@ def open_store(url: str = DEFAULT_STORAGE, heartbeat: int | None = None, artifac
     storage = open_storage(url, heartbeat)
     folder = artifact_dir(url, artifacts)
     return Store(url, storage, artifact_store(url, artifacts), folder)
+
+
+# Journal storage: Optuna's JournalStorage on a log file (``journal:PATH``).
+
+
+class _LogLock(BaseJournalFileLock):
+    """The lock a log's appends take, as ``fcntl.flock`` on ``LOG.write-lock``.
+
+    Optuna's default (a symlink) outlives a writer killed while holding it, and other writers
+    wait 30 s before forcing it open; a flock goes with its process. It needs a file system
+    with working locks, as the study's lock beside the log does anyway.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path, self._file = path, None
+
+    def acquire(self) -> bool:
+        held = open(self._path, "a")  # noqa: SIM115 - closed in release
+        fcntl.flock(held, fcntl.LOCK_EX)
+        self._file = held
+        return True
+
+    def release(self) -> None:
+        held, self._file = self._file, None
+        if held is not None:
+            held.close()  # closing the descriptor drops the lock
+
+
+class _LogFile(JournalFileBackend):
+    """Optuna's log-file backend, whose failures (disk full, a damaged line) are storage errors."""
+
+    def __init__(self, log: Path) -> None:
+        super().__init__(str(log), lock_obj=_LogLock(Path(f"{log}.write-lock")))
+
+    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        try:
+            yield from super().read_logs(log_number_from)
+        except (OSError, ValueError) as e:  # ValueError: a line that is not JSON
+            raise optuna.exceptions.StorageInternalError(f"cannot read journal {self._file_path}: {e}") from e
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        try:
+            super().append_logs(logs)
+        except OSError as e:
+            raise optuna.exceptions.StorageInternalError(f"cannot write journal {self._file_path}: {e}") from e
+
+
+class _Journal(JournalStorage, BaseHeartbeat):
+    """Optuna's JournalStorage with heartbeats (Optuna's has none) and the trials this process opened tracked.
+
+    A trial's heartbeat is the modification time of ``LOG.heartbeats/TRIAL_ID``: a beat writes
+    no line to the log, which keeps only what happened to the trials, and the file goes when
+    the trial finishes.
+    """
+
+    def __init__(self, log: Path, heartbeat: int | None = None) -> None:
+        super().__init__(_LogFile(log))
+        self._beats = Path(f"{log}.heartbeats")
+        self._interval = heartbeat
+        self._callback = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES) if heartbeat else None
+
+    def create_new_trial(self, study_id: int, template_trial: optuna.trial.FrozenTrial | None = None) -> int:
+        trial_id = super().create_new_trial(study_id, template_trial)
+        if template_trial is None or template_trial.state == optuna.trial.TrialState.RUNNING:
+            OPEN_TRIALS[trial_id] = self
+        return trial_id
+
+    def set_trial_state_values(
+        self, trial_id: int, state: optuna.trial.TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        changed = super().set_trial_state_values(trial_id, state, values)
+        _track(self, trial_id, state, changed)
+        if state.is_finished():
+            self._beat_file(trial_id).unlink(missing_ok=True)
+        return changed
+
+    def _beat_file(self, trial_id: int) -> Path:
+        return self._beats / str(trial_id)
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        self._beats.mkdir(exist_ok=True)
+        self._beat_file(trial_id).touch()
+
+    def _beat_ages(self, study_id: int) -> dict[int, float | None]:
+        """Each RUNNING trial's seconds since its last heartbeat (None: it never sent one)."""
+        now, ages = time.time(), {}
+        for trial in self.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            try:
+                ages[trial._trial_id] = now - self._beat_file(trial._trial_id).stat().st_mtime
+            except FileNotFoundError:
+                ages[trial._trial_id] = None
+        return ages
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        grace = 2 * (self._interval or 0)
+        return [trial_id for trial_id, age in self._beat_ages(study_id).items() if age is not None and age > grace]
+
+    def silent_trial_ids(self, study_id: int, started_before: datetime.datetime) -> list[int]:
+        """RUNNING trials that never sent a heartbeat and started before ``started_before`` (naive local time)."""
+        silent = [trial_id for trial_id, age in self._beat_ages(study_id).items() if age is None]
+        started = {t: self.get_trial(t).datetime_start for t in silent}
+        return [t for t in silent if started[t] is not None and started[t] < started_before]
+
+    def get_heartbeat_interval(self) -> int | None:
+        return self._interval
+
+    def get_heartbeat_stale_trial_callback(self) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None:
+        return self._callback
+
+
+def _check_log(log: Path, url: str, write: bool) -> bool:
+    """Refuse a log path that cannot be used, in one line; returns whether the log exists."""
+    if log.is_dir():
+        raise StorageError(f"storage {url} is a folder, not a log file: use {ACCEPTED}")
+    if not log.exists():
+        if write and not log.parent.exists():
+            raise StorageError(f"cannot create storage {url}: folder {log.parent} does not exist")
+        return False
+    try:
+        with open(log, "rb") as f:
+            head = f.readline(_HEAD_BYTES)
+    except OSError as e:
+        raise StorageError(f"cannot read storage {url} ({e.strerror}): make {log} readable") from e
+    if head and not _is_entry(head):
+        raise StorageError(
+            f"storage {url} is not an Optuna journal log (its first line is no journal entry): "
+            f"pass a log that Optuna's JournalStorage wrote, or a new file; accepted: {ACCEPTED}"
+        )
+    if write and (not os.access(log, os.W_OK) or not os.access(log.parent, os.W_OK)):
+        raise StorageError(f"storage {url} is read-only: make {log} and its folder writable, or pass --storage")
+    return True
+
+
+_HEAD_BYTES = 1 << 16  # a journal's first entry (a study's creation) is far shorter
+
+
+def _is_entry(line: bytes) -> bool:
+    try:
+        entry = json.loads(line)
+    except ValueError:  # not JSON, or not UTF-8
+        return False
+    return isinstance(entry, dict) and isinstance(entry.get("op_code"), int) and "worker_id" in entry
+
+
+def _repair_tail(log: Path) -> None:
+    """Cut a last line without its newline (an append cut short by a full disk), under the append lock.
+
+    Its writer got an error and the entry was never applied; left there, the next append
+    would be glued to it and every reader would stop at the damaged line.
+    """
+    with open(log, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(max(size - _HEAD_BYTES, 0))
+        tail = f.read()
+        if tail.endswith(b"\n"):
+            return
+        cut = tail.rfind(b"\n")
+        if cut < 0 and size > _HEAD_BYTES:
+            raise StorageError(f"storage journal:{log} ends in a damaged line longer than {_HEAD_BYTES} bytes")
+        f.truncate(size - len(tail) + cut + 1)
+
+
+def _open_journal(log: Path, heartbeat: int | None) -> _Journal:
+    url = f"{JOURNAL}{log}"
+    _check_log(log, url, write=True)
+    try:
+        with file_lock(log, Path(f"{log}.write-lock"), url):
+            if log.exists():
+                _repair_tail(log)
+            else:
+                log.touch()
+        return _Journal(log, heartbeat)
+    except optuna.exceptions.StorageInternalError as e:
+        raise StorageError(f"cannot open storage {url}: {_first_line(e)}") from e
+
+
+def _read_journal(log: Path) -> JournalStorage | None:
+    url = f"{JOURNAL}{log}"
+    if not _check_log(log, url, write=False) or log.stat().st_size == 0:
+        return None
+    try:
+        return JournalStorage(_LogFile(log))
+    except optuna.exceptions.StorageInternalError as e:
+        raise StorageError(f"cannot read storage {url}: {_first_line(e)}") from e

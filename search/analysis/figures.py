@@ -14,6 +14,7 @@ import optuna
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial
 from plotly.subplots import make_subplots
+from scipy import stats
 
 from search import records
 from search.analysis.effects import Effects, study_effects
@@ -213,7 +214,77 @@ def study_figures(
             figures[f"curves-{param}"] = learning_curves_figure(param, groups, one_run_each=baseline is not None)
             if test_view:
                 figures[f"curves-test-{param}"] = learning_curves_figure(param, groups, baseline is not None, "test")
+    x_param, lines = interaction_info(study)
+    if lines:
+        figures["interaction"] = interaction_figure(x_param, lines)
     timing = time_vs_batch_info(trials)
     if timing:
         figures["time-vs-batch-size"] = time_vs_batch_figure(timing)
     return figures
+
+
+class InteractionLine(NamedTuple):
+    """Validation accuracy against the first varied parameter at one value of another (a factorial study).
+
+    A point is the mean over the seeds of the mean over the trials at that pair of values
+    (averaged over the other varied parameters); ``half_widths`` are the 95% t intervals'
+    half widths over the seeds (None with one seed).
+    """
+
+    by: str
+    label: str
+    x: list[str]
+    means: list[float]
+    half_widths: list[float] | None
+
+
+def interaction_info(study: optuna.Study) -> tuple[str, list[InteractionLine]]:
+    """The x parameter and the lines of each other varied parameter of a ``--vary`` study ("", [] otherwise)."""
+    vary = [name for name in str(study.user_attrs.get("vary", "")).split(",") if name]
+    trials = [t for t in finished_trials(study) if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(vary) < 2 or not trials:
+        return "", []
+    x_param, lines = vary[0], []
+    x_levels = levels([t.params[x_param] for t in trials])
+    for by in vary[1:]:
+        by_levels = levels([t.params[by] for t in trials], getattr(trials[0].distributions.get(by), "choices", ()))
+        cells: dict[tuple[int, int], list[list[float]]] = defaultdict(list)
+        for t in trials:
+            cells[by_levels.index[t.params[by]], x_levels.index[t.params[x_param]]].append(records.seed_values(t))
+        for b, label in enumerate(by_levels.labels):
+            xs = [i for i in range(len(x_levels.labels)) if (b, i) in cells]
+            # seeds x trials of the cell: each seed's mean over the cell's trials, then their mean and spread
+            per_seed = [np.nanmean(np.array(cells[b, i], dtype=float), axis=0) for i in xs]
+            means = [float(np.mean(s)) for s in per_seed]
+            half = None
+            if all(len(s) > 1 for s in per_seed):
+                half = [float(stats.t.ppf(0.975, len(s) - 1) * stats.sem(s)) for s in per_seed]
+            lines.append(InteractionLine(by, label, [x_levels.labels[i] for i in xs], means, half))
+    return x_param, lines
+
+
+def interaction_figure(x_param: str, lines: list[InteractionLine]) -> go.Figure:
+    """One panel per other varied parameter: accuracy against ``x_param``, one line per value."""
+    panels = list(dict.fromkeys(line.by for line in lines))
+    titles = [f"one line per {p}" for p in panels]
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=titles, shared_yaxes=True)
+    for col, panel in enumerate(panels, start=1):
+        mine = [line for line in lines if line.by == panel]
+        for k, line in enumerate(mine):
+            error = {"type": "data", "array": line.half_widths, "visible": True} if line.half_widths else None
+            fig.add_trace(
+                go.Scatter(
+                    x=line.x, y=line.means, error_y=error, mode="lines+markers", name=line.label,
+                    line={"color": COLORS[k % len(COLORS)]}, legendgroup=panel, legendgrouptitle_text=panel,
+                    hovertemplate=f"{panel} = {line.label}, {x_param} = %{{x}}: %{{y:.4f}}<extra></extra>",
+                ),
+                row=1, col=col,
+            )  # fmt: skip
+        fig.update_xaxes(title_text=x_param, type="category", row=1, col=col)
+    fig.update_yaxes(title_text="validation accuracy (mean over seeds, 95% t interval)", row=1, col=1)
+    fig.update_layout(
+        title={"text": f"Validation accuracy against {x_param}<br><sup>each point averages the other varied "
+                       "parameters; lines that are not parallel are an interaction</sup>", "x": 0.01},
+        template="plotly_white", height=460, margin={"l": 70, "r": 20, "t": 90, "b": 50},
+    )  # fmt: skip
+    return fig

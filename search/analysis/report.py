@@ -169,6 +169,7 @@ def render_report(study: optuna.Study, params: list[str]) -> str:
         )
         page.add_all(ours, "effects-")
         page.parts.append(_effects_html(effects))
+    page.section("How the varied parameters interact", ours, "interaction")
     page.section("Learning curves by parameter value", ours, "curves-", but="curves-test-")
     if any(k.startswith("curves-test-") for k in ours):
         page.parts.append("<details><summary>Test-set curves (a lighter view; the objective is validation)</summary>")

@@ -29,7 +29,12 @@ def add_parser(
     build.add_argument("--seeds", type=positive_int, default=1, help="training seeds per point: SEED, SEED+1, ...")
     build.add_argument("--seed", type=int, default=1, help="the first training seed")
     build.add_argument("--from-study", default=None, help="read a finished grid study instead of training")
-    build.add_argument("--storage", default="sqlite:///studies.db", help="the storage of --from-study")
+    build.add_argument(
+        "--storage",
+        default="sqlite:///studies.db",
+        help="the storage of --from-study: sqlite:///FILE.db, journal:FILE.log or postgresql://... "
+        "(default: %(default)s)",
+    )
     build.add_argument("--note", default=None, help="a line for the header, e.g. what is unusual about the data")
     add_data_args(build)
     merge = sub.add_parser("merge", help="join tables of the same grid and data built with different seeds")

@@ -9,6 +9,7 @@ trials stay below the budget; a trial that fails gives its slot back.
 
 from __future__ import annotations
 
+import collections
 import copy
 import datetime
 import enum
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import optuna
 import sqlalchemy
-from optuna.storages import RDBStorage
+from optuna.storages import BaseStorage, RDBStorage
 
 from search import records
 
@@ -36,11 +37,15 @@ class Counts:
     failed: int = 0
 
     @classmethod
-    def of(cls, storage: RDBStorage, study: optuna.Study) -> Counts:
-        """Trials by state, counted in the database (no trial is loaded)."""
-        query = sqlalchemy.text("SELECT state, COUNT(*) FROM trials WHERE study_id = :sid GROUP BY state")
-        with storage.engine.connect() as conn:
-            by_state = {str(state).split(".")[-1]: n for state, n in conn.execute(query, {"sid": study._study_id})}
+    def of(cls, storage: BaseStorage, study: optuna.Study) -> Counts:
+        """Trials by state, counted in the database (no trial is loaded) or in a Journal log's replay."""
+        if isinstance(storage, RDBStorage):
+            query = sqlalchemy.text("SELECT state, COUNT(*) FROM trials WHERE study_id = :sid GROUP BY state")
+            with storage.engine.connect() as conn:
+                by_state = {str(state).split(".")[-1]: n for state, n in conn.execute(query, {"sid": study._study_id})}
+        else:
+            trials = storage.get_all_trials(study._study_id, deepcopy=False)
+            by_state = collections.Counter(t.state.name for t in trials)
         return cls(
             finished=sum(by_state.get(state.name, 0) for state in records.FINISHED_STATES),
             running=by_state.get("RUNNING", 0),
@@ -69,22 +74,25 @@ def claim(
     return Verdict.WAIT if counts.running else Verdict.DONE
 
 
-def fail_silent_trials(storage: RDBStorage, study: optuna.Study, grace_seconds: float) -> None:
+def fail_silent_trials(storage: BaseStorage, study: optuna.Study, grace_seconds: float) -> None:
     """Fail RUNNING trials that never sent a heartbeat and started over ``grace_seconds`` ago.
 
     Optuna's ``fail_stale_trials`` looks only at trials with a heartbeat; a worker killed
     between creating its trial and its first heartbeat would otherwise hold a budget slot
     for ever. Their parameters are queued again like any stale trial's.
     """
-    query = sqlalchemy.text(
-        "SELECT t.trial_id FROM trials t LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
-        "WHERE t.study_id = :sid AND t.state = 'RUNNING' AND h.trial_id IS NULL AND t.datetime_start < :cutoff"
-    )
     # Optuna stores datetime_start as naive local time.
     cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace_seconds)
-    with storage.engine.connect() as conn:
-        silent = [row[0] for row in conn.execute(query, {"sid": study._study_id, "cutoff": cutoff})]
-    callback = storage.get_heartbeat_stale_trial_callback()
+    if isinstance(storage, RDBStorage):
+        query = sqlalchemy.text(
+            "SELECT t.trial_id FROM trials t LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
+            "WHERE t.study_id = :sid AND t.state = 'RUNNING' AND h.trial_id IS NULL AND t.datetime_start < :cutoff"
+        )
+        with storage.engine.connect() as conn:
+            silent = [row[0] for row in conn.execute(query, {"sid": study._study_id, "cutoff": cutoff})]
+    else:  # a Journal log keeps its heartbeats beside it (search.storage._Journal)
+        silent = storage.silent_trial_ids(study._study_id, cutoff)  # type: ignore[attr-defined]
+    callback = storage.get_heartbeat_stale_trial_callback()  # type: ignore[attr-defined]
     for trial_id in silent:
         try:
             if storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL) and callback is not None:

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from search import records
 from search.spec import StudySpec
-from search.storage import Store, artifact_dir, open_store, sqlite_path
+from search.storage import Store, artifact_dir, journal_path, open_store, sqlite_path
 
 if TYPE_CHECKING:
     from trainer.checkpoint import CheckpointFolder
@@ -56,10 +56,11 @@ def _settle_identity(study: optuna.Study, spec: StudySpec) -> None:
                 f"study {spec.name!r} was made by an older version that ordered the grid's points otherwise: "
                 "resuming it would run some points twice and skip others; pass another --study-name"
             )
-        differ = [k for k, v in identity.items() if k in attrs and attrs[k] != v]
+        differ = [k for k, v in identity.items() if attrs.get(k, _BEFORE.get(k, v)) != v]
         if differ:
+            found = {k: attrs.get(k, _BEFORE.get(k)) for k in differ}
             raise StudyError(
-                f"study {spec.name!r} exists with {', '.join(f'{k}={attrs[k]!r}' for k in differ)}, "
+                f"study {spec.name!r} exists with {', '.join(f'{k}={v!r}' for k, v in found.items())}, "
                 f"not {', '.join(f'{k}={identity[k]!r}' for k in differ)} as asked here: "
                 "pass the same options or another --study-name"
             )
@@ -74,6 +75,8 @@ def _settle_identity(study: optuna.Study, spec: StudySpec) -> None:
 
 
 _MISSING = object()
+# What a study made before an identity key existed meant by it (a key absent here is not compared).
+_BEFORE: dict[str, object] = {"vary": ""}
 
 
 def checkpoint_folder(spec: StudySpec, study: optuna.Study, store: Store | None = None) -> CheckpointFolder:
@@ -95,9 +98,11 @@ def checkpoint_folder(spec: StudySpec, study: optuna.Study, store: Store | None 
 
 def checkpoint_identity(spec: StudySpec, study: optuna.Study) -> str:
     """The storage, the study's id and creation token there, and the data flags, as one text."""
-    db = sqlite_path(spec.storage)
+    db, log = sqlite_path(spec.storage), journal_path(spec.storage)
     if db is not None:
         where = f"sqlite:{db.resolve()}"
+    elif log is not None:
+        where = f"journal:{log.resolve()}"
     else:
         url = make_url(spec.storage)
         where = f"{url.get_backend_name()}:{url.host}:{url.port}/{url.database}"

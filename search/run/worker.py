@@ -96,7 +96,7 @@ def run_worker(
                 _under(lock, requeue_stale_trials, storage, study, 2 * spec.heartbeat)
 
 
-def requeue_stale_trials(storage: optuna.storages.RDBStorage, study: optuna.Study, grace_seconds: float) -> None:
+def requeue_stale_trials(storage: optuna.storages.BaseStorage, study: optuna.Study, grace_seconds: float) -> None:
     """Fail the trials of dead workers and queue their points again; called under the study's lock.
 
     Optuna fails every stale trial first and re-queues copies one by one afterwards: a claim
@@ -185,7 +185,7 @@ def _resumed(objective: Objective, seeds: int) -> Callable[[list[dict[str, Any]]
     return resumed
 
 
-def _seed_offset(storage: optuna.storages.RDBStorage, study: optuna.Study, worker: int) -> int:
+def _seed_offset(storage: optuna.storages.BaseStorage, study: optuna.Study, worker: int) -> int:
     """Reproducible for a fresh study, distinct per worker and per command joining a running one."""
     counts = Counts.of(storage, study)
     offset = 7919 * worker + counts.finished + counts.failed

@@ -25,12 +25,33 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'studies.db'}"
 
 
+# The file storages whose locking, workers, crashes and Ctrl-C get the same tests.
+FILE_STORAGES = ("sqlite", "journal")
+
+
+def file_url(kind: str, folder: Path) -> str:
+    """A new storage of ``kind`` (one of ``FILE_STORAGES``) in ``folder``; artifacts land beside it."""
+    return f"sqlite:///{folder / 'studies.db'}" if kind == "sqlite" else f"journal:{folder / 'studies.log'}"
+
+
+@pytest.fixture(params=FILE_STORAGES)
+def file_storage(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return file_url(request.param, tmp_path)
+
+
+def readable(url: str) -> str | optuna.storages.BaseStorage:
+    """What ``optuna.load_study`` takes for ``url``: Optuna parses database URLs, not ``journal:``."""
+    from search.storage import open_reader
+
+    return open_reader(url) if url.startswith("journal:") else url  # type: ignore[return-value]
+
+
 @pytest.fixture
 def make_spec(mnist_dir: Path, sqlite_url: str, tmp_path: Path) -> Callable[..., StudySpec]:
     def make(kind: str, **changes: object) -> StudySpec:
         values = {"kind": kind, "storage": sqlite_url, "data_dir": str(mnist_dir), **FAST, **changes}
-        if not str(values["storage"]).startswith("sqlite"):
-            # Beside a SQLite file they land in the test's folder already; elsewhere the default is ./artifacts.
+        if not str(values["storage"]).startswith(("sqlite", "journal")):
+            # Beside a SQLite file or log they land in the test's folder already; elsewhere the default is ./artifacts.
             values.setdefault("artifacts", str(tmp_path / "artifacts"))
         return StudySpec(**values)  # type: ignore[arg-type]
 
@@ -79,7 +100,7 @@ def fast_flags(mnist_dir: Path) -> list[str]:
 
 
 def states(storage: str, name: str) -> dict[str, int]:
-    study = optuna.load_study(study_name=name, storage=storage)
+    study = optuna.load_study(study_name=name, storage=readable(storage))
     counts: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
@@ -87,7 +108,7 @@ def states(storage: str, name: str) -> dict[str, int]:
 
 
 def param_sets(storage: str, name: str, states: tuple[str, ...] = ("COMPLETE", "PRUNED")) -> list[tuple]:
-    study = optuna.load_study(study_name=name, storage=storage)
+    study = optuna.load_study(study_name=name, storage=readable(storage))
     return [tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False) if t.state.name in states]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.search.conftest import fast_flags, run_search, start_search, states
+from tests.search.conftest import fast_flags, file_url, run_search, start_search, states
 from tests.search.test_scale import PG_ADMIN
 
 
@@ -47,10 +47,13 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "--lazy", str(folder)], check=False)  # this process may still hold the file open
 
 
-def test_disk_full_on_sqlite_is_one_line_and_the_study_resumes(
-    small_disk: Path, tmp_path: Path, mnist_dir: Path
+@pytest.mark.parametrize(
+    ("kind", "cause"), [("sqlite", "database or disk is full"), ("journal", "No space left on device")]
+)
+def test_disk_full_on_a_file_storage_is_one_line_and_the_study_resumes(
+    small_disk: Path, tmp_path: Path, mnist_dir: Path, kind: str, cause: str
 ) -> None:
-    storage = f"sqlite:///{small_disk / 'studies.db'}"
+    storage = file_url(kind, small_disk)
     flags = [
         "--storage",
         storage,
@@ -61,7 +64,7 @@ def test_disk_full_on_sqlite_is_one_line_and_the_study_resumes(
         *fast_flags(mnist_dir),
     ]
     proc = run_search("random", "--trials", "500", *flags, cwd=tmp_path)
-    assert_one_error_then_resume(proc, proc.stderr, "database or disk is full")
+    assert_one_error_then_resume(proc, proc.stderr, cause)
     running = states(storage, "mnist-random").get("RUNNING", 0)
     assert running == 0 or "left RUNNING" in proc.stderr, proc.stderr
     subprocess.run(["mount", "-o", "remount,size=20m", str(small_disk)], check=True)

@@ -105,3 +105,31 @@ def test_select_only_postgresql_role_reads_and_is_refused_for_writing(
     read_everything(reader, tmp_path, tmp_path / "out")
     proc = run_search("random", "--trials", "3", "--storage", reader, *flags, cwd=tmp_path)
     one_line_error(proc, "read-only")
+
+
+@pytest.fixture(params=["file", "folder"])
+def immutable_log(request: pytest.FixtureRequest, tmp_path: Path, mnist_dir: Path) -> Iterator[Path]:
+    """A Journal study whose log (or whole folder) no one, root included, may change."""
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    proc = run_search("random", "--trials", "2", "--storage", "journal:studies.log", *fast_flags(mnist_dir), cwd=folder)
+    assert proc.returncode == 0, proc.stderr
+    targets = [folder / "studies.log"] if request.param == "file" else [*folder.iterdir(), folder]
+    done = subprocess.run(["chattr", "+i", *map(str, targets)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"chattr +i does not work here: {done.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, targets)], check=True)
+
+
+def test_immutable_journal_is_read_and_refused_for_writing(
+    immutable_log: Path, tmp_path: Path, mnist_dir: Path
+) -> None:
+    before = sorted(p.name for p in immutable_log.iterdir())
+    storage = f"journal:{immutable_log / 'studies.log'}"
+    read_everything(storage, tmp_path, tmp_path / "out")
+    proc = run_search("random", "--trials", "3", "--storage", storage, *fast_flags(mnist_dir), cwd=tmp_path)
+    one_line_error(proc, "read-only")
+    assert sorted(p.name for p in immutable_log.iterdir()) == before

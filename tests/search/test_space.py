@@ -32,7 +32,17 @@ def test_the_seven_parameters() -> None:
         "epochs",
         "batch_size",
     ]
-    assert [p.name for p in REGULARIZATION] == ["dropout", "weight_decay"]
+    assert [p.name for p in REGULARIZATION] == ["dropout", "weight_decay", "l1"]
+
+
+def test_regularization_moves_dropout_l2_and_l1_alone_from_a_baseline_without_any() -> None:
+    points = oat_points(search_space(True), TrainConfig())
+    base = points[0]
+    assert (base["dropout"], base["weight_decay"], base["l1"]) == (0.0, 0.0, 0.0)
+    for parameter in REGULARIZATION:
+        moved = [p for p in points if p[parameter.name] != 0.0]
+        assert [p[parameter.name] for p in moved] == list(parameter.grid[1:])
+        assert all({**p, parameter.name: 0.0} == base for p in moved)
 
 
 def test_every_grid_value_makes_a_valid_config() -> None:

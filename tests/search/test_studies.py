@@ -58,8 +58,8 @@ def test_grid_continues_with_new_points_and_never_repeats(make_spec: Callable[..
     assert len(param_sets(spec.storage, spec.name)) == 6
 
 
-def test_grid_with_two_workers_repeats_no_point(make_spec: Callable[..., StudySpec]) -> None:
-    spec = make_spec("grid", trials=6, workers=2)
+def test_grid_with_two_workers_repeats_no_point(make_spec: Callable[..., StudySpec], file_storage: str) -> None:
+    spec = make_spec("grid", trials=6, workers=2, storage=file_storage)
     assert app.run_study(spec, []) == 0
     points = param_sets(spec.storage, spec.name, states=("COMPLETE", "PRUNED", "FAIL"))
     assert len(points) == len(set(points))

@@ -163,7 +163,8 @@ MIXED = (
 )
 
 
-@pytest.mark.parametrize(("optimizer", "l1"), [("adadelta", 0.0), ("sgd", 1e-4), ("adam", 0.0)])
+# Adadelta with L1: the baseline's optimizer under --regularization's L1 points.
+@pytest.mark.parametrize(("optimizer", "l1"), [("adadelta", 0.0), ("adadelta", 1e-4), ("sgd", 1e-4), ("adam", 0.0)])
 def test_a_mixed_group_gives_each_member_its_run_alone(splits, optimizer: str, l1: float) -> None:
     """Activations, losses, seeds, rates, weight decay, dropout and epochs mixed: bit for bit alone."""
     base = TrainConfig(hidden_layers=2, hidden_units=20, batch_size=30, epochs=2, optimizer=optimizer, l1=l1)

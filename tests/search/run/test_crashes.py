@@ -14,12 +14,13 @@ import textwrap
 from pathlib import Path
 
 import optuna
+import pytest
 
 from search.records import INTERRUPTED
 from search.run.worker import _points_handed_out
 from search.storage import MAX_RETRIES
 from tests.conftest import REPO
-from tests.search.conftest import fast_flags, param_sets, run_search, states
+from tests.search.conftest import FILE_STORAGES, fast_flags, file_url, param_sets, readable, run_search, states
 from tests.search.test_cli import one_line_error
 
 # Wraps ``optuna.Study.<METHOD>`` so that the child dies by SIGKILL right after its Nth call returns.
@@ -73,25 +74,39 @@ def run_killed(hook: str, args: list[str], cwd: Path, **names: object) -> subpro
     return proc
 
 
-def test_grid_killed_between_enqueueing_points_runs_each_point_once(tmp_path: Path, mnist_dir: Path) -> None:
+@pytest.mark.parametrize("kind", FILE_STORAGES)
+def test_grid_killed_between_enqueueing_points_runs_each_point_once(tmp_path: Path, mnist_dir: Path, kind: str) -> None:
+    storage = file_url(kind, tmp_path)
     # One worker: the hook is installed in this process, and only a single worker claims here.
-    args = ["grid", "--trials", "12", "--heartbeat", "1", "--workers", "1", *fast_flags(mnist_dir)]
+    args = [
+        "grid",
+        "--trials",
+        "12",
+        "--heartbeat",
+        "1",
+        "--workers",
+        "1",
+        "--storage",
+        storage,
+        *fast_flags(mnist_dir),
+    ]
     # The first claim enqueues the nine points of one shared run; die after the first is written.
     run_killed(KILL_AFTER_CALL, args, tmp_path, METHOD="enqueue_trial", NTH=1)
     proc = run_search(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    storage = f"sqlite:///{tmp_path / 'studies.db'}"
     done = param_sets(storage, "mnist-grid")
     assert len(done) == 12 and len(set(done)) == 12
     assert states(storage, "mnist-grid").get("RUNNING", 0) == 0
 
 
-def test_study_killed_while_writing_its_identity_can_be_used_again(tmp_path: Path, mnist_dir: Path) -> None:
-    args = ["tpe", "--trials", "1", "--study-name", "x", *fast_flags(mnist_dir)]
+@pytest.mark.parametrize("kind", FILE_STORAGES)
+def test_study_killed_while_writing_its_identity_can_be_used_again(tmp_path: Path, mnist_dir: Path, kind: str) -> None:
+    storage = file_url(kind, tmp_path)
+    args = ["tpe", "--trials", "1", "--study-name", "x", "--storage", storage, *fast_flags(mnist_dir)]
     run_killed(KILL_AFTER_CALL, args, tmp_path, METHOD="set_user_attr", NTH=1)
     proc = run_search(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    study = optuna.load_study(study_name="x", storage=f"sqlite:///{tmp_path / 'studies.db'}")
+    study = optuna.load_study(study_name="x", storage=readable(storage))
     assert study.user_attrs["kind"] == "tpe" and study.user_attrs["regularization"] is False
     assert len(study.trials) == 1
 

@@ -16,7 +16,15 @@ from search import records
 from search.run.budget import Counts, Verdict, claim
 from search.run.worker import _enqueue_next, _points_handed_out, requeue_stale_trials
 from search.storage import open_store
-from tests.search.conftest import fast_flags, fresh_pg_database, run_search, start_search
+from tests.search.conftest import (
+    FILE_STORAGES,
+    fast_flags,
+    file_url,
+    fresh_pg_database,
+    readable,
+    run_search,
+    start_search,
+)
 
 
 def _stale_study(
@@ -35,8 +43,9 @@ def _stale_study(
     return store.storage, study, points, store
 
 
-def test_two_workers_requeueing_at_once_queue_each_stale_trial_once(tmp_path: Path) -> None:
-    _requeue_twice_at_once(tmp_path)
+@pytest.mark.parametrize("kind", FILE_STORAGES)
+def test_two_workers_requeueing_at_once_queue_each_stale_trial_once(tmp_path: Path, kind: str) -> None:
+    _requeue_twice_at_once(tmp_path, file_url(kind, tmp_path))
 
 
 @pytest.mark.postgres
@@ -62,8 +71,11 @@ def _requeue_twice_at_once(tmp_path: Path, url: str | None = None) -> None:
     assert sorted(records.point(t) for t in waiting) == [0, 1, 2]
 
 
-def test_a_point_failed_for_a_dead_worker_and_not_yet_queued_comes_before_any_new_one(tmp_path: Path) -> None:
-    storage, study, points, _ = _stale_study(tmp_path, stale=3)
+@pytest.mark.parametrize("kind", FILE_STORAGES)
+def test_a_point_failed_for_a_dead_worker_and_not_yet_queued_comes_before_any_new_one(
+    tmp_path: Path, kind: str
+) -> None:
+    storage, study, points, _ = _stale_study(tmp_path, stale=3, url=file_url(kind, tmp_path))
     # Optuna's first half alone (a worker killed before its retry callback ran): failed, nothing waiting.
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
@@ -75,8 +87,9 @@ def test_a_point_failed_for_a_dead_worker_and_not_yet_queued_comes_before_any_ne
 
 
 @pytest.mark.slow  # real worker processes, one killed: about a minute on two cores
-def test_a_worker_killed_mid_group_leaves_each_point_run_once(mnist_dir: Path, tmp_path: Path) -> None:
-    storage, trials = f"sqlite:///{tmp_path / 'studies.db'}", 12
+@pytest.mark.parametrize("kind", FILE_STORAGES)
+def test_a_worker_killed_mid_group_leaves_each_point_run_once(mnist_dir: Path, tmp_path: Path, kind: str) -> None:
+    storage, trials = file_url(kind, tmp_path), 12
     args = ["grid", "--storage", storage, "--trials", str(trials), "--workers", "3", "--heartbeat", "1"]
     args += ["--max-epochs", "4", "--compile", "off", *fast_flags(mnist_dir)]
     proc = start_search(*args, cwd=tmp_path)
@@ -92,7 +105,7 @@ def test_a_worker_killed_mid_group_leaves_each_point_run_once(mnist_dir: Path, t
     assert killed, "no checkpoint was saved while the workers ran"
     rerun = run_search(*args, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
-    study = optuna.load_study(study_name="mnist-grid", storage=storage)
+    study = optuna.load_study(study_name="mnist-grid", storage=readable(storage))
     finished = [records.point(t) for t in study.trials if records.is_finished(t.state)]
     assert sorted(finished) == list(range(trials))
     assert not study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
