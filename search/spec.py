@@ -284,6 +284,10 @@ class StudySpec:
         identity["max_epochs"] = self.max_epochs  # it changes the space
         identity["space"] = "grid" if self.grid_space else "full"  # so does --space grid
         identity["objectives"] = ",".join(self.objectives)
+        # The images a trial trains, validates and tests on: a study mixing them compares nothing.
+        identity["limit_train"] = self.limit_train
+        identity["validation"] = self.validation
+        identity["limit_test"] = self.limit_test
         if self.kind_of.seeded_order:
             identity["seed"] = self.seed  # it orders the grid's points
             identity["grid_order"] = GRID_ORDER
