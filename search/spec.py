@@ -9,7 +9,16 @@ from typing import Any
 
 import optuna
 
-from search.space import Parameter, distributions, grid_distributions, grid_points, oat_points, search_space
+from search.space import (
+    SEVEN,
+    Parameter,
+    distributions,
+    grid_distributions,
+    grid_points,
+    oat_moves,
+    oat_points,
+    search_space,
+)
 from search.storage import DEFAULT_STORAGE, check_url
 from trainer.config import MAX_EPOCHS, TrainConfig
 from trainer.errors import UsageError
@@ -102,7 +111,12 @@ KIND_TABLE: dict[str, Kind] = {
             # constant_liar: parallel workers do not propose the same point while one trains it.
             sampler=lambda seed: optuna.samplers.TPESampler(multivariate=True, constant_liar=True, seed=seed),
         ),
-        Kind("oat", "one parameter at a time: the baseline, then each parameter moved alone (15 runs)", points=_oat),
+        Kind(
+            "oat",
+            f"one parameter at a time: the baseline, then each parameter moved alone "
+            f"({len(oat_moves(SEVEN, TrainConfig()))} trials, fewer under --max-epochs)",
+            points=_oat,
+        ),
         Kind(
             "gp",
             "Bayesian search with Optuna's Gaussian-process sampler (slower decisions, fewer trials)",

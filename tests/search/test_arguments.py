@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from search.__main__ import ANALYSES, MAX_SEED, READERS, STUDIES, build_parser
+from search.spec import StudySpec
 from tests.search.conftest import fast_flags, run_search, start_search
 from tests.search.test_cli import one_line_error
 from tests.search.test_dashboard import start_dashboard, stop
@@ -41,6 +42,12 @@ def test_every_subcommand_describes_itself_in_its_own_help() -> None:
     for name, text in texts.items():
         description = described[name]
         assert " ".join(description.split()) in " ".join(text.split()), name
+
+
+def test_the_oat_help_counts_the_trials_an_oat_study_runs() -> None:
+    count = len(StudySpec(kind="oat").points() or [])
+    assert f"({count} trials, fewer under --max-epochs)" in " ".join(help_texts()["oat"].split())
+    assert len(StudySpec(kind="oat", max_epochs=5).points() or []) < count
 
 
 @pytest.mark.parametrize(
