@@ -20,7 +20,7 @@ from search import atomic, records
 from search._startup import quiet_optuna
 from search.analysis.summary import summarize, write_csv
 from search.analysis.text import best_line, format_accuracy, format_params
-from search.run.study import StudyError, prepare
+from search.run.study import StudyError, data_identity, prepare
 from search.space import search_space
 from search.storage import (
     StorageError,
@@ -51,11 +51,13 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
 
     quiet_optuna()
     # Bad data or a bad split fail here, before anything is written to the storage.
-    splits = split(load_mnist(spec.data_dir, "cpu", spec.download), spec.validation, spec.limit_train, spec.limit_test)
+    mnist = load_mnist(spec.data_dir, "cpu", spec.download)
+    splits = split(mnist, spec.validation, spec.limit_train, spec.limit_test)
+    data = data_identity(mnist)  # the study is these images: a rerun on others is refused
     device = resolve_device(spec.device)
     try:
         store = open_store(spec.storage, spec.heartbeat, spec.artifacts)
-        study = prepare(spec, store)
+        study = prepare(spec, store, data)
         counts = Counts.of(store.storage, study)
     except StorageError:
         raise  # a storage that cannot be opened at all: its one line, nothing to resume

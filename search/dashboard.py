@@ -114,17 +114,29 @@ def _out_of_range(part: str) -> bool:
 READ_ONLY_BANNER = (
     b'<div id="read-only-banner" style="position:fixed;bottom:0;left:0;right:0;z-index:2000;padding:6px 12px;'
     b"background:#fff3cd;color:#664d03;border-top:1px solid #ffe69c;font:14px system-ui,sans-serif;"
-    b'text-align:center"><b>read-only</b>: deleting, creating, uploading and notes are refused here; '
+    b'text-align:center"><b>read-only</b>: creating, renaming, deleting, uploading and editing notes are off here; '
     b"restart with <code>--allow-writes</code> to change studies</div>"
 )
+# optuna-dashboard (0.21) has no read-only mode: its write controls are hidden by what marks them,
+# an accessible name or the Material icon that optuna-dashboard gives each (CSS :has(), Chromium 105+,
+# Firefox 121+, Safari 15.4+). Anything missed is still refused by ReadOnlyGuard, and the banner says why.
+WRITE_CONTROLS = (
+    '[aria-label="rename study"]',
+    '[aria-label="delete study"]',
+    '[aria-label="delete artifact"]',
+    '[aria-label="skip trial"]',
+    'button:has(svg[data-testid="AddBoxIcon"])',  # CREATE a study
+    'button:has(svg[data-testid="EditIcon"])',  # edit a study's or a trial's note
+    ':has(> button svg[data-testid="UploadFileIcon"])',  # upload an artifact: the card around the button
+    'button:has(svg[data-testid="StopCircleIcon"])',  # Fail Trial, on a running trial
+)
+# One rule each: a browser that cannot read one selector drops only that rule.
+_HIDDEN = "".join(f"{selector}{{display:none!important}}" for selector in WRITE_CONTROLS)
+READ_ONLY_STYLE = f'<style id="read-only-style">{_HIDDEN}</style>'.encode()
 
 
 def _with_banner(app: Callable, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-    """The app's answer, with ``READ_ONLY_BANNER`` at the end of an HTML page's body.
-
-    optuna-dashboard's pages cannot hide their write buttons from outside, so the banner says
-    why a click on them fails (its message names no reason).
-    """
+    """The app's answer, with ``READ_ONLY_STYLE`` and ``READ_ONLY_BANNER`` at the end of an HTML page's body."""
     answer: dict[str, Any] = {}
 
     def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
@@ -140,7 +152,7 @@ def _with_banner(app: Callable, environ: dict[str, Any], start_response: Callabl
     headers = answer["headers"]
     kinds = {k.lower(): v for k, v in headers}
     if kinds.get("content-type", "").startswith("text/html") and "content-encoding" not in kinds:
-        body = body.replace(b"</body>", READ_ONLY_BANNER + b"</body>", 1)
+        body = body.replace(b"</body>", READ_ONLY_STYLE + READ_ONLY_BANNER + b"</body>", 1)
         headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
         headers.append(("Content-Length", str(len(body))))
     start_response(answer["status"], headers, answer["exc_info"])

@@ -122,12 +122,16 @@ def oat_points(space: tuple[Parameter, ...], baseline: TrainConfig) -> list[dict
     cross-entropy loss) come first, next to it; the others follow longest first (batch
     16 before the rest), so that a second worker does not end the study on it.
     """
-    base = {p.name: getattr(baseline, p.name) for p in space}
-    points = [base]
-    for p in space:
-        points += [{**base, p.name: value} for value in p.grid if value != base[p.name]]
+    points = oat_moves(space, baseline)
+    base = points[0]
     shares = lambda point: point_key(point, baseline) == point_key(base, baseline)  # noqa: E731
     return sorted(points, key=lambda point: (not shares(point), 0 if shares(point) else -_steps([point])))
+
+
+def oat_moves(space: tuple[Parameter, ...], baseline: TrainConfig) -> list[dict[str, Any]]:
+    """``oat_points`` in the space's order (without torch, for a command's help)."""
+    base = {p.name: getattr(baseline, p.name) for p in space}
+    return [base] + [{**base, p.name: value} for p in space for value in p.grid if value != base[p.name]]
 
 
 def point_key(point: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:

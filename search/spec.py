@@ -10,11 +10,13 @@ from typing import Any
 import optuna
 
 from search.space import (
+    SEVEN,
     Parameter,
     distributions,
     factorial_space,
     grid_distributions,
     grid_points,
+    oat_moves,
     oat_points,
     search_space,
 )
@@ -116,7 +118,12 @@ KIND_TABLE: dict[str, Kind] = {
             # constant_liar: parallel workers do not propose the same point while one trains it.
             sampler=lambda seed: optuna.samplers.TPESampler(multivariate=True, constant_liar=True, seed=seed),
         ),
-        Kind("oat", "one parameter at a time: the baseline, then each parameter moved alone (15 runs)", points=_oat),
+        Kind(
+            "oat",
+            f"one parameter at a time: the baseline, then each parameter moved alone "
+            f"({len(oat_moves(SEVEN, TrainConfig()))} trials, fewer under --max-epochs)",
+            points=_oat,
+        ),
         Kind(
             "gp",
             "Bayesian search with Optuna's Gaussian-process sampler (slower decisions, fewer trials)",
@@ -305,6 +312,10 @@ class StudySpec:
         identity["space"] = "grid" if self.grid_space else "full"  # so does --space grid
         identity["objectives"] = ",".join(self.objectives)
         identity["vary"] = ",".join(self.vary)  # a factorial's grid is its varied set
+        # The images a trial trains, validates and tests on: a study mixing them compares nothing.
+        identity["limit_train"] = self.limit_train
+        identity["validation"] = self.validation
+        identity["limit_test"] = self.limit_test
         if self.kind_of.seeded_order:
             identity["seed"] = self.seed  # it orders the grid's points
             identity["grid_order"] = GRID_ORDER

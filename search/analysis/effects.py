@@ -121,7 +121,8 @@ def gather_effects(study: optuna.Study, seed: int = 0, margin: float = MARGIN) -
         )
     if oat and seeds < verdicts.MIN_SEEDS:
         notes.append(
-            f"{seeds} seed(s) per point: no verdict below {verdicts.MIN_SEEDS} seeds (run the study with --seeds K)"
+            f"{seeds} seed(s) per point: no verdict below {verdicts.MIN_SEEDS} seeds "
+            "(run it again with --seeds K under a new --study-name)"
         )
     how = contrast_method(kind) if baseline is None else ""
     if baseline is None and not how:

@@ -54,9 +54,15 @@ def plan_compile(asked: str, cpu: bool, work_per_worker: float) -> tuple[bool, s
     """
     if not cpu or asked == "off" or (asked == "auto" and not optim.worth_compiling(work_per_worker)):
         return False, None
+    times = work_per_worker / optim.COMPILE_PAYBACK_ELEMENT_STEPS
+    if times >= 1.5:
+        worth = f"a worker's share of this study repays that about {times:,.0f} times over"
+    elif times >= 1:
+        worth = "a worker's share of this study about repays that"
+    else:
+        worth = "a worker's share of this study is too short to repay that"
     return True, (
-        f"note: each worker compiles the Adadelta update first (5-35 s; its share of the study is "
-        f"{work_per_worker:.1e} parameter-steps, payback after {optim.COMPILE_PAYBACK_ELEMENT_STEPS:.0e}); "
+        f"note: each worker compiles the Adadelta update first (5-35 s), then trains faster; {worth}; "
         "--compile off skips it"
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from pathlib import Path
@@ -16,14 +17,18 @@ from search.storage import Store, artifact_dir, journal_path, open_store, sqlite
 
 if TYPE_CHECKING:
     from trainer.checkpoint import CheckpointFolder
+    from trainer.data import MNIST
 
 
 class StudyError(Exception):
     """The study cannot be run as asked (it exists with another kind, direction...)."""
 
 
-def prepare(spec: StudySpec, store: Store | None = None) -> optuna.Study:
-    """Create the study in ``store`` (opened here when None), or check that the existing one is the same kind."""
+def prepare(spec: StudySpec, store: Store | None = None, data: str | None = None) -> optuna.Study:
+    """Create the study in ``store`` (opened here when None), or check that the existing one is the same.
+
+    ``data``: the loaded data's ``data_identity``, part of the study's identity when given.
+    """
     store = store or open_store(spec.storage, spec.heartbeat, spec.artifacts)
     with store.lock(spec.name):
         study = optuna.create_study(
@@ -35,19 +40,38 @@ def prepare(spec: StudySpec, store: Store | None = None) -> optuna.Study:
                 f"study {spec.name!r} exists with direction(s) {', '.join(found)}, not {', '.join(spec.directions)} "
                 f"as --objectives {','.join(spec.objectives)} asks: pass the same --objectives or another --study-name"
             )
-        _settle_identity(study, spec)
+        _settle_identity(study, spec, data)
     return study
 
 
-def _settle_identity(study: optuna.Study, spec: StudySpec) -> None:
+def data_identity(data: MNIST) -> str:
+    """A hash of MNIST's pixels and labels as loaded: the same files, gzipped or not, anywhere, give the same.
+
+    The pixels are hashed as the bytes the files hold, recovered from the normalized tensors,
+    so that no change in float rounding between versions turns a study's data into other data.
+    """
+    import torch  # not for the commands that only read
+
+    from trainer.data import MEAN, STD
+
+    digest = hashlib.sha256()
+    for images, labels in ((data.train_x, data.train_y), (data.test_x, data.test_y)):
+        pixels = torch.addcmul(torch.tensor(MEAN * 255 + 0.5), images.cpu(), torch.tensor(STD * 255))
+        digest.update(pixels.to(torch.uint8).numpy())
+        digest.update(labels.cpu().numpy())
+    return f"sha256:{digest.hexdigest()[:16]}"
+
+
+def _settle_identity(study: optuna.Study, spec: StudySpec, data: str | None = None) -> None:
     """Write the study's identity, or check it against ``spec``; called under the study's lock.
 
     Optuna writes one attribute per transaction, so ``kind`` is written last and marks a
     finished creation: a study without it was cut short (kill -9) before any trial ran,
     and its creation is done again here. A finished study missing other keys (made by an
-    older version that wrote ``kind`` first) gets them added when the present ones match.
+    older version that wrote ``kind`` first, or before the data flags and ``data`` were
+    part of the identity) gets them added when the present ones match.
     """
-    identity = spec.identity()
+    identity = spec.identity() | ({"data": data} if data is not None else {})
     attrs = study.user_attrs
     if "kind" in attrs:
         seeded = attrs["kind"] == spec.kind and spec.kind_of.seeded_order
@@ -59,10 +83,11 @@ def _settle_identity(study: optuna.Study, spec: StudySpec) -> None:
         differ = [k for k, v in identity.items() if attrs.get(k, _BEFORE.get(k, v)) != v]
         if differ:
             found = {k: attrs.get(k, _BEFORE.get(k)) for k in differ}
+            data_hint = "point --data-dir at the study's MNIST files, " if "data" in differ else ""
             raise StudyError(
                 f"study {spec.name!r} exists with {', '.join(f'{k}={v!r}' for k, v in found.items())}, "
                 f"not {', '.join(f'{k}={identity[k]!r}' for k in differ)} as asked here: "
-                "pass the same options or another --study-name"
+                f"pass the same options, {data_hint}or another --study-name"
             )
     # optuna-dashboard reads the objective's name from here (its set_objective_names is deprecated).
     if study.metric_names != spec.metric_names:

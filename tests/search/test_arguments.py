@@ -45,6 +45,12 @@ def test_every_subcommand_describes_itself_in_its_own_help() -> None:
         assert " ".join(description.split()) in " ".join(text.split()), name
 
 
+def test_the_oat_help_counts_the_trials_an_oat_study_runs() -> None:
+    count = len(StudySpec(kind="oat").points() or [])
+    assert f"({count} trials, fewer under --max-epochs)" in " ".join(help_texts()["oat"].split())
+    assert len(StudySpec(kind="oat", max_epochs=5).points() or []) < count
+
+
 @pytest.mark.parametrize(
     ("args", "quoted"),
     [

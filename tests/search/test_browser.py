@@ -60,9 +60,18 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def dashboard(studies: str) -> Iterator[str]:
+    yield from _serve(studies)
+
+
+@pytest.fixture(scope="module")
+def writable_dashboard(studies: str) -> Iterator[str]:
+    yield from _serve(studies, "--allow-writes")
+
+
+def _serve(studies: str, *flags: str) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "search", "dashboard", "--storage", studies, "--port", str(port)],
+        [sys.executable, "-m", "search", "dashboard", "--storage", studies, "--port", str(port), *flags],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stderr=subprocess.PIPE,
@@ -161,6 +170,39 @@ def test_trial_page_shows_its_note_and_the_best_model(page: object, dashboard: s
     assert "parameters on" in body and "train loss" in body  # the trial's note with its table
     assert re.search(r"trial-\d+-model\.pt", body), "the best model's artifact is listed"
     shoot(page, "dashboard-trial")
+
+
+# What a person would click to change a study, page by page (the study list, a study, its note, its trials).
+WRITE_CONTROLS = {
+    "": ["button >> text=/^create$/i", "[aria-label='rename study']", "[aria-label='delete study']"],
+    "/STUDY": ["button >> text=Upload a New File"],
+    "/STUDY/note": ["button:has(svg[data-testid='EditIcon'])"],
+    "/STUDY/trials": ["button:has(svg[data-testid='EditIcon'])"],
+}
+
+
+def _visible_write_controls(page: object, url: str, sid: str, mode: str) -> dict[str, int]:
+    """How many of each of ``WRITE_CONTROLS`` a person sees on each page; screenshots named by ``mode``."""
+    found = {}
+    for path, controls in WRITE_CONTROLS.items():
+        page.goto(f"{url}/dashboard/{path.replace('/STUDY', f'studies/{sid}').lstrip('/')}")  # type: ignore[attr-defined]
+        page.get_by_text("mnist-oat").first.wait_for()  # type: ignore[attr-defined]
+        page.wait_for_timeout(1500)  # type: ignore[attr-defined]
+        for control in controls:
+            locator = page.locator(control)  # type: ignore[attr-defined]
+            found[f"{path or '/'} {control}"] = sum(locator.nth(i).is_visible() for i in range(locator.count()))
+        shoot(page, f"dashboard-{mode}{path.replace('/STUDY', '-study').replace('/', '-')}")
+    return found
+
+
+def test_read_only_dashboard_shows_no_write_controls(page: object, dashboard: str, writable_dashboard: str) -> None:
+    sid = study_id(page, dashboard, "mnist-oat")
+    writable = _visible_write_controls(page, writable_dashboard, sid, "writable")
+    assert all(writable.values()), writable  # each control is there to be hidden
+    read_only = _visible_write_controls(page, dashboard, sid, "read-only")
+    assert not any(read_only.values()), read_only
+    assert page.locator("#read-only-banner").is_visible()  # type: ignore[attr-defined]
+    assert not page.errors  # type: ignore[attr-defined]
 
 
 def test_dashboard_refuses_writes(dashboard: str) -> None:

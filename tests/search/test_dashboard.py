@@ -224,4 +224,6 @@ def test_read_only_pages_carry_a_banner_saying_so(dashboard: tuple[Dashboard, di
     server, _ = dashboard
     status, headers, body = server.get("/dashboard", accept_encoding="gzip")  # a browser's request
     assert status == 200 and b'id="read-only-banner"' in body and b"--allow-writes" in body
+    assert b'<style id="read-only-style">' in body  # the write controls hidden, as test_browser.py sees
+    assert b'[aria-label="delete study"]{display:none!important}' in body
     assert int(headers["Content-Length"]) == len(body)

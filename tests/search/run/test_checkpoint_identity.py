@@ -26,7 +26,8 @@ def test_a_checkpoint_names_the_storage_the_study_and_the_data(
     prefix = lambda s: run_study.checkpoint_folder(s, run_study.prepare(s)).prefix  # noqa: E731
     first = prefix(spec)
     assert prefix(spec) == first  # the same study, run again
-    assert prefix(spec.replace(limit_train=150)) != first
+    # Other data flags are refused by the study's identity; its checkpoints tell them apart all the same.
+    assert run_study.checkpoint_folder(spec.replace(limit_train=150), run_study.prepare(spec)).prefix != first
     assert prefix(spec.replace(storage=f"sqlite:///{tmp_path / 'other.db'}")) != first
     optuna.delete_study(study_name="g", storage=spec.storage)
     assert prefix(spec) != first  # made again under its name: another study
