@@ -134,7 +134,7 @@ class EpochSteps:
             for step, start in enumerate(range(tail, n, batch), 1):
                 self._step(order[:, start : start + batch], part)
                 if on_steps is not None and step % PROGRESS_STEPS == 0:
-                    on_steps((done + part.stack.k * (start + batch - tail)) / (self.stack.k * n))
+                    on_steps((done + part.stack.k * (min(start + batch, n) - tail)) / (self.stack.k * n))
             done += part.stack.k * (n - tail)
         self.optimizer.steps = part.optimizer.steps
         return self.loss_sum / n, self.correct / n
