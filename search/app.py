@@ -118,7 +118,6 @@ def _run_and_close(
     before: records.Outcomes,
 ) -> int:
     """Run the workers, then save the study's figures and say what this run did and where the study stands."""
-    from search.run.outputs import save_study_outputs
     from search.run.processes import run_workers
 
     interrupted = False
@@ -141,6 +140,8 @@ def _run_and_close(
     finally:
         progress.close()
     interrupts.hold()  # never released: a signal from here on is said (once) and ignored
+    from search.run.outputs import save_study_outputs  # plotly and the dashboard: seconds, not before the run
+
     save_study_outputs(study, [p.name for p in spec.space])
     summary = summarize(records.accuracy_study(study))
     if summary.best is not None:

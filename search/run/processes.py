@@ -54,11 +54,11 @@ def _run_processes(spec: StudySpec, emit: Emit) -> None:
     events: multiprocessing.Queue = ctx.Queue()
     parent = os.getpid()
     procs = [ctx.Process(target=_worker_main, args=(spec, i, events, parent)) for i in range(spec.workers)]
-    for p in procs:
-        p.start()
     compiles = ", compiles the Adadelta update" if spec.compile == "on" else ""
     emit({"type": "status", "text": f"starting {spec.workers} worker processes: each loads torch{compiles} "
           "and the data before its first group (seconds to a minute)"})  # fmt: skip
+    for p in procs:
+        p.start()
     errors: list[str] = []
     try:
         _drain(procs, events, emit, errors, stop_on_error=True)

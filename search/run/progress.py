@@ -99,7 +99,8 @@ class Progress:
         self._shown: tuple[float, float] | None = None  # the last ETA shown, and when
         self.running: dict[int, _Running] = {}
         self.units_ended = 0.0  # the cost of the groups that ended in this run, whole
-        self.units_ended_here = 0.0  # the same less what their checkpoints restored
+        self.units_ended_here: dict[int, float] = {}  # each worker's, less what their checkpoints restored
+        self._worker_started: dict[int, float] = {}  # when each worker's first group started
         self.epoch_text = ""
         self._printed: dict[int, float] = {}
         self.bar = tqdm(
@@ -149,6 +150,7 @@ class Progress:
         worker = event["worker"]
         if self.started is None:
             self.started = time.monotonic()
+        self._worker_started.setdefault(worker, time.monotonic())
         self._track(worker, event)
         share = event.get("share", 0.0)
         if share == 0 and event["epoch"] in (0, event.get("resumed")):
@@ -169,7 +171,8 @@ class Progress:
         if running is None or running.first_trial != event["first_trial"]:
             if running is not None:  # the worker's last group ended
                 self.units_ended += running.units
-                self.units_ended_here += running.units - running.units_restored
+                ended = running.units - running.units_restored
+                self.units_ended_here[worker] = self.units_ended_here.get(worker, 0.0) + ended
             running = self.running[worker] = _Running(event["first_trial"], event["trials"], event["fraction"])
         elif running.event is not None and running.event["run"] != event["run"]:
             running.units_before = running.units
@@ -185,22 +188,31 @@ class Progress:
 
     def eta(self) -> float | None:
         """Seconds until the budget is reached at this run's pace so far (smoothed), or None before any progress."""
+        if self.started is None:
+            return None
+        now = time.monotonic()
         if self.work is None:
             done = self.finished - self.initial + sum(r.work_here for r in self.running.values())
             left = max(self.budget - self.finished - sum(r.open_work for r in self.running.values()), 0.0)
+            pace = done / max(now - self.started, 1e-9)
         else:
-            running = self.running.values()
-            done = self.units_ended_here + sum(r.units_done - r.units_restored for r in running)
-            left = max(self.work - self.units_ended - sum(r.units_done for r in running), 0.0)
-        if done <= 0 or self.started is None:
+            left = max(self.work - self.units_ended - sum(r.units_done for r in self.running.values()), 0.0)
+            pace = sum(self._pace(worker, now) for worker in self._worker_started)
+        if pace <= 0:
             return None
-        now = time.monotonic()
-        estimate = left * (now - self.started) / done
+        estimate = left / pace
         if self._shown is not None:
             countdown = max(self._shown[0] - (now - self._shown[1]), 0.0)
             estimate = countdown + ETA_SMOOTHING * (estimate - countdown)
         self._shown = (estimate, now)
         return estimate
+
+    def _pace(self, worker: int, now: float) -> float:
+        """The cost a worker trained per second since its first group started (workers start apart)."""
+        done = self.units_ended_here.get(worker, 0.0)
+        if (running := self.running.get(worker)) is not None:
+            done += running.units_done - running.units_restored
+        return done / max(now - self._worker_started[worker], 1e-9)
 
     def _write(self, line: str) -> None:
         if self.bar.disable:
