@@ -181,11 +181,15 @@ def _plan(spec: StudySpec, study: optuna.Study, images: int) -> tuple[str, float
     words = "left to train" if finished else "to train"
     seeds = f" under {spec.seeds} seeds" if spec.seeds > 1 else ""
     return (
-        f"{words}: {len(left):,} trials{seeds} in {found.groups} group(s) of one shape and batch size, "
-        f"{found.networks:,} networks in all (points that differ only in epochs or nll/cross_entropy are "
-        "one network)",
+        f"{words}: {len(left):,} trials{seeds} in {_count(found.groups, 'group')} of one shape and batch size, "
+        f"{_count(found.networks, 'network')} in all (points that differ only in epochs or nll/cross_entropy "
+        "are one network)",
         found.units,
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'s' if n != 1 else ''}"
 
 
 def this_run(before: records.Outcomes, after: records.Outcomes, points: bool) -> str:

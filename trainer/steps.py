@@ -110,7 +110,7 @@ class EpochSteps:
 
         ``perm`` holds one order of the training images per seed of the group, [S, N] (or [N]
         for one seed), on the device. ``on_steps`` gets the share of the epoch done every
-        ``PROGRESS_STEPS`` steps of a slice and after each chunk; it changes no number.
+        ``PROGRESS_STEPS`` steps of a slice, at its end and after each chunk; it changes no number.
         """
         perm = perm.view(-1, perm.shape[-1])
         self.lr.copy_(lr)
@@ -133,7 +133,7 @@ class EpochSteps:
             order = perm if part.rows is None else perm[part.rows]
             for step, start in enumerate(range(tail, n, batch), 1):
                 self._step(order[:, start : start + batch], part)
-                if on_steps is not None and step % PROGRESS_STEPS == 0:
+                if on_steps is not None and (step % PROGRESS_STEPS == 0 or start + batch >= n):
                     on_steps((done + part.stack.k * (min(start + batch, n) - tail)) / (self.stack.k * n))
             done += part.stack.k * (n - tail)
         self.optimizer.steps = part.optimizer.steps

@@ -200,3 +200,52 @@ def test_workers_that_start_apart_each_add_their_own_pace(monkeypatch: pytest.Mo
     progress._shown = None  # the estimate itself, not smoothed
     # 1/180 + 1/60 of a group a second; 4 - 1/3 groups left. Over the 30 s since the first start: 330 s.
     assert progress.eta() == pytest.approx((4 - 1 / 3) / (1 / 180 + 1 / 60))
+
+
+def test_workers_report_progress_within_an_epoch(
+    make_spec: Callable[..., StudySpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Told after every step here (a real run: every 10 s), with what the run costs."""
+    monkeypatch.setattr("trainer.objective.PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr("trainer.steps.PROGRESS_STEPS", 1)
+    spec = make_spec("oat", trials=3, max_epochs=2)
+    app.prepare(spec)
+    events: list[Event] = []
+    run_workers(spec, events.append)
+    reports = [e for e in events if e["type"] == "epoch"]
+    within = [e for e in reports if e["share"]]
+    assert {e["epoch"] for e in within} == {0, 1} and all(0 < e["share"] <= 1 for e in within)
+    assert [e["fraction"] for e in reports] == sorted(e["fraction"] for e in reports)
+    first = reports[0]
+    assert (first["shape"], first["batch_size"], first["images"], first["weights"]) == ("1 x 128", 64, 200, 101_770)
+    assert first["network_epochs"] and set(first["network_epochs"]) == {2}
+
+
+def test_a_run_says_what_it_did_apart_from_the_study(
+    make_spec: Callable[..., StudySpec], capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = make_spec("grid", trials=2)
+    assert app.run_study(spec, []) == 0
+    err = capsys.readouterr().err
+    # Its two points (5 and 14 epochs) are one network's first 5 and 14 epochs.
+    assert "to train: 2 trials in 1 group of one shape and batch size, 1 network in all" in err
+    assert "this run: 2 trials finished, 0 failed" in err
+    assert "done: study 'mnist-grid': 2 of 2 trials finished, 0 failed" in err
+    assert app.run_study(spec, []) == 0  # nothing left: this run did nothing, and says so
+    err = capsys.readouterr().err
+    assert "this run: 0 trials finished, 0 failed\ndone: study 'mnist-grid': 2 of 2 trials finished" in err
+
+
+def test_a_study_state_counts_an_interrupted_point_once() -> None:
+    """Re-queued attempts are among the queued points, not a pile of their own."""
+    state = app.study_state(records.Outcomes(complete=2, waiting=160, requeued=166))
+    assert state == "2 finished, 160 queued to run, 0 failed"
+    assert app.study_state(records.Outcomes(complete=3, pruned=1, interrupted=1)) == (
+        "4 finished (1 pruned), 1 interrupted, 0 failed"
+    )
+    before = records.Outcomes(complete=2, waiting=160, requeued=166)
+    after = records.Outcomes(complete=2, waiting=160, requeued=190)
+    assert app.this_run(before, after, points=True) == (
+        "this run: 0 trials finished, 24 stopped while running (not failures: their points are queued to run again), "
+        "0 failed"
+    )
