@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -276,7 +277,10 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     from search import app
 
     if args.command in STUDIES:
-        return app.run_study(spec_from_args(args), argv)
+        code = app.run_study(spec_from_args(args), argv)
+        # Its last lines are out: a Ctrl-C now would only cut the interpreter's exit into a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return code
     if args.command == "dashboard":
         app.serve_dashboard(args.storage, args.host, args.port, args.artifacts, args.allow_writes, args.allow_host)
         return 0

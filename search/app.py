@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -33,7 +34,10 @@ from search.storage import (
 )
 
 if TYPE_CHECKING:
+    from search.run.interrupts import Interrupts
+    from search.run.progress import Progress
     from search.spec import StudySpec
+    from search.storage import Store
 
 # The readers (list, best, export) start in a fraction of a second: torch, plotly and the
 # dashboard are imported by the commands that use them.
@@ -41,10 +45,11 @@ if TYPE_CHECKING:
 
 def run_study(spec: StudySpec, argv: list[str]) -> int:
     """Run the study to its budget; returns the exit code (130 when interrupted)."""
+    # Loading torch and the data takes seconds before the first line below: said at once.
+    print("starting: loading torch and the data", file=sys.stderr)
     from search.run.budget import Counts
-    from search.run.outputs import save_study_outputs
+    from search.run.interrupts import Interrupts
     from search.run.plan import available_memory, cores, default_workers, plan_compile, plan_workers
-    from search.run.processes import run_workers
     from search.run.progress import Progress
     from search.storage import open_store
     from trainer import load_mnist, resolve_device, split
@@ -85,16 +90,41 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
     if note:
         print(note, file=sys.stderr)
     spec = spec.replace(workers=workers, compile="on" if compiled else "off")
+    before = records.outcomes(study.get_trials(deepcopy=False))
     best = summarize(records.accuracy_study(study)).best if counts.finished else None
     print(
         f"study {spec.name!r} ({spec.kind}, pruner {spec.pruner_name}) in {mask_url(spec.storage)}: "
         f"{counts.finished}/{spec.budget} trials finished, {spec.workers} worker(s) of {spec.threads} thread(s)",
         file=sys.stderr,
     )
-    progress = Progress(spec.kind, spec.budget, counts.finished, best.value if best else None)
+    plan = _plan(spec, study, len(splits.train_y))
+    if plan is not None:
+        print(plan[0], file=sys.stderr)
+    progress = Progress(spec.kind, spec.budget, counts.finished, best.value if best else None,
+                        work=plan[1] if plan is not None else None)  # fmt: skip
+    # Installed until the last line: a second Ctrl-C, or one while the figures are saved, cuts neither.
+    interrupts = Interrupts(on_stop=progress.stopping).install()
+    try:
+        return _run_and_close(spec, argv, study, store, progress, interrupts, before)
+    finally:
+        interrupts.uninstall()
+
+
+def _run_and_close(
+    spec: StudySpec,
+    argv: list[str],
+    study: optuna.Study,
+    store: Store,
+    progress: Progress,
+    interrupts: Interrupts,
+    before: records.Outcomes,
+) -> int:
+    """Run the workers, then save the study's figures and say what this run did and where the study stands."""
+    from search.run.processes import run_workers
+
     interrupted = False
     try:
-        run_workers(spec, progress, store)
+        run_workers(spec, progress, store, interrupts)
     except KeyboardInterrupt:
         interrupted = True
     except StudyError as e:  # a worker process failed; it closed its own trials and said how
@@ -111,6 +141,9 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
         return 1
     finally:
         progress.close()
+    interrupts.hold()  # never released: a signal from here on is said (once) and ignored
+    from search.run.outputs import save_study_outputs  # plotly and the dashboard: seconds, not before the run
+
     save_study_outputs(study, [p.name for p in spec.space])
     summary = summarize(records.accuracy_study(study))
     if summary.best is not None:
@@ -119,15 +152,16 @@ def run_study(spec: StudySpec, argv: list[str]) -> int:
         print(f"front: {len(study.best_trials)} trial(s) of {', '.join(spec.metric_names)}: "
               f"python -m search best --study-name {shlex.quote(spec.name)}", file=sys.stderr)  # fmt: skip
     done = records.outcomes(study.get_trials(deepcopy=False))
+    print(this_run(before, done, spec.points() is not None), file=sys.stderr)
     if interrupted:
         print(
-            f"interrupted: {done.describe()}; {_still_running(done.running)}; {_left(spec, done)}; "
+            f"interrupted: {_study_left(spec, done)}; {_still_running(done.running)}; "
             f"resume with: {resume_command(argv)}",
             file=sys.stderr,
         )
         return 130
     print(
-        f"done: {done.describe()}; look at it with: python -m search dashboard"
+        f"done: {_study_left(spec, done)}; look at it with: python -m search dashboard"
         + ("" if spec.storage == "sqlite:///studies.db" else f" --storage {shlex.quote(mask_url(spec.storage))}"),
         file=sys.stderr,
     )
@@ -145,12 +179,70 @@ def _still_running(running: int) -> str:
     )
 
 
-def _left(spec: StudySpec, done: records.Outcomes) -> str:
-    """What a resumed run does: which points run again, how many trials are left."""
-    left = f"{max(spec.budget - done.finished, 0)} of {spec.budget} trials are left"
-    if spec.points() is None:
-        return left
-    return f"{done.waiting} interrupted point{'s' if done.waiting != 1 else ''} will run again, {left}"
+def _plan(spec: StudySpec, study: optuna.Study, images: int) -> tuple[str, float] | None:
+    """What a grid or oat study has left to train, in a line, and its cost (``search.run.cost``); None for samplers."""
+    from search.run.cost import plan
+    from trainer import TrainConfig
+
+    points = spec.points()
+    if points is None:
+        return None
+    finished = {records.point(t) for t in study.get_trials(deepcopy=False, states=records.FINISHED_STATES)}
+    left = [p for i, p in enumerate(points) if i not in finished][: max(spec.budget - len(finished), 0)]
+    base = TrainConfig(seed=spec.seed)
+    configs = [base.replace(**p).replace(seed=spec.seed + k) for p in left for k in range(spec.seeds)]
+    found = plan(configs, images)
+    words = "left to train" if finished else "to train"
+    seeds = f" under {spec.seeds} seeds" if spec.seeds > 1 else ""
+    return (
+        f"{words}: {len(left):,} trials{seeds} in {_count(found.groups, 'group')} of one shape and batch size, "
+        f"{_count(found.networks, 'network')} in all (points that differ only in epochs or nll/cross_entropy "
+        "are one network)",
+        found.units,
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'s' if n != 1 else ''}"
+
+
+def this_run(before: records.Outcomes, after: records.Outcomes, points: bool) -> str:
+    """``this run: 12 trials finished (3 pruned), 81 stopped (...), 0 failed``: what this run did alone."""
+    finished, pruned = after.finished - before.finished, after.pruned - before.pruned
+    stopped = after.requeued + after.interrupted - before.requeued - before.interrupted
+    failed = after.failed - before.failed
+    parts = [f"{finished:,} trial{'s' if finished != 1 else ''} finished" + (f" ({pruned:,} pruned)" if pruned else "")]
+    if stopped:
+        again = "their points are queued to run again" if points else "the sampler proposes others"
+        parts.append(f"{stopped:,} stopped while running (not failures: {again})")
+    parts.append(f"{failed:,} failed")
+    return "this run: " + ", ".join(parts)
+
+
+def _study_left(spec: StudySpec, done: records.Outcomes) -> str:
+    """``study 'x': 14 of 2,187 trials finished, 2,173 left (81 queued to run first), 0 failed``."""
+    left = max(spec.budget - done.finished, 0)
+    text = f"study {spec.name!r}: {done.finished:,} of {spec.budget:,} trials finished"
+    if left:
+        text += f", {left:,} left" + (f" ({done.waiting:,} queued to run first)" if done.waiting else "")
+    return f"{text}, {done.failed:,} failed"
+
+
+def study_state(outcomes: records.Outcomes) -> str:
+    """``2 finished, 160 queued to run, 0 failed``: what a study holds, in words to act on.
+
+    A trial closed as interrupted is an attempt whose point (grid, oat) was queued again: it
+    is among the queued ones, not counted apart. A sampler's interrupted trial is not
+    queued again and is said apart; neither is a failure.
+    """
+    o = outcomes
+    if not any(dataclasses.astuple(o)):
+        return "no trials"
+    parts = [f"{o.finished:,} finished" + (f" ({o.pruned:,} pruned)" if o.pruned else "")]
+    for count, text in ((o.running, "running"), (o.waiting, "queued to run"), (o.interrupted, "interrupted")):
+        if count:
+            parts.append(f"{count:,} {text}")
+    return ", ".join([*parts, f"{o.failed:,} failed"])
 
 
 def resume_command(argv: list[str]) -> str:
@@ -338,7 +430,7 @@ def list_studies(storage_url: str) -> int:
         s = summarize(records.accuracy_study(study))
         best_text = f"best {format_accuracy(s.best.value)}" if s.best is not None else "no best yet"
         objectives = f", {len(study.directions)} objectives" if len(study.directions) > 1 else ""
-        rows.append((s.name, f"({s.kind}{objectives})", best_text, s.outcomes.describe(by_state=True)))
+        rows.append((s.name, f"({s.kind}{objectives})", best_text, study_state(s.outcomes)))
     widths = [max(len(row[i]) for row in rows) for i in range(3)] if rows else []
     for row in rows:
         print("  ".join([*(text.ljust(width) for text, width in zip(row, widths, strict=False)), row[3]]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from trainer.errors import UsageError
 from trainer.model import CLASSES, LossFn, build_model
 from trainer.optim import FlatOptimizer
 from trainer.stack import StackedMLP, loss_kind, member_order
-from trainer.steps import GRAPH_STEPS, EpochSteps, graphs_apply
+from trainer.steps import GRAPH_STEPS, EpochSteps, StepsCallback, graphs_apply
 
 EVAL_BATCH = 10_000
 
@@ -85,6 +86,8 @@ class RunResult:
 EpochCallback = Callable[[EpochRecord], "bool | None"]
 # Receives a configuration's index and result as it leaves a shared run.
 DoneCallback = Callable[[int, "RunResult"], None]
+# Receives, while an epoch trains, its number and the share of its training steps done.
+EpochStepsCallback = Callable[[int, float], None]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -142,6 +145,7 @@ def train_together(
     on_done: DoneCallback | None = None,
     cuda_graphs: bool = True,
     checkpoint: Checkpoint | None = None,
+    on_steps: EpochStepsCallback | None = None,
 ) -> list[RunResult]:
     """Train configurations that share a ``group_key`` as one run; return each one's result as if run alone.
 
@@ -158,6 +162,9 @@ def train_together(
     had left before it are returned again but not passed to ``on_done`` a second time. On
     resuming, each callback first sees the saved epochs again (a new trial must report
     them); one that stops its configuration there ends it after the saved epochs.
+
+    ``on_steps`` hears, now and then while an epoch trains, how much of it is done (a
+    progress view's data; it changes no number).
     """
     if not configs:
         return []
@@ -173,7 +180,7 @@ def train_together(
     for epoch in range(first, max(c.epochs for c in configs) + 1):
         if run.finished():
             break
-        _epoch(run, epoch)
+        _epoch(run, epoch, None if on_steps is None else functools.partial(on_steps, epoch))
         if checkpoint is not None:
             checkpoint.save(_snapshot(epoch, run))
     if checkpoint is not None:
@@ -216,7 +223,7 @@ def _start(
     return run
 
 
-def _epoch(run: _Run, epoch: int) -> None:
+def _epoch(run: _Run, epoch: int, on_steps: StepsCallback | None = None) -> None:
     """Train and evaluate every network still needed for ``epoch``, and tell each configuration still running."""
     run.narrow()
     stack, splits, onehot, epoch_start = run.stack, run.splits, run.onehot, time.perf_counter()
@@ -224,7 +231,7 @@ def _epoch(run: _Run, epoch: int) -> None:
     lr = stack.per_network([m.learning_rate * m.lr_decay ** (epoch - 1) for m in stack.members])
     n = len(splits.train_y)
     perm = torch.stack([torch.randperm(n, generator=run.orders[seed]) for seed in stack.seeds])
-    train_loss, train_acc = run.steps.run(perm.to(splits.train_x.device), lr)
+    train_loss, train_acc = run.steps.run(perm.to(splits.train_x.device), lr, on_steps)
     val_loss, val_acc = stack.evaluate(splits.val_x, splits.val_y, onehot["val"], EVAL_BATCH)
     if splits.val_x is splits.test_x:  # --validation 0: the test set is the validation set
         test_loss, test_acc = val_loss, val_acc

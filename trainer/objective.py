@@ -22,6 +22,9 @@ from trainer.checkpoint import Checkpoint, CheckpointError, CheckpointFolder
 from trainer.config import TrainConfig
 from trainer.data import Splits
 from trainer.loop import EpochCallback, EpochRecord, RunResult, member_key, run_key, train_together
+from trainer.model import weights_of
+
+PROGRESS_SECONDS = 10.0  # while an epoch trains, ``on_progress`` hears of it this often
 
 
 class TrialFailed(Exception):
@@ -89,25 +92,32 @@ class TrialResult:
 
 @dataclass(frozen=True)
 class GroupProgress:
-    """Where a running group of trials stands after an epoch of one of its runs.
+    """Where a running group of trials stands after an epoch of one of its runs, or within one.
 
     Configurations of other ``run_key`` s cannot share a run and train one after another: ``run`` of
-    ``runs``, each for up to ``epochs`` epochs.
+    ``runs``, each for up to ``epochs`` epochs. ``network_epochs``, ``weights``, ``batch_size`` and
+    ``images`` say what the run costs (``search.run.cost``).
     """
 
     first_trial: int  # the group's first trial number: which group this is
     trials: int
     run: int
     runs: int
-    epoch: int  # 0 (or ``resumed``) as the run starts
+    epoch: int  # the epochs done: 0 (or ``resumed``) as the run starts
     epochs: int
     images_per_second: float  # training images through the run's networks per second of the epoch
     resumed: int = 0  # the epoch the run's checkpoint restored (0: it starts afresh)
+    share: float = 0.0  # of epoch ``epoch + 1``, trained so far (0 between epochs)
+    network_epochs: tuple[int, ...] = ()  # each network's epochs in this run (a network leaves once done)
+    shape: str = ""  # hidden layers x units, as ``3 x 128``
+    weights: int = 0  # a network's parameter count
+    batch_size: int = 0
+    images: int = 0  # the training images of an epoch
 
     @property
     def fraction(self) -> float:
         """How much of the group's training is done, assuming its runs take equally long."""
-        return (self.run - 1 + self.epoch / self.epochs) / self.runs
+        return (self.run - 1 + (self.epoch + self.share) / self.epochs) / self.runs
 
 
 AfterRun = Callable[[optuna.Trial, TrialResult], None]
@@ -251,16 +261,30 @@ class Objective:
 
         callbacks = [clock.timed(seeds[o[0].number].on_epoch(o[1]) if o is not None else None) for o in owners]
         resumed = _restored_epoch(checkpoint) if checkpoint is not None and self.on_progress is not None else 0
-        progress = functools.partial(progress, epochs=max(c.epochs for c in configs), resumed=resumed)
+        networks: dict[TrainConfig, int] = {}
+        for c in configs:
+            networks[member_key(c)] = max(networks.get(member_key(c), 0), c.epochs)
+        progress = functools.partial(
+            progress,
+            epochs=max(c.epochs for c in configs),
+            resumed=resumed,
+            network_epochs=tuple(networks.values()),
+            shape=f"{configs[0].hidden_layers} x {configs[0].hidden_units}",
+            weights=weights_of(configs[0]),
+            batch_size=configs[0].batch_size,
+            images=len(self.splits.train_y),
+        )
+        announce = _Announce(self.on_progress, progress, len(self.splits.train_y), resumed)
         if self.on_progress is not None:  # the run starts (from its checkpoint's epoch)
             self.on_progress(progress(epoch=resumed, images_per_second=0.0))
         try:
             results = train_together(
                 configs,
                 self.splits,
-                self._announce(callbacks, progress, resumed),
+                announce.wrap(callbacks),
                 on_done=on_done,
                 checkpoint=checkpoint,
+                on_steps=announce.steps if self.on_progress is not None else None,
             )
         except CheckpointError:
             raise
@@ -272,28 +296,6 @@ class Objective:
         for i, result in enumerate(results):
             if i not in left:
                 on_done(i, result)
-
-    def _announce(
-        self, callbacks: list[EpochCallback | None], progress: Callable[..., GroupProgress], resumed: int = 0
-    ) -> list[EpochCallback]:
-        """``callbacks``, the first of them to see an epoch also telling ``on_progress`` (once per epoch).
-
-        The epochs a resumed run's callbacks see again (up to ``resumed``) were told before it stopped.
-        """
-        if self.on_progress is None:
-            return callbacks
-        on_progress, images, told = self.on_progress, len(self.splits.train_y), [resumed]
-
-        def wrap(callback: EpochCallback | None) -> EpochCallback:
-            def on_epoch(record: EpochRecord) -> bool | None:
-                if record.epoch > told[0]:
-                    told[0] = record.epoch
-                    on_progress(progress(epoch=record.epoch, images_per_second=images / max(record.seconds, 1e-9)))
-                return callback(record) if callback is not None else None
-
-            return on_epoch
-
-        return [wrap(c) for c in callbacks]
 
     def conclude(self, trial: optuna.Trial, result: TrialResult) -> float:
         """Store the trial's runs (``after_run``); its value, or ``TrialFailed`` / ``optuna.TrialPruned``."""
@@ -317,6 +319,43 @@ class Seconds(NamedTuple):
 
     share: float
     network: float
+
+
+class _Announce:
+    """Tells ``on_progress`` where a run stands: after each epoch (once, by the first callback to
+    see it), and every ``PROGRESS_SECONDS`` while an epoch trains, so that a long one is not silent."""
+
+    def __init__(
+        self, on_progress: OnProgress | None, progress: Callable[..., GroupProgress], images: int, epoch: int
+    ) -> None:
+        self.on_progress, self.progress, self.images = on_progress, progress, images
+        self.told = epoch  # a checkpoint's epochs, replayed to the callbacks, were not trained by this run
+        self.epoch_started = self.sent = time.perf_counter()
+
+    def wrap(self, callbacks: list[EpochCallback | None]) -> list[EpochCallback | None]:
+        if self.on_progress is None:
+            return callbacks
+        return [self._telling(c) for c in callbacks]
+
+    def _telling(self, callback: EpochCallback | None) -> EpochCallback:
+        def on_epoch(record: EpochRecord) -> bool | None:
+            if record.epoch > self.told and self.on_progress is not None:
+                self.told = record.epoch
+                rate = self.images / max(record.seconds, 1e-9)
+                self.on_progress(self.progress(epoch=record.epoch, images_per_second=rate))
+                self.epoch_started = self.sent = time.perf_counter()
+            return callback(record) if callback is not None else None
+
+        return on_epoch
+
+    def steps(self, epoch: int, share: float) -> None:
+        """Epoch ``epoch`` has ``share`` of its steps done: tell it when the last word is old enough."""
+        now = time.perf_counter()
+        if self.on_progress is None or now - self.sent < PROGRESS_SECONDS:
+            return
+        self.sent = now
+        rate = share * self.images / max(now - self.epoch_started, 1e-9)
+        self.on_progress(self.progress(epoch=epoch - 1, share=share, images_per_second=rate))
 
 
 class _Clock:

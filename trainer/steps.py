@@ -15,6 +15,7 @@ and without dropout no random numbers are drawn.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -35,6 +36,11 @@ SLICE_BYTES = 8 << 20
 # The per-element tensors a member's parameter has in a step: itself, its gradient, the two of
 # the optimizer's state and the learning rate.
 TENSORS_PER_PARAMETER = 5
+# Steps between two calls of ``EpochSteps.run``'s ``on_steps``: a call costs far less than a step.
+PROGRESS_STEPS = 32
+
+# Receives the share of an epoch's network-steps done so far (each member's steps, over all members).
+StepsCallback = Callable[[float], None]
 
 
 def graphs_apply(config: TrainConfig, device: torch.device) -> bool:
@@ -97,11 +103,14 @@ class EpochSteps:
         rows = None if stack is self.stack else [self.stack.seeds.index(seed) for seed in stack.seeds]
         return _Slice(stack, optimizer, rows, self.loss_sum[start:stop], self.correct[start:stop])
 
-    def run(self, perm: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(
+        self, perm: torch.Tensor, lr: torch.Tensor, on_steps: StepsCallback | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One pass over ``perm`` at rates ``lr``; each member's mean loss and accuracy.
 
         ``perm`` holds one order of the training images per seed of the group, [S, N] (or [N]
-        for one seed), on the device.
+        for one seed), on the device. ``on_steps`` gets the share of the epoch done every
+        ``PROGRESS_STEPS`` steps of a slice, at its end and after each chunk; it changes no number.
         """
         perm = perm.view(-1, perm.shape[-1])
         self.lr.copy_(lr)
@@ -115,12 +124,18 @@ class EpochSteps:
             for start in range(0, tail, span):
                 self.idx.copy_(perm[:, start : start + span].view(seeds, self.chunk, batch).transpose(0, 1))
                 self._run_chunk()
+                if on_steps is not None:
+                    on_steps((start + span) / n)
         steps = self.optimizer.steps
+        done = self.stack.k * tail  # network-images through the epoch's steps so far
         for part in self.slices:
             part.optimizer.steps = steps  # each slice takes the epoch's steps from the same count
             order = perm if part.rows is None else perm[part.rows]
-            for start in range(tail, n, batch):
+            for step, start in enumerate(range(tail, n, batch), 1):
                 self._step(order[:, start : start + batch], part)
+                if on_steps is not None and (step % PROGRESS_STEPS == 0 or start + batch >= n):
+                    on_steps((done + part.stack.k * (min(start + batch, n) - tail)) / (self.stack.k * n))
+            done += part.stack.k * (n - tail)
         self.optimizer.steps = part.optimizer.steps
         return self.loss_sum / n, self.correct / n
 

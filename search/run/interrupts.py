@@ -3,7 +3,8 @@
 A signal that arrives while a trial is being claimed, created or closed is held back and
 raised as ``KeyboardInterrupt`` as soon as that is done; one that arrives while the trial
 trains is raised at once, and Optuna closes the trial as FAIL. After the first interrupt,
-later ones are ignored so that the cleanup finishes.
+later ones are ignored so that the cleanup finishes. ``on_stop`` is called as the first one
+arrives, held or not: the closing that follows may take many seconds, and should not be silent.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 class Interrupts:
-    def __init__(self) -> None:
+    def __init__(self, on_stop: Callable[[], None] | None = None) -> None:
         self.held = 0  # depth of the sections that must not be cut
         self.pending = False
         self.stopping = False
+        self.on_stop = on_stop
         self._previous: dict[int, object] = {}
 
     def install(self) -> Interrupts:
@@ -34,8 +36,12 @@ class Interrupts:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self.stopping:
+        if self.stopping or self.pending:
             return
+        if self.on_stop is not None:
+            # A print cut by this very handler (a signal lands mid-write) refuses to be re-entered.
+            with contextlib.suppress(RuntimeError):
+                self.on_stop()
         if self.held:
             self.pending = True
             return

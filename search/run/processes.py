@@ -21,23 +21,28 @@ from search.spec import StudySpec
 from search.storage import Store, failure_message, open_store
 
 
-def run_workers(spec: StudySpec, emit: Emit, store: Store | None = None) -> None:
+def run_workers(
+    spec: StudySpec, emit: Emit, store: Store | None = None, interrupts: Interrupts | None = None
+) -> None:
     """Run the study's workers: in this process for one (on ``store``, opened here when None), else in
     spawned processes, each opening its own.
 
     Ctrl-C or SIGTERM reach every worker; each closes its running trial before exiting.
-    A worker's error is raised here as one ``StudyError``. Once no point is left to run
-    or running, no checkpoint of the study is left either.
+    ``interrupts``: the caller's, installed (else installed here for the run). A worker's
+    error is raised here as one ``StudyError``. Once no point is left to run or running, no
+    checkpoint of the study is left either.
     """
     store = store or open_store(spec.storage, spec.heartbeat, spec.artifacts)
-    interrupts = Interrupts().install()
+    own = interrupts is None
+    interrupts = Interrupts().install() if interrupts is None else interrupts
     try:
         if spec.workers == 1:
             run_worker(spec, 0, emit, interrupts, store)
         else:
             _run_processes(spec, emit)
     finally:
-        interrupts.uninstall()
+        if own:
+            interrupts.uninstall()
     study = optuna.load_study(study_name=spec.name, storage=store.storage)
     if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         # A group whose last trial was told just before an interrupt left a checkpoint nobody resumes.
@@ -49,6 +54,9 @@ def _run_processes(spec: StudySpec, emit: Emit) -> None:
     events: multiprocessing.Queue = ctx.Queue()
     parent = os.getpid()
     procs = [ctx.Process(target=_worker_main, args=(spec, i, events, parent)) for i in range(spec.workers)]
+    compiles = ", compiles the Adadelta update" if spec.compile == "on" else ""
+    emit({"type": "status", "text": f"starting {spec.workers} worker processes: each loads torch{compiles} "
+          "and the data before its first group (seconds to a minute)"})  # fmt: skip
     for p in procs:
         p.start()
     errors: list[str] = []

@@ -15,16 +15,19 @@ import optuna
 from tqdm import tqdm
 
 from search import records
+from search.run import cost
 
 if TYPE_CHECKING:
     from trainer.objective import GroupProgress
 
 # What a worker reports: {"type": "trial", "number": ..., "state": ...} when a trial closes,
-# {"type": "epoch", "worker": ..., "epoch": ..., ...} (a GroupProgress) after each epoch of a run,
-# {"type": "note", "worker": ..., "text": ...} for what a worker has to say once (a fallback it took).
+# {"type": "epoch", "worker": ..., "epoch": ..., ...} (a GroupProgress) as a run starts, after each
+# epoch and every few seconds within one, {"type": "note", "worker": ..., "text": ...} for what a
+# worker has to say once (a fallback it took), {"type": "status", "text": ...} (with "worker" when
+# one worker's) for what a start is busy with.
 Event = dict[str, Any]
 Emit = Callable[[Event], None]
-PLAIN_EPOCH_SECONDS = 5.0  # off a terminal, at most one epoch line per worker this often
+PLAIN_SECONDS = 10.0  # off a terminal, at most one epoch line per worker this often
 ETA_SMOOTHING = 0.3  # each new estimate moves the shown ETA this share of the way from its countdown
 
 
@@ -37,6 +40,9 @@ class _Running:
     fraction: float
     told: int = 0  # its trials already closed (they count as finished, not as running)
     restored: float = 0.0  # the share of the group a checkpoint restored: done, but not by this run
+    event: Event | None = None  # the last report of its current run
+    units_before: float = 0.0  # the cost of its runs before the current one (``search.run.cost``)
+    units_restored: float = 0.0  # the cost of what checkpoints restored
 
     @property
     def open_work(self) -> float:
@@ -48,27 +54,53 @@ class _Running:
         """``open_work`` less what the checkpoint restored: what this run trained."""
         return max(self.fraction - self.restored, 0.0) * max(self.trials - self.told, 0)
 
+    @property
+    def units_done(self) -> float:
+        """The cost of what the group has trained, by this run or before it."""
+        event = self.event
+        if event is None or not event.get("network_epochs"):
+            return self.units_before
+        return self.units_before + cost.run_units(event, event["epoch"] + event.get("share", 0.0))
+
+    @property
+    def units(self) -> float:
+        """The cost of the group's runs so far, whole."""
+        event = self.event
+        return self.units_before + (cost.run_units(event) if event and event.get("network_epochs") else 0.0)
+
 
 class Progress:
     """Finished trials against the budget, the best value so far, the running groups' epochs and the ETA.
 
     On a terminal a live bar; in a log, the ``[n/total]`` on each trial's line says the
-    same, and a plain line per epoch (at most one per worker every few seconds) shows
-    that long runs are moving. The ETA is this run's pace: the trials it finished and the
-    done share of running groups (less what a checkpoint restored), over the time since
-    its first group started training (not the start-up before). It exists after the
-    first epoch, before any trial finishes; each new estimate moves the shown one
-    ``ETA_SMOOTHING`` of the way from its countdown, so that it does not jump.
+    same, and a plain line per worker at most every ``PLAIN_SECONDS`` (after an epoch or
+    within one) shows that long runs are moving. The ETA is this run's pace over the time
+    since its first group started training (not the start-up before), less what a
+    checkpoint restored. With ``work``, the cost of what the study has left
+    (``search.run.cost``: networks x steps x each shape's step cost), the pace is of cost
+    trained, so that a cheap group's pace does not promise the dear ones'; without it, of
+    trials finished. It exists after the first word from a training group, before any trial
+    finishes; each new estimate moves the shown one ``ETA_SMOOTHING`` of the way from its
+    countdown, so that it does not jump.
     """
 
     def __init__(
-        self, kind: str, budget: int, finished: int = 0, best: float | None = None, stream: TextIO = sys.stderr
+        self,
+        kind: str,
+        budget: int,
+        finished: int = 0,
+        best: float | None = None,
+        stream: TextIO = sys.stderr,
+        work: float | None = None,
     ) -> None:
-        self.best, self.budget, self.stream = best, budget, stream
+        self.best, self.budget, self.stream, self.work = best, budget, stream, work
         self.finished = self.initial = min(finished, budget)
         self.started: float | None = None  # when this run's first group started training
         self._shown: tuple[float, float] | None = None  # the last ETA shown, and when
         self.running: dict[int, _Running] = {}
+        self.units_ended = 0.0  # the cost of the groups that ended in this run, whole
+        self.units_ended_here: dict[int, float] = {}  # each worker's, less what their checkpoints restored
+        self._worker_started: dict[int, float] = {}  # when each worker's first group started
         self.epoch_text = ""
         self._printed: dict[int, float] = {}
         self.bar = tqdm(
@@ -90,6 +122,17 @@ class Progress:
             self._trial(event)
         elif event["type"] == "note":
             self._write(f"note: worker {event['worker']}: {event['text']}")
+        elif event["type"] == "status":
+            self._write(f"worker {event['worker']}: {event['text']}" if "worker" in event else event["text"])
+
+    def stopping(self) -> None:
+        """Say at once that an interrupt was heard and what closing involves (it may take many seconds)."""
+        running = sum(max(r.trials - r.told, 0) for r in self.running.values())
+        if running:
+            trials = f"{running} running trial{'s' if running != 1 else ''}"
+            self._write(f"stopping: closing {trials}, saving checkpoints ... (their points run again on resuming)")
+        else:
+            self._write("stopping ...")
 
     def _trial(self, event: Event) -> None:
         running = self.running.get(event.get("worker", 0))
@@ -107,40 +150,69 @@ class Progress:
         worker = event["worker"]
         if self.started is None:
             self.started = time.monotonic()
-        running = self.running.get(worker)
-        if running is None or running.first_trial != event["first_trial"]:
-            running = self.running[worker] = _Running(event["first_trial"], event["trials"], event["fraction"])
-            if event.get("resumed"):
-                running.restored = event["fraction"]
-                self._write(f"worker {worker}: resuming {format_group(event)} from its checkpoint at epoch "
-                            f"{event['resumed']}")  # fmt: skip
-        else:
-            running.fraction = event["fraction"]
-        if event["epoch"] == 0 or event["epoch"] == event.get("resumed"):
+        self._worker_started.setdefault(worker, time.monotonic())
+        self._track(worker, event)
+        share = event.get("share", 0.0)
+        if share == 0 and event["epoch"] in (0, event.get("resumed")):
             return  # the run starts: nothing trained yet
         self.epoch_text = format_epoch(event)
         if self.bar.disable:
             now = time.monotonic()
-            if now - self._printed.get(worker, -PLAIN_EPOCH_SECONDS) >= PLAIN_EPOCH_SECONDS:
+            if now - self._printed.get(worker, -PLAIN_SECONDS) >= PLAIN_SECONDS:
                 self._printed[worker] = now
                 eta = self.eta()
                 left = f", study ~{format_seconds(eta)} left" if eta is not None else ""
                 self._write(f"worker {worker}: {self.epoch_text}{left}")
         self._postfix()
 
+    def _track(self, worker: int, event: Event) -> None:
+        """The worker's running group, updated by ``event``; a new one said as it starts."""
+        running = self.running.get(worker)
+        if running is None or running.first_trial != event["first_trial"]:
+            if running is not None:  # the worker's last group ended
+                self.units_ended += running.units
+                ended = running.units - running.units_restored
+                self.units_ended_here[worker] = self.units_ended_here.get(worker, 0.0) + ended
+            running = self.running[worker] = _Running(event["first_trial"], event["trials"], event["fraction"])
+        elif running.event is not None and running.event["run"] != event["run"]:
+            running.units_before = running.units
+        running.fraction, running.event = event["fraction"], event
+        if event["epoch"] == event.get("resumed") and event.get("share", 0.0) == 0:  # a run starts
+            if event.get("resumed"):
+                running.restored = event["fraction"]
+                running.units_restored += running.units_done - running.units_before
+                self._write(f"worker {worker}: resuming {format_group(event)} from its checkpoint at epoch "
+                            f"{event['resumed']}")  # fmt: skip
+            elif event.get("network_epochs"):
+                self._write(f"worker {worker}: training {format_run(event)}")
+
     def eta(self) -> float | None:
         """Seconds until the budget is reached at this run's pace so far (smoothed), or None before any progress."""
-        done = self.finished - self.initial + sum(r.work_here for r in self.running.values())
-        if done <= 0 or self.started is None:
+        if self.started is None:
             return None
         now = time.monotonic()
-        left = max(self.budget - self.finished - sum(r.open_work for r in self.running.values()), 0.0)
-        estimate = left * (now - self.started) / done
+        if self.work is None:
+            done = self.finished - self.initial + sum(r.work_here for r in self.running.values())
+            left = max(self.budget - self.finished - sum(r.open_work for r in self.running.values()), 0.0)
+            pace = done / max(now - self.started, 1e-9)
+        else:
+            left = max(self.work - self.units_ended - sum(r.units_done for r in self.running.values()), 0.0)
+            pace = sum(self._pace(worker, now) for worker in self._worker_started)
+        if pace <= 0:
+            return None
+        estimate = left / pace
         if self._shown is not None:
             countdown = max(self._shown[0] - (now - self._shown[1]), 0.0)
             estimate = countdown + ETA_SMOOTHING * (estimate - countdown)
         self._shown = (estimate, now)
         return estimate
+
+    def _pace(self, worker: int, now: float) -> float:
+        """The cost a worker trained per second since its first group started (workers start apart)."""
+        done = self.units_ended_here.get(worker, 0.0)
+        if (running := self.running.get(worker)) is not None:
+            done += running.units_done - running.units_restored
+        return done / max(now - self._worker_started[worker], 1e-9)
 
     def _write(self, line: str) -> None:
         if self.bar.disable:
@@ -162,12 +234,32 @@ class Progress:
 
 
 def format_epoch(event: Event) -> str:
-    """``epoch 7/25 (run 2/3) of trials 12-20, 41,000 images/s``."""
+    """``epoch 7/25 (run 2/3) of trials 12-20, 18 networks, 738,000 network-images/s``; within an epoch
+    ``epoch 8/25 ... of trials 12-20, batch 420/782, ...``."""
     run = f" (run {event['run']}/{event['runs']})" if event["runs"] > 1 else ""
-    return (
-        f"epoch {event['epoch']}/{event['epochs']}{run} of {_trials(event)}, "
-        f"{event['images_per_second']:,.0f} images/s"
-    )
+    share = event.get("share", 0.0)
+    within = ""
+    if share:
+        batches = -(-event["images"] // event["batch_size"])
+        within = f", batch {round(share * batches):,}/{batches:,}"
+    epoch = event["epoch"] + 1 if share else event["epoch"]
+    own = event.get("network_epochs")
+    if own:
+        networks = sum(e >= epoch for e in own)
+        rate = f"{networks} network{'s' if networks != 1 else ''}, "
+        rate += f"{networks * event['images_per_second']:,.0f} network-images/s"
+    else:
+        rate = f"{event['images_per_second']:,.0f} images/s"
+    return f"epoch {epoch}/{event['epochs']}{run} of {_trials(event)}{within}, {rate}"
+
+
+def format_run(event: Event) -> str:
+    """``trials 0-80: 18 networks of 3 x 128, batch 16, 3 epochs`` (``run 2/3 of ...`` when in several runs)."""
+    own = event["network_epochs"]
+    epochs = f"{max(own)} epochs" if len(set(own)) == 1 else f"{min(own)}-{max(own)} epochs"
+    networks = f"{len(own)} network{'s' if len(own) != 1 else ''}"
+    run = f"run {event['run']}/{event['runs']} of " if event["runs"] > 1 else ""
+    return f"{run}{_trials(event)}: {networks} of {event['shape']}, batch {event['batch_size']}, {epochs}"
 
 
 def format_group(event: Event) -> str:

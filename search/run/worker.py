@@ -40,12 +40,19 @@ def run_worker(
     quiet_optuna()
     device = resolve_device(spec.device)
     torch.set_num_threads(spec.threads)  # torch's default, every core, oversubscribes a shared machine
+
+    def status(text: str) -> None:
+        if spec.workers > 1:  # a worker process's start takes seconds to a minute: it says what it is busy with
+            emit({"type": "status", "worker": worker, "text": text})
+
     if device.type == "cpu" and spec.compile == "on":
+        status("compiling the Adadelta update (5-35 s)")
         compile_update(lambda text: emit({"type": "note", "worker": worker, "text": text}))
     store = store or open_store(spec.storage, spec.heartbeat, spec.artifacts)
     storage = store.storage
     study = optuna.load_study(study_name=spec.name, storage=storage, pruner=spec.pruner_object())
     study.sampler = spec.sampler(seed_offset=_seed_offset(storage, study, worker))
+    status("loading the data")
     splits = split(load_mnist(spec.data_dir, device, spec.download), spec.validation, spec.limit_train, spec.limit_test)
     objective = Objective(
         TrainConfig(seed=spec.seed, device=str(device)),

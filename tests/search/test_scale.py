@@ -171,9 +171,9 @@ def test_interrupted_run_leaves_nothing_running_and_resumes(storage_url: str, sl
     assert proc.returncode == 130, err
     assert "resume with: python -m search oat" in err
     assert "Traceback" not in err
-    # Interrupted points are counted apart from failures, and the resume line says what runs again.
-    assert "interrupted: 0 finished, 2 waiting, 2 interrupted and re-queued, 0 failed" in err
-    assert "2 interrupted points will run again, 2 of 2 trials are left" in err
+    # What this run did, apart from the study's state; interrupted points are not failures and run again.
+    assert "this run: 0 trials finished, 2 stopped while running (not failures: their points are queued" in err
+    assert "interrupted: study 'mnist-oat': 0 of 2 trials finished, 2 left (2 queued to run first), 0 failed" in err
     counts = states(storage_url, "mnist-oat")
     assert "RUNNING" not in counts and counts.get("FAIL") == 2 and counts.get("WAITING") == 2
     listed = subprocess.run(
@@ -184,12 +184,13 @@ def test_interrupted_run_leaves_nothing_running_and_resumes(storage_url: str, sl
         text=True,
         timeout=120,
     )
-    assert "0 complete, 2 waiting, 2 interrupted and re-queued, 0 failed" in listed.stdout, listed.stderr
+    assert "0 finished, 2 queued to run, 0 failed" in listed.stdout, listed.stderr
     again = subprocess.run(
         [sys.executable, "-m", "search", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert again.returncode == 0, again.stderr
-    assert "done: 2 finished, 2 interrupted and re-queued, 0 failed" in again.stderr
+    assert "this run: 2 trials finished, 0 failed" in again.stderr
+    assert "done: study 'mnist-oat': 2 of 2 trials finished, 0 failed" in again.stderr
     assert finished(storage_url, "mnist-oat") == 2
     assert len(set(param_sets(storage_url, "mnist-oat"))) == 2
 

@@ -13,7 +13,7 @@ from trainer import ACTIVATIONS, LOSSES, TrainConfig, build_model, load_mnist, o
 from trainer.loop import group_key, run_key, train_together
 from trainer.model import loss_function
 from trainer.stack import StackedMLP, member_order
-from trainer.steps import EpochSteps
+from trainer.steps import EpochSteps, StepsCallback
 
 CPU = torch.device("cpu")
 
@@ -186,9 +186,11 @@ def test_a_group_trained_in_slices_gives_each_member_its_run_alone(
     seen: list[list[int]] = []
     run = EpochSteps.run
 
-    def sliced(self: EpochSteps, perm: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def sliced(
+        self: EpochSteps, perm: torch.Tensor, lr: torch.Tensor, on_steps: StepsCallback | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         seen.append([part.stack.k for part in self.slices])
-        return run(self, perm, lr)
+        return run(self, perm, lr, on_steps)
 
     monkeypatch.setattr(EpochSteps, "run", sliced)
     _assert_each_member_is_its_run_alone(configs, splits)

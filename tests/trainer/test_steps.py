@@ -106,3 +106,27 @@ def test_a_stacked_run_replays_its_graph_and_matches_eager(cuda_splits: Splits) 
 
 def _figures(record) -> dict[str, float]:
     return {k: v for k, v in record.to_dict().items() if k != "seconds"}
+
+
+def test_progress_within_an_epoch_is_told_and_changes_no_number(
+    splits: Splits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three slices of one network each, 32 steps each (500 images in batches of 16), told every 8 steps:
+    the share of the epoch's network-steps rises to 1, and every figure is that of the steps untold."""
+    monkeypatch.setattr("trainer.steps.SLICE_BYTES", 1)  # one member a slice
+    monkeypatch.setattr("trainer.steps.PROGRESS_STEPS", 8)
+    config = TrainConfig(hidden_layers=1, hidden_units=24, batch_size=16, device="cpu")
+    plain, told = _steps(config, splits, chunk=0, k=3), _steps(config, splits, chunk=0, k=3)
+    assert len(told.slices) == 3
+    perm = torch.randperm(len(splits.train_y), generator=torch.Generator().manual_seed(0))
+    lr = plain.stack.per_network([0.5, 1.0, 2.0])
+    shares: list[float] = []
+    assert torch.equal(torch.cat(told.run(perm, lr, shares.append)), torch.cat(plain.run(perm, lr)))
+    assert torch.equal(told.stack.param, plain.stack.param)
+    n = len(splits.train_y)
+    expected = [(part * n + min(16 * step, n)) / (3 * n) for part in range(3) for step in (8, 16, 24, 32)]
+    assert shares == pytest.approx(expected) and shares[-1] == 1.0
+    monkeypatch.setattr("trainer.steps.PROGRESS_STEPS", 100)  # more than a slice's steps: told as each ends
+    shares.clear()
+    told.run(perm, lr, shares.append)
+    assert shares == pytest.approx([1 / 3, 2 / 3, 1])

@@ -50,3 +50,26 @@ def test_sigint_while_a_group_trains_leaves_every_interrupted_trial_with_its_par
         note = get_note_from_system_attrs(notes, trial._trial_id)["body"]
         assert note.startswith("**interrupted**"), note
     assert "re-queued" in study_note(study) and "not failures" in study_note(study)
+
+
+@pytest.mark.parametrize(("kind", "workers"), [("tpe", "1"), ("grid", "2")])
+def test_every_ctrl_c_is_said_and_the_counts_and_resume_line_stay_last(tmp_path: Path, kind: str, workers: str) -> None:
+    """Ctrl-C after Ctrl-C until the command ends: the first is said at once (closing the running trials
+    of two worker processes takes many seconds), and none cuts the closing lines."""
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    data = write_mnist(tmp_path / "data" / "MNIST" / "raw", n_train=4_200, n_test=200).parents[1]
+    args = [kind, "--storage", storage, "--study-name", "cut", "--trials", "20", "--max-epochs", "14"]
+    proc = start_search(*args, "--workers", workers, *fast_flags(data), "--limit-train", "4000", cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while not _training(storage, "cut") and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    while proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+    _, err = proc.communicate(timeout=120)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert lines[-2].startswith("this run: "), err
+    assert lines[-1].startswith("interrupted: study 'cut': ") and f"resume with: python -m search {kind}" in lines[-1]
+    said = [i for i, line in enumerate(lines) if line.startswith("stopping")]
+    assert len(said) == 1 and lines[said[0]].startswith("stopping: closing "), err

@@ -36,6 +36,19 @@ def test_nested_sections_raise_only_when_the_outermost_ends() -> None:
         assert interrupts.pending  # still held by the outer section
 
 
+def test_the_first_signal_is_said_at_once_held_or_not_and_only_once() -> None:
+    said: list[str] = []
+    interrupts = Interrupts(on_stop=lambda: said.append("stopping"))
+    interrupts.hold()
+    interrupts._handle(signal.SIGINT, None)  # held back, yet said now: the closing may take many seconds
+    assert said == ["stopping"]
+    interrupts._handle(signal.SIGINT, None)
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.release()
+    interrupts._handle(signal.SIGINT, None)
+    assert said == ["stopping"]
+
+
 def test_trial_that_never_sent_a_heartbeat_is_failed_and_queued_again(sqlite_url: str) -> None:
     storage = open_storage(sqlite_url, heartbeat=60)
     study = optuna.create_study(storage=storage, direction="maximize")

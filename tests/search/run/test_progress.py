@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from search import app, records
+from search.run import cost
 from search.run.processes import run_workers
 from search.run.progress import Event, Progress, format_epoch, format_seconds
 from search.spec import StudySpec
@@ -120,3 +121,131 @@ def test_eta_moves_smoothly_from_its_countdown(monkeypatch: pytest.MonkeyPatch) 
     now[0] = 20.0
     progress.running[0].fraction = 0.05  # an estimate far off the last one: 380 s
     assert progress.eta() == pytest.approx(80.0 + 0.3 * (380.0 - 80.0))
+
+
+def group(e: int = 0, share: float = 0.0, first: int = 0, weights: int = 1_000) -> Event:
+    """A grid group's report: 18 networks of 3 epochs on 1,000 images in batches of 25 (40 steps)."""
+    event = {**epoch(first=first, trials=27, e=e), "epochs": 3, "share": share, "network_epochs": (3,) * 18}
+    event.update({"shape": "1 x 64", "weights": weights, "batch_size": 25, "images": 1_000})
+    event["fraction"] = (e + share) / 3
+    return event
+
+
+def test_a_group_is_said_as_it_starts_and_within_its_epochs(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [0.0]
+    monkeypatch.setattr("search.run.progress.time.monotonic", lambda: now[0])
+    out = io.StringIO()
+    progress = Progress("grid", budget=27, stream=out, work=cost.run_units(group()))
+    progress(group())
+    assert out.getvalue() == "worker 0: training trials 0-26: 18 networks of 1 x 64, batch 25, 3 epochs\n"
+    now[0] = 10.0
+    progress(group(share=0.5))  # half the first epoch's steps: 20 of its 40 batches in 10 s, 50 s left
+    assert out.getvalue().splitlines()[-1] == (
+        "worker 0: epoch 1/3 of trials 0-26, batch 20/40, 18 networks, 738,007 network-images/s, study ~50s left"
+    )
+    now[0] = 15.0
+    progress(group(e=1))  # the epoch's end, 5 s after the last line: said on the bar only
+    assert len(out.getvalue().splitlines()) == 2
+    assert progress.epoch_text == "epoch 1/3 of trials 0-26, 18 networks, 738,007 network-images/s"
+
+
+def test_the_eta_weighs_each_group_by_its_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cheap group first, then one nine times dearer: the pace of the first, in cost, prices the second."""
+    now = [0.0]
+    monkeypatch.setattr("search.run.progress.time.monotonic", lambda: now[0])
+    cheap, dear = group(weights=1_000), group(first=27, weights=9_000)
+    progress = Progress("grid", budget=54, stream=io.StringIO(), work=cost.run_units(cheap) + cost.run_units(dear))
+    progress(cheap)
+    now[0] = 10.0
+    progress(group(share=0.5, weights=1_000))  # a sixth of the cheap group in 10 s: all of it takes 60 s
+    # Left: 5/6 of the cheap group (50 s) and the dear one (9 x 60 s). Counting trials would say 110 s:
+    # 4.5 trials' worth in 10 s, 49.5 left.
+    assert progress.eta() == pytest.approx(50.0 + 540.0)
+    now[0] = 70.0
+    progress(group(first=27, weights=9_000))  # the worker's next group: the cheap one is done
+    assert progress.units_ended == progress.units_ended_here[0] == cost.run_units(cheap)
+
+
+def test_stopping_says_at_once_how_many_trials_it_closes() -> None:
+    out = io.StringIO()
+    progress = Progress("grid", budget=6, stream=out)
+    progress.stopping()
+    progress(epoch(worker=0, trials=3, e=1))
+    progress(epoch(worker=1, first=3, trials=3, e=1))
+    progress(trial(0))
+    progress.stopping()
+    assert out.getvalue().splitlines()[0] == "stopping ..."
+    assert out.getvalue().splitlines()[-1].startswith("stopping: closing 5 running trials, saving checkpoints ...")
+
+
+def test_start_up_stages_are_said_per_worker() -> None:
+    out = io.StringIO()
+    progress = Progress("grid", budget=6, stream=out)
+    progress({"type": "status", "text": "starting 2 worker processes"})
+    progress({"type": "status", "worker": 1, "text": "loading the data"})
+    assert out.getvalue().splitlines() == ["starting 2 worker processes", "worker 1: loading the data"]
+
+
+def test_workers_that_start_apart_each_add_their_own_pace(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [0.0]
+    monkeypatch.setattr("search.run.progress.time.monotonic", lambda: now[0])
+    units = cost.run_units(group())
+    progress = Progress("grid", budget=108, stream=io.StringIO(), work=4 * units)
+    progress(group())
+    now[0] = 20.0
+    progress({**group(first=27), "worker": 1})  # the second worker's start took 20 s longer
+    now[0] = 30.0
+    progress(group(share=0.5))  # a sixth of a group in 30 s
+    progress({**group(first=27, share=0.5), "worker": 1})  # a sixth in 10 s
+    progress._shown = None  # the estimate itself, not smoothed
+    # 1/180 + 1/60 of a group a second; 4 - 1/3 groups left. Over the 30 s since the first start: 330 s.
+    assert progress.eta() == pytest.approx((4 - 1 / 3) / (1 / 180 + 1 / 60))
+
+
+def test_workers_report_progress_within_an_epoch(
+    make_spec: Callable[..., StudySpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Told after every step here (a real run: every 10 s), with what the run costs."""
+    monkeypatch.setattr("trainer.objective.PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr("trainer.steps.PROGRESS_STEPS", 1)
+    spec = make_spec("oat", trials=3, max_epochs=2)
+    app.prepare(spec)
+    events: list[Event] = []
+    run_workers(spec, events.append)
+    reports = [e for e in events if e["type"] == "epoch"]
+    within = [e for e in reports if e["share"]]
+    assert {e["epoch"] for e in within} == {0, 1} and all(0 < e["share"] <= 1 for e in within)
+    assert [e["fraction"] for e in reports] == sorted(e["fraction"] for e in reports)
+    first = reports[0]
+    assert (first["shape"], first["batch_size"], first["images"], first["weights"]) == ("1 x 128", 64, 200, 101_770)
+    assert first["network_epochs"] and set(first["network_epochs"]) == {2}
+
+
+def test_a_run_says_what_it_did_apart_from_the_study(
+    make_spec: Callable[..., StudySpec], capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = make_spec("grid", trials=2)
+    assert app.run_study(spec, []) == 0
+    err = capsys.readouterr().err
+    # Its two points (5 and 14 epochs) are one network's first 5 and 14 epochs.
+    assert "to train: 2 trials in 1 group of one shape and batch size, 1 network in all" in err
+    assert "this run: 2 trials finished, 0 failed" in err
+    assert "done: study 'mnist-grid': 2 of 2 trials finished, 0 failed" in err
+    assert app.run_study(spec, []) == 0  # nothing left: this run did nothing, and says so
+    err = capsys.readouterr().err
+    assert "this run: 0 trials finished, 0 failed\ndone: study 'mnist-grid': 2 of 2 trials finished" in err
+
+
+def test_a_study_state_counts_an_interrupted_point_once() -> None:
+    """Re-queued attempts are among the queued points, not a pile of their own."""
+    state = app.study_state(records.Outcomes(complete=2, waiting=160, requeued=166))
+    assert state == "2 finished, 160 queued to run, 0 failed"
+    assert app.study_state(records.Outcomes(complete=3, pruned=1, interrupted=1)) == (
+        "4 finished (1 pruned), 1 interrupted, 0 failed"
+    )
+    before = records.Outcomes(complete=2, waiting=160, requeued=166)
+    after = records.Outcomes(complete=2, waiting=160, requeued=190)
+    assert app.this_run(before, after, points=True) == (
+        "this run: 0 trials finished, 24 stopped while running (not failures: their points are queued to run again), "
+        "0 failed"
+    )
