@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import sqlite3
+import sys
 import threading
 import time
 import urllib.parse
@@ -30,6 +31,7 @@ DEFAULT_STORAGE = "sqlite:///studies.db"
 MASK = "***"
 SQLITE_BUSY_SECONDS = 60
 CONNECT_TIMEOUT_SECONDS = 5
+LOCK_PATIENCE_SECONDS = 10  # a claim holds the study's lock for under a second: a longer wait is said
 MAX_RETRIES = 3  # a point whose own training fails (not a kill, an interrupt or a dead worker) runs this often
 
 
@@ -321,10 +323,11 @@ def _sqlite_reader(db: Path) -> Callable[[], sqlite3.Connection]:
 
 
 @contextlib.contextmanager
-def file_lock(db: Path) -> Iterator[None]:
+def file_lock(db: Path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
     """An exclusive lock on ``DB.lock`` beside a SQLite file, shared by every process that opens it.
 
     Not re-entrant: a process holding it must not take it again (the study's lock is the same file).
+    ``waiting`` is called once when another process holds it, before waiting for it.
     """
     if not db.parent.exists():
         raise StorageError(f"cannot create storage sqlite:///{db}: folder {db.parent} does not exist")
@@ -333,11 +336,32 @@ def file_lock(db: Path) -> Iterator[None]:
     except OSError as e:
         raise StorageError(f"storage sqlite:///{db} is read-only ({e.strerror}): make its folder writable") from e
     with held:
-        fcntl.flock(held, fcntl.LOCK_EX)
+        if not _poll(lambda: _try_flock(held), LOCK_PATIENCE_SECONDS if waiting is not None else 0.0):
+            if waiting is not None:
+                waiting()
+            fcntl.flock(held, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(held, fcntl.LOCK_UN)
+
+
+def _try_flock(held: Any) -> bool:
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _poll(attempt: Callable[[], bool], seconds: float) -> bool:
+    """Whether ``attempt`` succeeded within ``seconds`` (tried at once, then every 50 ms)."""
+    deadline = time.monotonic() + seconds
+    while not attempt():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _open_rdb(engine_url: str, engine_kwargs: dict, retry: dict) -> RDBStorage:
@@ -506,16 +530,30 @@ class StudyLock:
         self._held: Any = None
 
     def acquire(self) -> None:
+        """Take the lock, waiting as long as another process holds it (saying so once, on stderr)."""
         if self._db is not None:
             self._held = contextlib.ExitStack()
-            self._held.enter_context(file_lock(self._db))
+            self._held.enter_context(file_lock(self._db, self._waiting))
             return
         if self._engine is None:
             engine_url, kwargs = _engine(self._url)
             self._engine = sqlalchemy.create_engine(engine_url, poolclass=sqlalchemy.pool.NullPool, **kwargs)
         self._held = self._engine.connect()
-        self._held.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
+        query, key = sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": self._key}
+        if not _poll(lambda: bool(self._held.execute(query, key).scalar()), LOCK_PATIENCE_SECONDS):
+            self._waiting()
+            self._held.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
         self._held.commit()
+
+    @staticmethod
+    def _waiting() -> None:
+        # A claim holds the lock for well under a second: a longer wait is a holder stopped (Ctrl-Z, a paused VM).
+        print(
+            f"process {os.getpid()}: waiting for the study's lock, which another process holds (if it is stopped, "
+            "continue it or end it; this one goes on as soon as the lock is free)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def release(self) -> None:
         held, self._held = self._held, None
