@@ -257,8 +257,8 @@ class Objective:
                 on_done=on_done,
                 checkpoint=checkpoint,
             )
-        except CheckpointError:
-            raise
+        except (CheckpointError, optuna.exceptions.UpdateFinishedTrialError):
+            raise  # a trial taken over by another worker: its re-queued points resume this checkpoint there
         except Exception:
             if checkpoint is not None:
                 checkpoint.clear()

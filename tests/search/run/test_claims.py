@@ -44,6 +44,7 @@ def test_a_claim_takes_its_groups_points_wherever_they_wait(make_spec: Callable[
     assert not study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
 
 
+@pytest.mark.slow  # two grid runs of two groups each, with real worker processes: minutes on a loaded machine
 @pytest.mark.parametrize("workers", [1, 2])
 def test_interleaved_requeued_groups_train_as_groups_with_the_values_of_a_clean_run(
     make_spec: Callable[..., StudySpec], workers: int

@@ -22,6 +22,7 @@ from search.space import point_key
 from search.spec import StudySpec
 from search.storage import StudyLock, open_store
 from trainer import TrainConfig, load_mnist, split
+from trainer.checkpoint import CheckpointFolder
 from trainer.objective import GroupProgress, Objective
 
 
@@ -37,20 +38,22 @@ def _group(spec: StudySpec) -> tuple[optuna.Study, list[int]]:
 
 
 def test_a_worker_whose_trials_were_taken_while_it_was_stopped_drops_them_with_one_line(
-    make_spec: Callable[..., StudySpec],
+    make_spec: Callable[..., StudySpec], tmp_path: Path
 ) -> None:
     spec = make_spec("grid", max_epochs=2)
     study, group = _group(spec)
 
     def taken_over(progress: GroupProgress) -> None:
         # What another worker does to a worker stopped past its heartbeat: fail its trials, queue their points.
-        if progress.epoch == 1:
+        if progress.epoch == 2:  # after the first epoch's checkpoint
             for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
                 study.enqueue_trial(records.fixed_params(trial), user_attrs={records.POINT: records.point(trial)})
 
     splits = split(load_mnist(spec.data_dir, "cpu", False), spec.validation, spec.limit_train, spec.limit_test)
-    objective = Objective(TrainConfig(seed=spec.seed, device="cpu"), splits, spec.distributions, on_progress=taken_over)
+    folder = CheckpointFolder(tmp_path / "checkpoints", spec.name)
+    base = TrainConfig(seed=spec.seed, device="cpu")
+    objective = Objective(base, splits, spec.distributions, on_progress=taken_over, checkpoints=folder)
     claimed = waiting_group(study, lambda point: point_key(point), len(group))
     notes: list[str] = []
     told: list[optuna.trial.FrozenTrial] = []
@@ -59,6 +62,7 @@ def test_a_worker_whose_trials_were_taken_while_it_was_stopped_drops_them_with_o
     assert len(notes) == 1 and "dropped that work and went on" in notes[0], notes
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     assert sorted(records.point(t) for t in waiting) == group  # each point queued once, by the other worker
+    assert list(folder.folder.glob("checkpoint-*.pt"))  # kept for the worker that runs them again
 
 
 def _running(tmp_path: Path, trials: int) -> tuple[optuna.Study, list[int], sqlalchemy.Engine]:
