@@ -63,9 +63,10 @@ def test_interleaved_requeued_groups_train_as_groups_with_the_values_of_a_clean_
         assert trial.params == other.params
         assert (trial.value, trial.user_attrs["test_accuracy"]) == (other.value, other.user_attrs["test_accuracy"])
         assert trial.user_attrs["parameter_count"] == other.user_attrs["parameter_count"]
-    for group in members:  # each group again in one run, not one trial at a time
+    for group in members:  # each group again in one run, not one trial at a time (two workers may split
+        # the last group into parts of whole networks, one part each: ``_Parts``)
         shared = {t.user_attrs.get(records.SHARED_RUN_ATTR) for t in resumed.trials if records.point(t) in group}
-        assert len(shared) == 1 and None not in shared, shared
+        assert 1 <= len(shared) <= workers and None not in shared, shared
 
 
 class _Swapped(Objective):
