@@ -4,8 +4,11 @@ what was taken from it and goes on."""
 from __future__ import annotations
 
 import fcntl
+import os
+import signal
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +24,8 @@ from search.run.study import prepare
 from search.space import point_key
 from search.spec import StudySpec
 from search.storage import StudyLock, open_store
+from tests.conftest import write_mnist
+from tests.search.conftest import fast_flags, start_search
 from trainer import TrainConfig, load_mnist, split
 from trainer.checkpoint import CheckpointFolder
 from trainer.objective import GroupProgress, Objective
@@ -118,3 +123,48 @@ def test_a_worker_waiting_for_the_studys_lock_says_so_and_takes_it_when_free(
     lock.release()
     err = capsys.readouterr().err
     assert err.count("waiting for the study's lock") == 1, err
+
+
+def _workers(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(p) for p in children if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+@pytest.mark.slow  # two real workers, one stopped past its heartbeat: minutes on a loaded two-core machine
+def test_a_worker_stopped_past_its_heartbeat_and_continued_ends_nothing(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    data = write_mnist(tmp_path / "data" / "MNIST" / "raw", n_train=4_200, n_test=200).parents[1]
+    args = ["grid", "--storage", storage, "--trials", "27", "--workers", "2", "--heartbeat", "1"]
+    args += ["--max-epochs", "4", "--compile", "off", *fast_flags(data), "--limit-train", "4000"]
+    proc = start_search(*args, cwd=tmp_path)
+    deadline, stopped = time.monotonic() + 600, None
+    while proc.poll() is None and stopped is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        study = _study(storage)
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if study else []
+        workers = _workers(proc.pid)
+        if len(workers) == 2 and any(t.intermediate_values for t in running):
+            os.kill(workers[0], signal.SIGSTOP)
+            stopped = workers[0]
+    assert stopped is not None, "no worker was training"
+    held = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    # Until the other worker has failed the stopped one's trials as stale (or the study ended without them).
+    while proc.poll() is None and time.monotonic() < deadline:
+        now = {t.number: t.state for t in optuna.load_study(study_name="mnist-grid", storage=storage).trials}
+        if any(now[n] == TrialState.FAIL for n in held):
+            break
+        time.sleep(0.2)
+    os.kill(stopped, signal.SIGCONT)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert "done:" in err, err
+    study = optuna.load_study(study_name="mnist-grid", storage=storage)
+    finished = sorted(records.point(t) for t in study.trials if records.is_finished(t.state))
+    assert finished == list(range(27))
+
+
+def _study(storage: str) -> optuna.Study | None:
+    try:
+        return optuna.load_study(study_name="mnist-grid", storage=storage)
+    except KeyError:
+        return None
