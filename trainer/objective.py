@@ -286,8 +286,8 @@ class Objective:
                 checkpoint=checkpoint,
                 on_steps=announce.steps if self.on_progress is not None else None,
             )
-        except CheckpointError:
-            raise
+        except (CheckpointError, optuna.exceptions.UpdateFinishedTrialError):
+            raise  # a trial taken over by another worker: its re-queued points resume this checkpoint there
         except Exception:
             if checkpoint is not None:
                 checkpoint.clear()

@@ -14,45 +14,64 @@ keeps a checkpoint of its run, so that the points an interrupt queued again resu
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import warnings
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from search import records
 from search.run.interrupts import Interrupts
 from search.run.outputs import note_interrupted
+from search.storage import LockHeld, record_heartbeats
 from trainer import TrainConfig
+from trainer.model import parameter_count, weights_of
 from trainer.objective import Objective, TrialFailed, TrialResult
 
 Key = Callable[[dict[str, Any]], TrainConfig]
 Values = Callable[[float, TrialResult], list[float]]  # a trial's objectives from its accuracy and result
 
 
-def waiting_group(study: optuna.Study, key: Key, limit: int, part: Part | None = None) -> int:
-    """How many of the waiting trials at the head of the queue to train as one group (at most ``limit``).
+def waiting_group(study: optuna.Study, key: Key, limit: int, part: Part | None = None) -> list[FrozenTrial]:
+    """The waiting trials to train as one group: those of the first waiting point's ``key`` (at most ``limit``).
 
-    They share one ``key``. With ``part``, a group bigger than it is split: the claim ends at
-    the first point after which no network of the claim comes again (``clean_cut``) and that
-    holds at least ``part.size`` networks, so that the rest of the group is left waiting for
-    another worker and no network is trained twice.
+    They are taken wherever they wait in the queue, in trial order: points of two groups
+    re-queued at once (two workers interrupted together) lie interleaved there, and each
+    group still trains again as one. With ``part``, a group bigger than it is split: the
+    claim ends at the first point after which no network of the claim comes again
+    (``clean_cut``) and that holds at least ``part.size`` networks, so that the rest of the
+    group is left waiting for another worker and no network is trained twice.
     """
-    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    waiting = sorted(waiting, key=lambda t: t.number)
+    waiting = sorted(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)), key=lambda t: t.number)
     if not waiting:
-        return 0
+        return []
     first = key(records.fixed_params(waiting[0]))
-    count = 1
-    while count < min(limit, len(waiting)) and key(records.fixed_params(waiting[count])) == first:
-        count += 1
+    group = [t for t in waiting if key(records.fixed_params(t)) == first][: max(limit, 1)]
     if part is None:
-        return count
-    return clean_cut([part.network(records.fixed_params(t)) for t in waiting[:count]], part.size)
+        return group
+    return group[: clean_cut([part.network(records.fixed_params(t)) for t in group], part.size)]
+
+
+def take(study: optuna.Study, claimed: Sequence[FrozenTrial]) -> list[optuna.Trial]:
+    """Start the waiting trials ``claimed`` (under the study's lock); none of them: a new trial (``study.ask``).
+
+    ``study.ask`` pops the head of the queue whatever it holds; a group's trials are taken
+    by id instead, so that the trials trained are exactly the ones the claim chose.
+    """
+    if not claimed:
+        return [study.ask()]
+    trials = []
+    for frozen in claimed:
+        # Optuna's own pop (Study._pop_waiting_trial_id) is this call; under the lock it cannot lose.
+        if not study._storage.set_trial_state_values(frozen._trial_id, TrialState.RUNNING):
+            raise RuntimeError(f"trial {frozen.number} was taken by another worker while the study's lock was held")
+        trials.append(optuna.Trial(study, frozen._trial_id))
+    return trials
 
 
 @dataclass(frozen=True)
@@ -86,35 +105,81 @@ def parts_per_group(workers: int, groups_left: int) -> int:
 
 
 class Heartbeats:
-    """Records a heartbeat for each trial still in ``trials`` every ``interval`` seconds, in a thread."""
+    """Records a heartbeat for each trial still in ``trials`` every ``interval`` seconds, in a thread.
 
-    def __init__(self, study: optuna.Study, trial_ids: list[int]) -> None:
+    All of them in one short transaction per beat (``record_heartbeats``): the database's
+    write lock is held for one statement or two, never across anything that can stop. A beat
+    that finds the lock held (a stopped process holding it) says so once through ``note`` and
+    is tried again at the next interval; the thread never dies of it.
+    """
+
+    def __init__(self, study: optuna.Study, trial_ids: list[int], note: Callable[[str], None] = print) -> None:
         # Optuna records heartbeats only inside Study.optimize, which runs one trial at a time:
         # a group's heartbeats are recorded through the storage, by trial id.
-        self.storage, self.trial_ids = study._storage, list(trial_ids)
+        self.storage, self.trial_ids, self.note = study._storage, list(trial_ids), note
         self.interval = getattr(self.storage, "get_heartbeat_interval", lambda: None)()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
+        self._waiting = False
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
-            for trial_id in list(self.trial_ids):
-                self.storage.record_heartbeat(trial_id)
+            self.beat_once()
+
+    def beat_once(self) -> None:
+        """One heartbeat for every trial still running here; a held lock is said once and waited out."""
+        try:
+            record_heartbeats(self.storage, list(self.trial_ids), wait_seconds=self.interval)
+        except LockHeld:
+            if not self._waiting:
+                self._waiting = True
+                self.note(
+                    "waiting for the storage: another process holds its write lock (a stopped worker?); "
+                    "the heartbeat is tried again every interval"
+                )
+            return
+        if self._waiting:
+            self._waiting = False
+            self.note("the storage's write lock is free again; heartbeats go on")
 
     def __enter__(self) -> Heartbeats:
         if self.interval is not None:
-            for trial_id in self.trial_ids:
-                self.storage.record_heartbeat(trial_id)
+            record_heartbeats(self.storage, self.trial_ids)
             self._thread.start()
         return self
 
     def done(self, trial_id: int) -> None:
-        self.trial_ids.remove(trial_id)
+        if trial_id in self.trial_ids:
+            self.trial_ids.remove(trial_id)
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+
+
+class MismatchedResult(RuntimeError):
+    """A result that is not of the network its trial asked for: never recorded."""
+
+
+def check_result(trial: optuna.Trial, asked: Sequence[TrainConfig], result: TrialResult) -> None:
+    """Raise ``MismatchedResult`` unless each of ``result``'s runs trained the configuration ``asked`` for its seed.
+
+    The configuration, parameter count and model a run returns travel with it from the
+    network that trained; the trial's own parameters give ``asked``. Checked before the
+    trial is told, so that a result can never be stored under another point's parameters.
+    """
+    runs = result.runs
+    problems = [] if len(runs) == len(asked) else [f"{len(runs)} runs for {len(asked)} seeds"]
+    for config, run in zip(asked, runs, strict=False):
+        shape = f"{config.hidden_layers} x {config.hidden_units}"
+        expected = weights_of(config)
+        if run.config != config:
+            problems.append(f"seed {config.seed}: trained {run.config.to_dict()}, asked {config.to_dict()}")
+        elif run.parameter_count != expected or (run.model is not None and parameter_count(run.model) != expected):
+            problems.append(f"seed {config.seed}: {run.parameter_count:,} parameters, {shape} has {expected:,}")
+    if problems:
+        raise MismatchedResult(f"trial {trial.number}: its result is not of its network ({'; '.join(problems)})")
 
 
 def fixed_params(study: optuna.Study, trial: optuna.Trial) -> dict[str, Any] | None:
@@ -123,41 +188,44 @@ def fixed_params(study: optuna.Study, trial: optuna.Trial) -> dict[str, Any] | N
     return study._storage.get_trial_system_attrs(trial._trial_id).get(records.FIXED_PARAMS)
 
 
+Requeue = Callable[[optuna.Study, list[optuna.Trial]], None]
+
+
 def run_group(
     study: optuna.Study,
     objective: Objective,
-    count: int,
+    claimed: Sequence[FrozenTrial],
     release_lock: Callable[[], None],
     interrupts: Interrupts,
-    report: Callable[[optuna.trial.FrozenTrial], None],
-    requeue: Callable[[optuna.Study, optuna.Trial], None],
+    report: Callable[[FrozenTrial], None],
+    requeue: Requeue,
     values: Values | None = None,
+    note: Callable[[str], None] = print,
 ) -> bool:
-    """Ask ``count`` trials (the waiting points at the head of the queue, else the sampler's) and train them.
+    """Start the waiting trials ``claimed`` (none: the sampler's next trial) and train them as one group.
 
     Called with the study's lock held and signals held back, like a single trial: the
-    trials are created before the lock is released, and each is closed with signals held.
+    trials are started before the lock is released, and each is closed with signals held.
     A trial still open when the run is interrupted or fails is closed as FAIL, and its
-    point queued again when interrupted. Returns False when a trial failed. With ``values``, a
-    trial is told the objectives it gives from its accuracy and result (a multi-objective study).
+    point queued again when interrupted. A trial that another worker closed meanwhile (this
+    one was stopped past its heartbeat, and its points were queued again) ends the group
+    here with one line through ``note``: that work is dropped, not an error. Returns False
+    when a trial failed. With ``values``, a trial is told the objectives it gives from its
+    accuracy and result (a multi-objective study).
     """
     with warnings.catch_warnings():  # Optuna's hint to use optimize(): the heartbeats are recorded below
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
-        # points: the trials that are enqueued points, queued again and resumed when interrupted (a
-        # sampler's trial is not: nothing asks for its point again)
-        trials, points = [], set()
-        for _ in range(count):
-            started = time.perf_counter()
-            trial = study.ask()
-            seconds = time.perf_counter() - started
-            trials.append(trial)
-            if fixed_params(study, trial) is not None:
-                points.add(trial.number)
-            else:  # a sampler's proposal: its decision time
-                trial.set_user_attr(records.ASK_SECONDS, round(seconds, 4))
+        started = time.perf_counter()
+        trials = take(study, claimed)
+        seconds = time.perf_counter() - started
+    # points: the trials that are enqueued points, queued again and resumed when interrupted (a
+    # sampler's trial is not: nothing asks for its point again)
+    points = {t.number for t in trials if fixed_params(study, t) is not None}
     for trial in trials:  # its parameters now: a trial closed before training still shows its point
+        if trial.number not in points:  # a sampler's proposal: its decision time
+            trial.set_user_attr(records.ASK_SECONDS, round(seconds, 4))
         objective.configs(trial)
-    if count > 1:
+    if len(trials) > 1:
         for trial in trials:  # which trials' training time is one and the same
             trial.set_user_attr(records.SHARED_RUN_ATTR, trials[0].number)
     open_trials = {t.number: t for t in trials}
@@ -167,6 +235,7 @@ def run_group(
         nonlocal ok
         interrupts.hold()
         try:
+            check_result(trial, objective.configs(trial), result)
             try:
                 accuracy = objective.conclude(trial, result)
                 frozen = study.tell(trial, values(accuracy, result) if values is not None else accuracy)
@@ -182,7 +251,7 @@ def run_group(
         finally:
             interrupts.release()
 
-    with Heartbeats(study, [t._trial_id for t in trials]) as heartbeats:
+    with Heartbeats(study, [t._trial_id for t in trials], note) as heartbeats:
         release_lock()
         try:
             try:
@@ -190,20 +259,51 @@ def run_group(
                 objective.run_group(trials, done, resumable=len(points) == len(trials))
             finally:
                 interrupts.hold()
+        except optuna.exceptions.UpdateFinishedTrialError:
+            _drop_taken(study, list(open_trials.values()), requeue, note)
+            return ok
         except TrialFailed as e:
             ok = False
             for trial in list(open_trials.values()):
-                trial.set_user_attr(records.FAIL_REASON, str(e))
-                report(study.tell(trial, state=TrialState.FAIL))
+                with _unless_taken():
+                    trial.set_user_attr(records.FAIL_REASON, str(e))
+                    report(study.tell(trial, state=TrialState.FAIL))
         except BaseException as e:
-            for trial in list(open_trials.values()):
-                if isinstance(e, KeyboardInterrupt):
+            interrupted = [t for t in open_trials.values() if isinstance(e, KeyboardInterrupt)]
+            for trial in interrupted:
+                with _unless_taken():
                     trial.set_user_attr(records.FAIL_REASON, records.INTERRUPTED)
                     if trial.number in points:
                         note_interrupted(trial)
-                    requeue(study, trial)
-                else:
+            if interrupted:
+                requeue(study, interrupted)
+            for trial in [t for t in open_trials.values() if t not in interrupted]:
+                with _unless_taken():
                     trial.set_user_attr(records.FAIL_REASON, f"{type(e).__name__}: {e}")
                     study.tell(trial, state=TrialState.FAIL)
             raise
     return ok
+
+
+@contextlib.contextmanager
+def _unless_taken() -> Iterator[None]:
+    """Skip the writes to a trial that another worker closed (this one was stopped past its heartbeat)."""
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        yield
+
+
+def _drop_taken(study: optuna.Study, trials: list[optuna.Trial], requeue: Requeue, note: Callable[[str], None]) -> None:
+    """Another worker closed some of ``trials`` while this one was stopped: drop them, queue the rest again."""
+    storage = study._storage
+    taken = [t for t in trials if storage.get_trial(t._trial_id).state.is_finished()]
+    rest = [t for t in trials if t not in taken]
+    for trial in rest:  # not their point's fault: they run again, from the group's checkpoint
+        with _unless_taken():
+            trial.set_user_attr(records.FAIL_REASON, f"{records.INTERRUPTED}: its group was taken over")
+    if rest:
+        requeue(study, rest)
+    numbers = ", ".join(str(t.number) for t in taken)
+    note(
+        f"trial(s) {numbers} were closed by another worker while this one was stopped past its heartbeat "
+        "(their points were queued again there): dropped that work and went on"
+    )

@@ -16,9 +16,9 @@ from optuna.trial import TrialState
 from search.run.interrupts import Interrupts
 from search.run.progress import Emit
 from search.run.study import StudyError, checkpoint_folder
-from search.run.worker import run_worker
+from search.run.worker import missing_points, run_worker
 from search.spec import StudySpec
-from search.storage import Store, failure_message, open_store
+from search.storage import MAX_RETRIES, Store, failure_message, open_store
 
 
 def run_workers(
@@ -28,9 +28,10 @@ def run_workers(
     spawned processes, each opening its own.
 
     Ctrl-C or SIGTERM reach every worker; each closes its running trial before exiting.
-    ``interrupts``: the caller's, installed (else installed here for the run). A worker's
-    error is raised here as one ``StudyError``. Once no point is left to run or running, no
-    checkpoint of the study is left either.
+    ``interrupts``: the caller's, installed (else installed here for the run). A worker's error
+    is raised here as one ``StudyError``, and so is a grid or oat point left without a result
+    (``missing_points``): such a run never ends as done. Once no point is left to run or
+    running, no checkpoint of the study is left either.
     """
     store = store or open_store(spec.storage, spec.heartbeat, spec.artifacts)
     own = interrupts is None
@@ -47,6 +48,13 @@ def run_workers(
     if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         # A group whose last trial was told just before an interrupt left a checkpoint nobody resumes.
         checkpoint_folder(spec, study, store).clear()
+    missing = missing_points(study) if spec.points() is not None else []
+    if missing:
+        raise StudyError(
+            f"{len(missing)} point(s) failed {MAX_RETRIES} times in their own training and are not in the study: "
+            + "; ".join(missing[:5])
+            + ("; ..." if len(missing) > 5 else "")
+        )
 
 
 def _run_processes(spec: StudySpec, emit: Emit) -> None:

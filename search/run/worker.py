@@ -77,7 +77,8 @@ def run_worker(
     next_point = (lambda slots: _enqueue_next(study, points, slots, key)) if points is not None else None
     lock = store.lock(spec.name)
     report = lambda frozen: emit(trial_event(frozen, worker))  # noqa: E731
-    requeue = lambda study, trial: _under(lock, _requeue, study, trial)  # noqa: E731
+    note = lambda text: emit({"type": "note", "worker": worker, "text": text})  # noqa: E731
+    requeue = lambda study, trials: _under(lock, _requeue, study, trials)  # noqa: E731
     deadline = time.monotonic() + spec.timeout if spec.timeout else None
     while deadline is None or time.monotonic() < deadline:
         with interrupts.held_section():  # a claim is never cut in half
@@ -88,9 +89,9 @@ def run_worker(
                 if verdict is Verdict.RUN:
                     # A sampler's trial, or a point that shares with nothing, is a group of one.
                     slots = budget - counts.finished - counts.running
-                    count = waiting_group(study, key, slots, part(slots)) if key is not None else 1
+                    claimed = waiting_group(study, key, slots, part(slots)) if key is not None else []
                     if not run_group(
-                        study, objective, max(count, 1), lock.release, interrupts, report, requeue, values
+                        study, objective, claimed, lock.release, interrupts, report, requeue, values, note
                     ):
                         _free_memory()
             finally:
@@ -225,42 +226,81 @@ def _enqueue_next(study: optuna.Study, points: list[dict[str, Any]], slots: int,
 def _points_handed_out(study: optuna.Study) -> tuple[list[int], int]:
     """The points owed again, and the first point never handed out (read under the study's lock).
 
-    A point is owed when every trial of it failed without the point's fault: closed as
-    interrupted (``fail_reason``), or failed silently for a dead worker (no ``fail_reason``;
-    at most ``MAX_RETRIES`` times, Optuna's retry limit). Either is re-queued in the same
-    hold of the study's lock as its failing (``_requeue``, ``requeue_stale_trials``); a trial
-    of a point that is waiting, running or finished makes it not owed. So a point that is
-    failed and not queued again was left so by a worker that died in between (or by a
-    storage failure), and it is handed out again before any new point.
+    A point is owed when none of its trials is waiting, running or finished and no failure
+    of its own gave its verdict (``_owed``). A point whose trials were all interrupted (Ctrl-C,
+    SIGTERM, a failing storage: ``fail_reason`` says so) or failed silently for a worker that
+    died (kill -9, a dead machine) is owed however often that happened: none of it is the
+    point's fault. Either is re-queued in the same hold of the study's lock as its failing
+    (``_requeue``, ``requeue_stale_trials``), so a point that is failed and not queued again
+    was left so by a worker that died in between (or by a storage failure), and it is handed
+    out again before any new point.
     """
+    seen = _trials_by_point(study)
+    return sorted(point for point, trials in seen.items() if _owed(trials)), max(seen, default=-1) + 1
+
+
+def _trials_by_point(study: optuna.Study) -> dict[int, list[optuna.trial.FrozenTrial]]:
     seen: dict[int, list[optuna.trial.FrozenTrial]] = {}
     for trial in study.get_trials(deepcopy=False):
         if (index := records.point(trial)) is not None:
             seen.setdefault(index, []).append(trial)
-
-    def owed(trials: list[optuna.trial.FrozenTrial]) -> bool:
-        reasons = [records.fail_reason(t) for t in trials]
-        return (
-            all(t.state == TrialState.FAIL for t in trials)
-            and all(not r or r.startswith(records.INTERRUPTED) for r in reasons)
-            and reasons.count("") <= MAX_RETRIES
-        )
-
-    return sorted(point for point, trials in seen.items() if owed(trials)), max(seen, default=-1) + 1
+    return seen
 
 
-def _requeue(study: optuna.Study, trial: optuna.Trial) -> None:
-    """Close an interrupted trial as FAIL; a grid or oat point must still run: queue it again.
+def _own_failures(trials: list[optuna.trial.FrozenTrial]) -> list[str]:
+    """The reasons of the failures the point itself caused: its training raised (not an interrupt, not a kill)."""
+    reasons = [records.fail_reason(t) for t in trials if t.state == TrialState.FAIL]
+    return [r for r in reasons if r and not r.startswith(records.INTERRUPTED)]
 
-    Called under the study's lock, so that no claim sees the point failed and not queued.
+
+def _owed(trials: list[optuna.trial.FrozenTrial]) -> bool:
+    """Whether a point must be handed out again: all its trials failed, and its own failures left it retries.
+
+    A divergence is the point's result (its loss became NaN or infinite), never retried; any
+    other failure of its own (out of memory, an error while training) is, ``MAX_RETRIES``
+    times in all.
     """
-    fixed = fixed_params(study, trial)
-    study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-    if fixed is not None:
-        attrs = {records.RETRY_OF_ATTR: trial.number}
-        if records.POINT in trial.user_attrs:
-            attrs[records.POINT] = trial.user_attrs[records.POINT]
-        study.enqueue_trial(fixed, user_attrs=attrs)
+    if any(t.state != TrialState.FAIL for t in trials):
+        return False
+    own = _own_failures(trials)
+    return not any(r.startswith(records.DIVERGED) for r in own) and len(own) < MAX_RETRIES
+
+
+def missing_points(study: optuna.Study) -> list[str]:
+    """The handed-out points that have no result and will not run again, each with why (for the run's last line).
+
+    A point is missing when none of its trials finished, none waits or runs, and it is not
+    owed: its own training failed ``MAX_RETRIES`` times. A diverged point is not missing: its
+    divergence is its result.
+    """
+    missing = []
+    for point, trials in sorted(_trials_by_point(study).items()):
+        own = _own_failures(trials)
+        if _owed(trials) or any(t.state != TrialState.FAIL for t in trials):
+            continue
+        if not any(r.startswith(records.DIVERGED) for r in own):
+            last = max(trials, key=lambda t: t.number)
+            missing.append(f"point {point} (trial {last.number}: {own[-1] if own else 'no reason stored'})")
+    return missing
+
+
+def _requeue(study: optuna.Study, trials: list[optuna.Trial]) -> None:
+    """Close interrupted trials as FAIL; a grid or oat point must still run: queue it again.
+
+    Called under the study's lock, so that no claim sees a point failed and not queued, and
+    with a group's trials at once, so that they wait next to each other. A trial another
+    worker closed meanwhile (this one was stopped past its heartbeat) was queued again there.
+    """
+    for trial in trials:
+        if study._storage.get_trial(trial._trial_id).state.is_finished():
+            continue
+        fixed = fixed_params(study, trial)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        if fixed is not None:
+            attrs = {records.RETRY_OF_ATTR: trial.number}
+            if records.POINT in trial.user_attrs:
+                attrs[records.POINT] = trial.user_attrs[records.POINT]
+            study.enqueue_trial(fixed, user_attrs=attrs)
 
 
 def _free_memory() -> None:

@@ -18,7 +18,6 @@ import pytest
 
 from search.records import INTERRUPTED
 from search.run.worker import _points_handed_out
-from search.storage import MAX_RETRIES
 from tests.conftest import REPO
 from tests.search.conftest import FILE_STORAGES, fast_flags, file_url, param_sets, readable, run_search, states
 from tests.search.test_cli import one_line_error
@@ -168,11 +167,3 @@ def test_a_point_whose_requeue_was_cut_short_is_handed_out_again(tmp_path: Path)
         assert trial.number == number
     study.enqueue_trial({"x": 3}, user_attrs={"point": 3})
     assert _points_handed_out(study) == ([1, 4], 6)
-
-
-def test_a_point_failed_silently_more_than_the_retry_limit_is_not_owed(tmp_path: Path) -> None:
-    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'studies.db'}", direction="maximize")
-    for _ in range(MAX_RETRIES + 1):
-        study.enqueue_trial({"x": 0}, user_attrs={"point": 0})
-        study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
-    assert _points_handed_out(study) == ([], 1)

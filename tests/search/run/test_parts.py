@@ -9,7 +9,7 @@ import pytest
 
 from search import app
 from search.records import SHARED_RUN_ATTR
-from search.run.groups import clean_cut, parts_per_group, waiting_group
+from search.run.groups import clean_cut, parts_per_group, take, waiting_group
 from search.run.worker import _Parts
 from search.space import SEVEN, grid_points, point_key, point_network
 from search.spec import StudySpec
@@ -56,8 +56,8 @@ def test_the_last_group_is_claimed_in_parts_of_whole_networks() -> None:
     key = lambda point: point_key(point)  # noqa: E731
     claimed: list[list[dict]] = []
     while sum(map(len, claimed)) < len(points):
-        count = waiting_group(study, key, len(points), parts(slots=len(points)))
-        claimed.append([points[study.ask().user_attrs["point"]] for _ in range(count)])
+        trials = take(study, waiting_group(study, key, len(points), parts(slots=len(points))))
+        claimed.append([points[trial.user_attrs["point"]] for trial in trials])
     assert [len({point_network(p) for p in claim}) for claim in claimed] == [9, 9]  # 18 networks, two workers
     networks = [{point_network(p) for p in claim} for claim in claimed]
     assert not networks[0] & networks[1]

@@ -1,0 +1,53 @@
+"""Every table in docs/results.md is what its command prints today, from the study logs in results/.
+
+A table is marked in the document by the command that prints it::
+
+    <!-- printed by: python -m search effects --storage journal:results/oat.log --study-name mnist-oat -->
+    ```text
+    ...
+    ```
+
+The logs are kept in the repository, so this recomputes each table without training anything
+and fails when the document and the code disagree: no table goes stale.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = (REPO / "docs" / "results.md", REPO / "README.md")
+MARK = re.compile(r"<!-- printed by: (?P<command>.+?) -->\n```text\n(?P<table>.*?)```", re.S)
+
+
+def _tables() -> list[tuple[str, str, str]]:
+    found = []
+    for doc in DOCS:
+        for match in MARK.finditer(doc.read_text()):
+            found.append((doc.name, match["command"], match["table"]))
+    return found
+
+
+def test_the_results_document_marks_its_tables() -> None:
+    assert sum(1 for doc, _, _ in _tables() if doc == "results.md") >= 3
+
+
+@pytest.mark.parametrize(("doc", "command", "table"), _tables(), ids=lambda v: v if len(v) < 90 else None)
+def test_a_documented_table_is_what_its_command_prints(doc: str, command: str, table: str) -> None:
+    argv = shlex.split(command)
+    assert argv[:3] == ["python", "-m", "search"], f"{doc}: only `python -m search` readers are recomputed"
+    assert argv[3] in {"effects", "best", "list", "export"}, f"{doc}: {argv[3]} would train or serve"
+    for arg in argv:
+        if arg.startswith("journal:"):
+            assert (REPO / arg.removeprefix("journal:")).is_file(), f"{doc}: {arg} is not in the repository"
+    done = subprocess.run(
+        [sys.executable, *argv[1:]], cwd=REPO, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip("\n") == table.rstrip("\n"), f"{doc}: the table under `{command}` is stale"
