@@ -523,7 +523,12 @@ def record_heartbeats(
 
     table = TrialHeartbeatModel.__table__
     ids = list(trial_ids)
-    engine = getattr(storage, "_backend", storage).engine  # Study wraps the RDBStorage in a cache
+    backend = getattr(storage, "_backend", storage)  # Study wraps the RDBStorage in a cache
+    if isinstance(backend, _Journal):  # a beat is a file's time there: no transaction, no lock
+        for trial_id in ids:
+            backend.record_heartbeat(trial_id)
+        return
+    engine = backend.engine
     try:
         with engine.begin() as conn:
             sqlite = conn.dialect.name == "sqlite"
@@ -710,7 +715,8 @@ class _Journal(JournalStorage, BaseHeartbeat):
         super().__init__(_LogFile(log))
         self._beats = Path(f"{log}.heartbeats")
         self._interval = heartbeat
-        self._callback = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES) if heartbeat else None
+        # No retry limit: a dead worker is never the point's fault (the retry rule, docs/guarantees.md).
+        self._callback = RetryHeartbeatStaleTrialCallback(max_retry=None) if heartbeat else None
 
     def create_new_trial(self, study_id: int, template_trial: optuna.trial.FrozenTrial | None = None) -> int:
         trial_id = super().create_new_trial(study_id, template_trial)
