@@ -523,12 +523,11 @@ def record_heartbeats(
 
     table = TrialHeartbeatModel.__table__
     ids = list(trial_ids)
-    backend = getattr(storage, "_backend", storage)  # Study wraps the RDBStorage in a cache
-    if isinstance(backend, _Journal):  # a beat is a file's time there: no transaction, no lock
+    if isinstance(storage, _Journal):  # a beat is a file's time there: no transaction, no lock
         for trial_id in ids:
-            backend.record_heartbeat(trial_id)
+            storage.record_heartbeat(trial_id)
         return
-    engine = backend.engine
+    engine = getattr(storage, "_backend", storage).engine  # Study wraps the RDBStorage in a cache
     try:
         with engine.begin() as conn:
             sqlite = conn.dialect.name == "sqlite"
