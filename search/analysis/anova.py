@@ -7,8 +7,11 @@
   each pair against the seeds' replicate error (plus the validation images' noise,
   ``search.analysis.sampling``), Holm over the pairs. Otherwise (one seed, or binned
   values): a Freedman-Lane permutation of the additive model's residuals, the largest
-  pair statistic over the pairs as the family's null;
-- the exact functional ANOVA of a complete grid, and a least-squares ANOVA of its points
+  pair statistic over the pairs as the family's null. Every pair tested is listed with its
+  family-wise p and verdict (``pair_tests``); parameters held at one value (a ``--vary``
+  factorial's) make no pair;
+- the exact functional ANOVA of a complete grid (a ``--vary`` factorial's grid is its varied
+  parameters', ``grid_size``), and a least-squares ANOVA of its points
   above chance (the at-chance runs otherwise dominate every share);
 - Optuna's PED-ANOVA and fANOVA estimators, to set beside it.
 """

@@ -8,8 +8,10 @@ Gathered from a study's trials only (no drawing, no printing):
   its contrast with a reference level (``search.analysis.contrasts``): matched pairs
   with an interval over seeds on a grid, a bootstrap over trials on a random study,
   description only on an adaptive (TPE) one;
-- interactions: the parameter pairs whose cells add to the additive model beyond the noise
-  (``search.analysis.anova``), with their medians;
+- interactions: every pair's test, and the pairs whose cells add to the additive model beyond
+  the noise (``search.analysis.anova``), with their medians;
+- parameters every trial holds at one value (a ``--vary`` factorial's) are left out of all of
+  it, and named in one note;
 - importance: Optuna's PED-ANOVA and fANOVA evaluators, and on a complete grid the exact
   functional ANOVA of the grid, over all points and over the points above chance;
 - failures: trials at chance and diverged runs per level.

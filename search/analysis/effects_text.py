@@ -244,6 +244,7 @@ def tables(e: Effects) -> list[Table]:
             [f"{a} \\ {b}", *i.columns],
             [[r, *[_num(m) for m in ms]] for r, ms in zip(i.rows, i.medians, strict=True)],
             caption=f"p: {i.method}",
+            names=1,
         ))  # fmt: skip
     if e.importance or e.exact_anova:
         columns = {**{IMPORTANCE_NAMES.get(k, k): v for k, v in e.importance.items()}}
