@@ -7,8 +7,11 @@
   each pair against the seeds' replicate error (plus the validation images' noise,
   ``search.analysis.sampling``), Holm over the pairs. Otherwise (one seed, or binned
   values): a Freedman-Lane permutation of the additive model's residuals, the largest
-  pair statistic over the pairs as the family's null;
-- the exact functional ANOVA of a complete grid, and a least-squares ANOVA of its points
+  pair statistic over the pairs as the family's null. Every pair tested is listed with its
+  family-wise p and verdict (``pair_tests``); parameters held at one value (a ``--vary``
+  factorial's) make no pair;
+- the exact functional ANOVA of a complete grid (a ``--vary`` factorial's grid is its varied
+  parameters', ``grid_size``), and a least-squares ANOVA of its points
   above chance (the at-chance runs otherwise dominate every share);
 - Optuna's PED-ANOVA and fANOVA estimators, to set beside it.
 """
@@ -37,6 +40,19 @@ MIN_PER_CELL = 2  # fewer trials per filled cell on average, and the cells would
 
 F_TEST, FREEDMAN_LANE = "F test against the seeds' replicate error, Holm over pairs", (
     "Freedman-Lane permutation of the additive residuals, largest statistic over pairs")
+
+
+INTERACTS, NOT_SHOWN = "interacts", "not shown"  # a pair's verdict: its family-wise p below ALPHA, or not
+
+
+class PairTest(NamedTuple):
+    """One tested pair: its share of the variance beyond the main effects, its family-wise p, and the verdict."""
+
+    parameters: tuple[str, str]
+    share: float
+    p: float
+    verdict: str  # INTERACTS (p < ALPHA) or NOT_SHOWN
+    method: str
 
 
 class Interaction(NamedTuple):
@@ -122,15 +138,14 @@ def _pair_ss(design: _Design, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.maximum(ss, 0.0), (y**2).sum(axis=0) - fitted
 
 
-def interactions(
+def pair_tests(
     table: TrialTable,
     seeds: np.ndarray | None = None,
     noise: ImageNoise | None = None,
-    top: int = TOP_PAIRS,
     seed: int = 0,
     resamples: int = PERMUTATIONS,
-) -> list[Interaction]:
-    """Up to ``top`` pairs whose cells add to the additive model beyond the noise, family-wise at 5%, with medians.
+) -> list[PairTest]:
+    """Every testable pair of parameters with two or more levels each, with its family-wise p and verdict.
 
     ``seeds``: the ``[trial, seed]`` validation accuracies (failed seeds NaN), or None. With
     K >= 2 and no binned parameter, each pair's F against the replicate error; else Freedman-Lane.
@@ -138,11 +153,32 @@ def interactions(
     if len(table.params) < 2 or float(np.ptp(table.values)) == 0:
         return []
     binned = any(lv.binned for lv in table.levels.values())
+    found, method = None, F_TEST
     if seeds is not None and not binned:
         found = _f_tests(table, seeds, noise)
-        if found is not None:
-            return _report(table, found, top, F_TEST)
-    return _report(table, _freedman_lane(table, seed, resamples), top, FREEDMAN_LANE)
+    if found is None:
+        found, method = _freedman_lane(table, seed, resamples), FREEDMAN_LANE
+    return [PairTest(pair, share, p, INTERACTS if p < ALPHA else NOT_SHOWN, method) for pair, share, p in found]
+
+
+def interactions(
+    table: TrialTable,
+    seeds: np.ndarray | None = None,
+    noise: ImageNoise | None = None,
+    top: int = TOP_PAIRS,
+    seed: int = 0,
+    resamples: int = PERMUTATIONS,
+    tests: list[PairTest] | None = None,
+) -> list[Interaction]:
+    """Up to ``top`` pairs whose cells add to the additive model beyond the noise, family-wise at 5%, with medians.
+
+    ``tests``: the ``pair_tests`` already made of these trials (else they are made here, as it says).
+    """
+    tests = pair_tests(table, seeds, noise, seed, resamples) if tests is None else tests
+    out = [Interaction((a, b), t.share, t.p, table.levels[a].labels, table.levels[b].labels,
+                       _median_cells(table, a, b), t.method)
+           for t in tests if t.verdict == INTERACTS for a, b in [t.parameters]]  # fmt: skip
+    return sorted(out, key=lambda i: -i.share)[:top]
 
 
 def _f_tests(
@@ -201,14 +237,6 @@ def _freedman_lane(table: TrialTable, seed: int, resamples: int) -> list[tuple[t
     total = float(((y - y.mean()) ** 2).sum())
     return [(pair, float(v) / total, float((1 + (null >= o - 1e-12).sum()) / (resamples + 1)))
             for pair, v, o in zip(design.pairs, ss[:, 0], observed, strict=True)]  # fmt: skip
-
-
-def _report(
-    table: TrialTable, found: list[tuple[tuple[str, str], float, float]], top: int, method: str
-) -> list[Interaction]:
-    out = [Interaction((a, b), share, p, table.levels[a].labels, table.levels[b].labels, _median_cells(table, a, b),
-                       method) for (a, b), share, p in found if p < ALPHA]  # fmt: skip
-    return sorted(out, key=lambda i: -i.share)[:top]
 
 
 def _residual(x: np.ndarray, y: np.ndarray) -> float:
@@ -287,8 +315,11 @@ def exact_anova(table: TrialTable, points: int | None = None) -> tuple[dict[str,
     return shares, ""
 
 
-def optuna_importances(study: optuna.Study, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Optuna's PED-ANOVA and fANOVA importances, each adding up to 1; an evaluator that fails is left out."""
+def optuna_importances(
+    study: optuna.Study, seed: int = 0, params: list[str] | None = None
+) -> dict[str, dict[str, float]]:
+    """Optuna's PED-ANOVA and fANOVA importances of ``params`` (None: all), each adding up to 1; an evaluator
+    that fails is left out."""
     evaluators = {
         "PedAnovaImportanceEvaluator": PedAnovaImportanceEvaluator,
         "FanovaImportanceEvaluator": lambda: FanovaImportanceEvaluator(seed=seed),
@@ -298,7 +329,7 @@ def optuna_importances(study: optuna.Study, seed: int = 0) -> dict[str, dict[str
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                shares = optuna.importance.get_param_importances(study, evaluator=evaluator())
+                shares = optuna.importance.get_param_importances(study, evaluator=evaluator(), params=params)
             out[name] = {k: float(v) for k, v in shares.items()}
         except (ImportError, ValueError, RuntimeError, ZeroDivisionError):
             continue  # too few trials, or every trial has the same parameters
@@ -306,6 +337,16 @@ def optuna_importances(study: optuna.Study, seed: int = 0) -> dict[str, dict[str
 
 
 def grid_size(study: optuna.Study, params: list[str]) -> int | None:
-    """How many points the study's grid holds, from the project's space (None for another space)."""
-    space = search_space(bool(study.user_attrs.get("regularization", False)))
-    return int(np.prod([len(p.grid) for p in space])) if [p.name for p in space] == params else None
+    """How many points the study's grid holds, from the project's space (None for another space).
+
+    ``params``: the study's parameters. The grid is the space's under the study's ``max_epochs``
+    cap (values above it merge), and on a ``--vary`` factorial only the varied parameters'
+    grids count: the others are held at one value each.
+    """
+    attrs = study.user_attrs
+    max_epochs = attrs.get("max_epochs")
+    space = search_space(bool(attrs.get("regularization", False)), None if max_epochs is None else int(max_epochs))
+    if {p.name for p in space} != set(params):
+        return None
+    vary = {name for name in str(attrs.get("vary", "") or "").split(",") if name}
+    return int(np.prod([len(p.grid) for p in space if not vary or p.name in vary]))

@@ -8,8 +8,10 @@ Gathered from a study's trials only (no drawing, no printing):
   its contrast with a reference level (``search.analysis.contrasts``): matched pairs
   with an interval over seeds on a grid, a bootstrap over trials on a random study,
   description only on an adaptive (TPE) one;
-- interactions: the parameter pairs whose cells add to the additive model beyond the noise
-  (``search.analysis.anova``), with their medians;
+- interactions: every pair's test, and the pairs whose cells add to the additive model beyond
+  the noise (``search.analysis.anova``), with their medians;
+- parameters every trial holds at one value (a ``--vary`` factorial's) are left out of all of
+  it, and named in one note;
 - importance: Optuna's PED-ANOVA and fANOVA evaluators, and on a complete grid the exact
   functional ANOVA of the grid, over all points and over the points above chance;
 - failures: trials at chance and diverged runs per level.
@@ -27,11 +29,13 @@ from search import records
 from search.analysis import verdicts
 from search.analysis.anova import (
     Interaction,
+    PairTest,
     above_chance_anova,
     exact_anova,
     grid_size,
     interactions,
     optuna_importances,
+    pair_tests,
 )
 from search.analysis.contrasts import CONFIDENCE, contrasts, seed_matrix
 from search.analysis.contrasts import method as contrast_method
@@ -39,7 +43,7 @@ from search.analysis.oat import TEST_ATTR, FailedSeed, OatChange, oat_family
 from search.analysis.oat import method as oat_method
 from search.analysis.sampling import ImageNoise, image_noise
 from search.analysis.summary import oat_baseline
-from search.analysis.table import TrialTable, finished, trial_table
+from search.analysis.table import TrialTable, finished, held_fixed, trial_table
 from search.analysis.text import format_params
 from search.analysis.verdicts import CHANCE, MARGIN, MAX_MARGIN
 from trainer.errors import UsageError
@@ -83,12 +87,14 @@ class Effects(NamedTuple):
     seeds: int  # the most seeds any trial ran
     margin: float  # a change inside +-margin is negligible
     binning: dict[str, str]
+    fixed: dict[str, str]  # the parameters every trial holds at one value (a --vary factorial's), left out
     main_effects: list[MainEffect]
     contrast_method: str  # how main-effect contrasts and their intervals are made; "" for description only
     oat: list[OatChange]
     oat_method: str  # K, m, the margin and what decides, in a few short lines
     failed_seeds: list[FailedSeed]  # left out of their comparisons
-    interactions: list[Interaction]
+    interaction_tests: list[PairTest]  # every pair tested, with its family-wise p and verdict
+    interactions: list[Interaction]  # the pairs that interact (the largest shares), with their medians
     importance: dict[str, dict[str, float]]  # evaluator name to parameter shares
     exact_anova: dict[str, float]  # term ("a" or "a x b", and "rest") to its share of the variance
     anova_above_chance: dict[str, float]  # the same over the grid points above chance
@@ -108,8 +114,9 @@ def gather_effects(study: optuna.Study, seed: int = 0, margin: float = MARGIN) -
     if not complete:
         raise UsageError(f"study {study.study_name!r} has no complete trial yet")
     kind = str(study.user_attrs.get("kind", "?"))
-    table = trial_table(complete, diverged)
-    rows = [t for t in complete if all(p in t.params for p in table.params)]  # the table's trials, in order
+    whole = trial_table(complete, diverged)
+    rows = [t for t in complete if all(p in t.params for p in whole.params)]  # the table's trials, in order
+    table, fixed = held_fixed(whole)
     seeds = max(len(records.seed_values(t)) for t in complete)
     notes = [f"{p}: {lv.binning}" for p, lv in table.levels.items() if lv.binned]
     baseline = oat_baseline(study)
@@ -131,7 +138,9 @@ def gather_effects(study: optuna.Study, seed: int = 0, margin: float = MARGIN) -
     if how and kind == "grid" and seeds < 2:
         notes.append("one seed per grid point: the matched contrasts have no interval (the grid's points are "
                      "the population; only more seeds tell their noise)")  # fmt: skip
-    exact, why = exact_anova(table, grid_size(study, table.params)) if kind == "grid" else ({}, "")
+    if fixed:
+        notes.append("held fixed, left out: " + ", ".join(f"{p} {v}" for p, v in fixed.items()))
+    exact, why = exact_anova(table, grid_size(study, whole.params)) if kind == "grid" else ({}, "")
     if why:
         notes.append(why)
     above = above_chance_anova(table, CHANCE) if exact else {}
@@ -139,21 +148,24 @@ def gather_effects(study: optuna.Study, seed: int = 0, margin: float = MARGIN) -
     if baseline is None and noise is None and kind in ("grid", "random"):
         notes.append("no test accuracies stored: intervals and interaction tests leave out the validation images' "
                      "own noise")  # fmt: skip
-    failed = family.failed if baseline is not None else _failed_seeds(rows)
+    failed = family.failed if baseline is not None else _failed_seeds(rows, table.params)
+    tests = [] if baseline is not None else pair_tests(table, seed_matrix(rows), noise, seed=seed)
     return Effects(
         study=study.study_name,
         kind=kind,
         trials=len(complete),
         seeds=seeds,
         margin=margin,
-        binning={p: lv.binning for p, lv in table.levels.items()},
+        binning={p: lv.binning for p, lv in whole.levels.items()},
+        fixed=fixed,
         main_effects=main_effects(table, rows, kind if baseline is None else "oat", seed, noise),
         contrast_method=how,
         oat=oat,
         oat_method=oat_method(family),
         failed_seeds=failed,
-        interactions=[] if baseline is not None else interactions(table, seed_matrix(rows), noise, seed=seed),
-        importance={} if baseline is not None else optuna_importances(study, seed),
+        interaction_tests=tests,
+        interactions=interactions(table, tests=tests),
+        importance={} if baseline is not None else optuna_importances(study, seed, table.params if fixed else None),
         exact_anova=exact,
         anova_above_chance=above,
         failures=failures(table, complete + diverged),
@@ -193,15 +205,17 @@ def _test_values(trial: FrozenTrial) -> list[float] | None:
     return None if values is None else [np.nan if v is None else float(v) for v in values]
 
 
-def _failed_seeds(trials: list[FrozenTrial]) -> list[FailedSeed]:
-    """Every failed seed of the trials (named by trial number), for the studies without a baseline."""
+def _failed_seeds(trials: list[FrozenTrial], params: list[str]) -> list[FailedSeed]:
+    """Every failed seed of the trials (named by trial number and their values of ``params``, the varied
+    ones), for the studies without a baseline."""
     out = []
     for t in trials:
         values = records.seed_values(t)
         seeds = t.user_attrs.get("seeds") or list(range(1, len(values) + 1))
         for s, v, f in zip(seeds, values, verdicts.failed_seeds(values), strict=True):
             if f:
-                out.append(FailedSeed(t.number, format_params(t.params), s, None if np.isnan(v) else float(v)))
+                point = format_params({p: t.params[p] for p in params})
+                out.append(FailedSeed(t.number, point, s, None if np.isnan(v) else float(v)))
     return out
 
 

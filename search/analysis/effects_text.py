@@ -8,6 +8,7 @@ import textwrap
 from typing import Any, NamedTuple, TextIO
 
 from search.analysis.effects import CHANCE, CONFIDENCE, Effects
+from search.analysis.text import wrapped
 from search.analysis.verdicts import CLAIMS
 
 IMPORTANCE_NAMES = {"PedAnovaImportanceEvaluator": "PED-ANOVA", "FanovaImportanceEvaluator": "fANOVA"}
@@ -44,7 +45,6 @@ CSV_FIELDS = (
     "parameters_change",
     "seconds_change",
 )
-WIDTH = 120  # a terminal line
 IMPORTANCE_LINE = (
     "PED-ANOVA: how differently a parameter's values are spread among the best 10% of trials than among all; "
     "fANOVA: its share of the variance of a random forest fitted to every trial. They read different things "
@@ -63,11 +63,17 @@ def to_json(e: Effects) -> dict[str, Any]:
             "confidence": CONFIDENCE,
             "margin": e.margin,
             "binning": e.binning,
+            "fixed": e.fixed,
             "main_effects_method": e.contrast_method or "description only",
             "main_effects": [r._asdict() for r in e.main_effects],
             "oat_method": e.oat_method,
             "oat": [r._asdict() for r in e.oat],
             "failed_seeds": [f._asdict() for f in e.failed_seeds],
+            "interaction_tests": [
+                {"parameters": list(t.parameters), "share": t.share, "p": t.p, "verdict": t.verdict,
+                 "method": t.method}
+                for t in e.interaction_tests
+            ],  # fmt: skip
             "interactions": [
                 {
                     "parameters": list(i.parameters),
@@ -117,6 +123,9 @@ def csv_rows(e: Effects, extra: list[dict[str, Any]] = ()) -> list[dict[str, Any
     for f in e.failed_seeds:
         rows.append({"section": "failed_seed", "trial": f.trial, "value": f.point, "seed": f.seed,
                      "accuracy": f.accuracy})  # fmt: skip
+    for t in e.interaction_tests:
+        rows.append({"section": "interaction_test", "parameter": " x ".join(t.parameters), "share": t.share,
+                     "p_adjusted": t.p, "verdict": t.verdict})  # fmt: skip
     for name, shares in {**e.importance, **({"exact_anova": e.exact_anova} if e.exact_anova else {})}.items():
         rows += [{"section": name, "parameter": p, "share": s} for p, s in shares.items()]
     for f in e.failures:
@@ -219,6 +228,15 @@ def tables(e: Effects) -> list[Table]:
             [[str(f.trial), f.point, str(f.seed), _num(f.accuracy)] for f in e.failed_seeds],
         ))  # fmt: skip
     out.append(_main_table(e))
+    if e.interaction_tests:
+        out.append(Table(
+            "Interaction tests: each pair's share of the variance beyond every main effect, and its family-wise p",
+            ["pair", "share", "p adj", "verdict"],
+            [[f"{a} x {b}", f"{t.share:.1%}", _p(t.p), t.verdict] for t in e.interaction_tests
+             for a, b in [t.parameters]],
+            caption=f"p: {e.interaction_tests[0].method}",
+            names=1,
+        ))  # fmt: skip
     for i in e.interactions:
         a, b = i.parameters
         out.append(Table(
@@ -226,6 +244,7 @@ def tables(e: Effects) -> list[Table]:
             [f"{a} \\ {b}", *i.columns],
             [[r, *[_num(m) for m in ms]] for r, ms in zip(i.rows, i.medians, strict=True)],
             caption=f"p: {i.method}",
+            names=1,
         ))  # fmt: skip
     if e.importance or e.exact_anova:
         columns = {**{IMPORTANCE_NAMES.get(k, k): v for k, v in e.importance.items()}}
@@ -271,14 +290,6 @@ def markdown(t: Table, names: int = 2) -> list[str]:
 def headline(e: Effects) -> str:
     """``study (kind): N complete trials, up to K seed(s) each``."""
     return f"{e.study} ({e.kind}): {e.trials} complete trials, up to {e.seeds} seed(s) each"
-
-
-def wrapped(text: str, width: int = WIDTH) -> list[str]:
-    """``text``'s lines, each longer than ``width`` broken at spaces (continued lines indented)."""
-    out = []
-    for line in text.splitlines():
-        out += textwrap.wrap(line, width, subsequent_indent="  ", break_on_hyphens=False) or [""]
-    return out
 
 
 def to_text(e: Effects) -> str:

@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import records
-from search.analysis.text import format_params, format_value
+from search.analysis.text import format_params, format_value, wrapped
 
 COSTS: dict[str, Callable[[FrozenTrial], float | None]] = {  # cost name -> how a trial's is read
     "parameters": lambda t: t.user_attrs.get("parameter_count"),
@@ -69,19 +69,20 @@ def fronts_text(fronts: dict[str, list[FrontPoint]]) -> str:
         unit = "parameters" if cost == "parameters" else "training seconds"
         lines = [f"Pareto front: validation accuracy against {unit} ({len(front)} trials)"]
         same = {k: v for k, v in front[0].params.items() if all(p.params.get(k) == v for p in front)}
-        if same and len(front) > 1:
-            lines.append(f"every trial of it: {format_params(same)}")
+        if same:
+            lines += wrapped(f"{'every trial of it' if len(front) > 1 else 'its trial'}: {format_params(same)}")
         lines.append(f"{'trial':>6}  {'accuracy':>8}  {unit:>16}  parameters of the trial")
         for p in front:
             shown = f"{p.cost:,.0f}" if cost == "parameters" else f"{p.cost:.2f}"
-            own = {k: v for k, v in p.params.items() if k not in same or len(front) == 1}
-            lines.append(f"{p.number:>6}  {p.accuracy:>8.4f}  {shown:>16}  {format_params(own)}")
+            own = {k: v for k, v in p.params.items() if k not in same}
+            lines.append(f"{p.number:>6}  {p.accuracy:>8.4f}  {shown:>16}  {format_params(own)}".rstrip())
         blocks.append("\n".join(lines))
     note = (
         "seconds are each trial's training time as if trained alone (measured per network in its run): "
         "a front in seconds moves with the machine's load"
     )
-    return "\n\n".join(blocks) + (f"\n{note}" if "seconds" in fronts else "")
+    return "\n\n".join(blocks) + ("\n" + "\n".join(wrapped(note)) if "seconds" in fronts else "")
+
 
 
 def fronts_json(fronts: dict[str, list[FrontPoint]]) -> dict[str, list[dict[str, Any]]]:

@@ -191,7 +191,7 @@ def _table_html(t: Table) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in t.header)
     body = "".join(
         "<tr>" + "".join(
-            f'<td class="{"num" if i >= 2 else ""}">{html.escape(c)}</td>' for i, c in enumerate(row)
+            f'<td class="{"num" if i >= t.names else ""}">{html.escape(c)}</td>' for i, c in enumerate(row)
         ) + "</tr>"
         for row in t.rows
     )  # fmt: skip

@@ -52,6 +52,20 @@ def trial_table(complete: list[FrozenTrial], others: Sequence[FrozenTrial] = ())
     )
 
 
+def held_fixed(table: TrialTable) -> tuple[TrialTable, dict[str, str]]:
+    """``table`` without the parameters every trial holds at one value, and those values by name.
+
+    A ``--vary`` factorial (or a grid whose epochs the cap merges) holds them fixed: they have no
+    effect to show and no share to take. A table with no varied parameter is returned whole.
+    """
+    fixed = {p: table.levels[p].labels[0] for p in table.params if len(table.levels[p].labels) == 1}
+    if len(fixed) == len(table.params):
+        return table, {}
+    params = [p for p in table.params if p not in fixed]
+    return TrialTable(params, {p: table.levels[p] for p in params}, {p: table.codes[p] for p in params},
+                      table.values), fixed  # fmt: skip
+
+
 def _choices(trial: FrozenTrial, param: str) -> tuple[Any, ...]:
     """A categorical parameter's choices in the space's order (relu before sigmoid), else nothing."""
     distribution = trial.distributions.get(param)

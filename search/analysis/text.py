@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from optuna.trial import FrozenTrial
@@ -9,6 +10,7 @@ from optuna.trial import FrozenTrial
 from search import records
 
 ACCURACY_PLACES = 4  # accuracies on 10,000 validation images differ in the fourth place
+WIDTH = 120  # a terminal line
 
 
 def format_value(value: Any) -> str:
@@ -34,3 +36,11 @@ def best_line(trial: FrozenTrial) -> str:
     return f"trial {trial.number}: validation accuracy {format_accuracy(records.accuracy(trial))}" + (
         f", test accuracy {format_accuracy(test)}" if test is not None else ""
     )
+
+
+def wrapped(text: str, width: int = WIDTH) -> list[str]:
+    """``text``'s lines, each longer than ``width`` broken at spaces (continued lines indented)."""
+    out = []
+    for line in text.splitlines():
+        out += textwrap.wrap(line, width, subsequent_indent="  ", break_on_hyphens=False) or [""]
+    return out

@@ -360,6 +360,7 @@ def grid_over_four(interaction: float, seed: int) -> object:
 
     s = optuna.create_study(direction="maximize")
     s.set_user_attr("kind", "grid")
+    s.set_user_attr("vary", ",".join(simulate.GRID_PARAMS))  # a factorial, the others at the baseline
     for t in simulate.grid_trials(3, np.random.default_rng(seed), interaction):
         s.add_trial(t)
     return s
