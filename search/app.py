@@ -45,8 +45,10 @@ if TYPE_CHECKING:
 
 def run_study(spec: StudySpec, argv: list[str]) -> int:
     """Run the study to its budget; returns the exit code (130 when interrupted)."""
-    # Loading torch and the data takes seconds before the first line below: said at once.
-    print("starting: loading torch and the data", file=sys.stderr)
+    # Loading torch and the data takes seconds before the first line below: said at once to a
+    # person watching. Not into a pipe or a log, where bad input stays one line (docs/guarantees.md).
+    if sys.stderr.isatty():
+        print("starting: loading torch and the data", file=sys.stderr)
     from search.run.budget import Counts
     from search.run.interrupts import Interrupts
     from search.run.plan import available_memory, cores, default_workers, plan_compile, plan_workers
