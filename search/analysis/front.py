@@ -124,7 +124,7 @@ def oat_cost_changes(study: optuna.Study) -> list[CostChange]:
 def cost_changes_text(changes: list[CostChange]) -> str:
     lines = [
         "One at a time: change in cost from the baseline "
-        "(parameters exact; seconds as if trained alone, measured once per network)"
+        "(parameters exact; seconds as if trained alone, per network)"
     ]
     lines.append(f"{'parameter':<14} {'value':<14} {'parameters':>12} {'seconds':>9}")
     for c in changes:

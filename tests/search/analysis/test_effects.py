@@ -335,7 +335,9 @@ def test_effects_text_fits_120_columns_hides_empty_columns_and_explains_importan
     s = random_study()
     s.set_user_attr("kind", "tpe")
     tpe = to_text(gather_effects(s))
-    for text in (oat, grid, tpe):
+    from search.analysis.front import cost_changes_text
+
+    for text in (oat, grid, tpe, cost_changes_text([])):  # effects prints an oat's cost changes after its tables
         assert max(len(line) for line in text.splitlines()) <= 120
     assert "validation-image noise (sd" in oat and "m = 13 moves" in oat
     assert "interval" not in tpe.split("Main effects")[1].splitlines()[1]  # the TPE table has no interval column
