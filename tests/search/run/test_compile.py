@@ -86,15 +86,15 @@ def test_a_small_study_is_not_compiled(make_spec: Callable[..., StudySpec], monk
 
 
 @pytest.mark.parametrize(
-    ("asked", "work", "worth"),
+    ("asked", "paybacks", "worth"),
     [
-        ("auto", 5.6e10, "a worker's share of this study repays that about 6 times over"),
-        ("auto", 1.2e10, "a worker's share of this study about repays that"),
-        ("on", 1e8, "a worker's share of this study is too short to repay that"),
+        ("auto", 5.6, "a worker's share of this study repays that about 6 times over"),
+        ("auto", 1.2, "a worker's share of this study about repays that"),
+        ("on", 0.01, "a worker's share of this study is too short to repay that"),
     ],
 )
-def test_the_compile_note_says_in_words_whether_it_pays(asked: str, work: float, worth: str) -> None:
-    compiled, note = plan_compile(asked, True, work)
+def test_the_compile_note_says_in_words_whether_it_pays(asked: str, paybacks: float, worth: str) -> None:
+    compiled, note = plan_compile(asked, True, paybacks * optim.COMPILE_PAYBACK_ELEMENT_STEPS)
     assert compiled and note == (
         f"note: each worker compiles the Adadelta update first (5-35 s), then trains faster; {worth}; "
         "--compile off skips it"
