@@ -50,12 +50,9 @@ def sqlite_study(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> P
     return folder
 
 
-@pytest.fixture(params=["file", "folder"])
-def immutable(request: pytest.FixtureRequest, sqlite_study: Path, tmp_path: Path) -> Iterator[Path]:
-    """A copy of the study whose database file (or whole folder) no one, root included, may change."""
-    folder = tmp_path / "archive"
-    shutil.copytree(sqlite_study, folder)
-    targets = [folder / "studies.db"] if request.param == "file" else [*folder.iterdir(), folder]
+def _frozen(folder: Path, name: str, what: str) -> Iterator[Path]:
+    """``folder``, with its file ``name`` (``what`` = "file") or all of it ("folder") immutable meanwhile."""
+    targets = [folder / name] if what == "file" else [*folder.iterdir(), folder]
     done = subprocess.run(["chattr", "+i", *map(str, targets)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"chattr +i does not work here: {done.stderr.decode().strip()}")
@@ -63,6 +60,14 @@ def immutable(request: pytest.FixtureRequest, sqlite_study: Path, tmp_path: Path
         yield folder
     finally:
         subprocess.run(["chattr", "-i", *map(str, targets)], check=True)
+
+
+@pytest.fixture(params=["file", "folder"])
+def immutable(request: pytest.FixtureRequest, sqlite_study: Path, tmp_path: Path) -> Iterator[Path]:
+    """A copy of the study whose database file (or whole folder) no one, root included, may change."""
+    folder = tmp_path / "archive"
+    shutil.copytree(sqlite_study, folder)
+    yield from _frozen(folder, "studies.db", request.param)
 
 
 def test_immutable_sqlite_is_read_and_refused_for_writing(immutable: Path, tmp_path: Path, mnist_dir: Path) -> None:
@@ -114,14 +119,7 @@ def immutable_log(request: pytest.FixtureRequest, tmp_path: Path, mnist_dir: Pat
     folder.mkdir()
     proc = run_search("random", "--trials", "2", "--storage", "journal:studies.log", *fast_flags(mnist_dir), cwd=folder)
     assert proc.returncode == 0, proc.stderr
-    targets = [folder / "studies.log"] if request.param == "file" else [*folder.iterdir(), folder]
-    done = subprocess.run(["chattr", "+i", *map(str, targets)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"chattr +i does not work here: {done.stderr.decode().strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["chattr", "-i", *map(str, targets)], check=True)
+    yield from _frozen(folder, "studies.log", request.param)
 
 
 def test_immutable_journal_is_read_and_refused_for_writing(
