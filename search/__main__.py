@@ -161,8 +161,8 @@ def _add_storage(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--storage",
         default=DEFAULT_STORAGE,
-        help=f"sqlite:///FILE.db, journal:FILE.log (Optuna's Journal storage) or postgresql://USER@HOST/DB "
-        f"(default: {DEFAULT_STORAGE})",
+        help=f"the studies' storage (default: {DEFAULT_STORAGE}): sqlite:///FILE.db, journal:FILE.log "
+        "(Optuna's Journal storage) or postgresql://USER@HOST/DB",
     )
 
 
