@@ -149,7 +149,7 @@ def test_unknown_study_names_the_existing_ones(tmp_path: Path) -> None:
 def test_list_best_export(tmp_path: Path, mnist_dir: Path) -> None:
     assert run_search("random", "--trials", "2", *fast_flags(mnist_dir), cwd=tmp_path).returncode == 0
     proc = run_search("list", cwd=tmp_path)
-    assert "mnist-random" in proc.stdout and "complete" in proc.stdout
+    assert "mnist-random" in proc.stdout and "2 finished, 0 failed" in proc.stdout
     proc = run_search("best", "--study-name", "mnist-random", cwd=tmp_path)
     assert proc.returncode == 0 and "validation accuracy" in proc.stdout
     first = proc.stdout.splitlines()[0]
