@@ -94,8 +94,9 @@ def test_postgresql_gone_mid_run_is_one_line_and_the_study_resumes(
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
     _, err = proc.communicate(timeout=300)
     assert_one_error_then_resume(proc, err, "connect")
-    # Progress (the study line, trial lines, a worker's epoch lines) aside: the error line and the resume line.
-    progress = re.compile(r"^(\[|study |note:|worker \d+: epoch )")
+    # Progress (the study line, trial lines, the workers' start-up, group and epoch lines) aside: the error
+    # line and the resume line.
+    progress = re.compile(r"^(\[|study |note:|starting \d+ worker processes|worker \d+: )")
     other = [line for line in err.splitlines() if not progress.match(line)]
     assert len(other) == 2, err
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
