@@ -292,9 +292,11 @@ def test_a_network_whose_points_are_all_done_leaves_the_group(splits, monkeypatc
     sizes: list[int] = []
     run = EpochSteps.run
 
-    def counted(self: EpochSteps, perm: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def counted(
+        self: EpochSteps, perm: torch.Tensor, lr: torch.Tensor, on_steps: object = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         sizes.append(self.stack.k)
-        return run(self, perm, lr)
+        return run(self, perm, lr, on_steps)
 
     monkeypatch.setattr(EpochSteps, "run", counted)
     base = TrainConfig(hidden_layers=1, hidden_units=16, batch_size=50, device="cpu")
