@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -18,6 +19,7 @@ from trainer.checkpoint import Checkpoint, CheckpointError
 from trainer.config import TrainConfig
 from trainer.data import Splits
 from trainer.errors import UsageError
+from trainer.interrupts import held_interrupts
 from trainer.model import CLASSES, LossFn, build_model
 from trainer.optim import FlatOptimizer
 from trainer.stack import StackedMLP, loss_kind, member_order
@@ -180,9 +182,13 @@ def train_together(
     for epoch in range(first, max(c.epochs for c in configs) + 1):
         if run.finished():
             break
-        _epoch(run, epoch, None if on_steps is None else functools.partial(on_steps, epoch))
-        if checkpoint is not None:
-            checkpoint.save(_snapshot(epoch, run))
+        figures, seconds = _epoch(run, epoch, None if on_steps is None else functools.partial(on_steps, epoch))
+        # An interrupt once the epoch is trained waits until it is told and saved: a Ctrl-C at
+        # its progress line keeps the epoch (the checkpoint holds it) instead of training it again.
+        with held_interrupts() if checkpoint is not None else contextlib.nullcontext():
+            _tell(run, epoch, figures, seconds)
+            if checkpoint is not None:
+                checkpoint.save(_snapshot(epoch, run))
     if checkpoint is not None:
         checkpoint.clear()
     return [r for r in run.results if r is not None]
@@ -223,8 +229,8 @@ def _start(
     return run
 
 
-def _epoch(run: _Run, epoch: int, on_steps: StepsCallback | None = None) -> None:
-    """Train and evaluate every network still needed for ``epoch``, and tell each configuration still running."""
+def _epoch(run: _Run, epoch: int, on_steps: StepsCallback | None = None) -> tuple[list[list[float]], float]:
+    """Train and evaluate every network still needed for ``epoch``: its figures [6, K] and seconds, for ``_tell``."""
     run.narrow()
     stack, splits, onehot, epoch_start = run.stack, run.splits, run.onehot, time.perf_counter()
     # StepLR: the rate depends on the epoch index alone.
@@ -239,7 +245,7 @@ def _epoch(run: _Run, epoch: int, on_steps: StepsCallback | None = None) -> None
         test_loss, test_acc = stack.evaluate(splits.test_x, splits.test_y, onehot["test"], EVAL_BATCH)
     # One host synchronisation per epoch, for all networks.
     figures = torch.stack([train_loss, train_acc, val_loss, val_acc, test_loss, test_acc]).tolist()
-    _tell(run, epoch, figures, time.perf_counter() - epoch_start)
+    return figures, time.perf_counter() - epoch_start
 
 
 def _tell(run: _Run, epoch: int, figures: list[list[float]], seconds: float) -> None:

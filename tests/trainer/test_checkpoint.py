@@ -44,6 +44,26 @@ def test_an_interrupted_group_resumes_from_its_checkpoint_bit_for_bit(splits: Sp
     assert not checkpoint.path.exists()  # a finished run leaves nothing to resume
 
 
+def test_a_ctrl_c_at_an_epochs_report_keeps_that_epoch(splits: Splits, tmp_path: Path) -> None:
+    """A Ctrl-C typed when an epoch's progress line shows (its callback runs) waits for the save:
+    the rerun resumes after that epoch, bit for bit, instead of training it again."""
+    base = TrainConfig(hidden_layers=2, hidden_units=20, batch_size=30, epochs=3, device="cpu")
+    configs = [base.replace(seed=s) for s in (1, 2)]
+    whole = train_together(configs, splits)
+
+    def ctrl_c_at_epoch_2(record: EpochRecord) -> None:
+        if record.epoch == 2:
+            signal.raise_signal(signal.SIGINT)
+
+    checkpoint = Checkpoint(tmp_path / "group.pt")
+    with pytest.raises(KeyboardInterrupt):
+        train_together(configs, splits, [ctrl_c_at_epoch_2, None], checkpoint=checkpoint)
+    assert checkpoint.load()["epoch"] == 2  # was 1: the interrupt came before the save
+    resumed = train_together(configs, splits, checkpoint=checkpoint)
+    for a, b in zip(whole, resumed, strict=True):
+        assert [_figures(r) for r in a.history] == [_figures(r) for r in b.history]
+
+
 def test_a_checkpoint_of_other_configurations_is_refused(splits: Splits, tmp_path: Path) -> None:
     config = TrainConfig(hidden_units=16, batch_size=50, epochs=1, device="cpu")
     checkpoint = Checkpoint(tmp_path / "group.pt")
