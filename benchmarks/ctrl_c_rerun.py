@@ -30,7 +30,7 @@ import optuna
 from search import records
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-EPOCH_LINE = re.compile(r": epoch \d+/\d+ of ")
+EPOCH_LINE = re.compile(r": epoch \d+/\d+ of [^,]+, \d+ networks?, ")  # its end: no "batch i/n"
 
 
 def _command(storage: str, args: argparse.Namespace) -> list[str]:

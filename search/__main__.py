@@ -119,9 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--study-name", type=study_name, default=None, help=ONLY_STUDY)
     sub.add_argument("--out", default=None, help="output file (default: reports/STUDY.html)")
     text = ANALYSES["effects"]
-    sub = commands.add_parser(
-        "effects", help=text.replace("%", "%%"), description=text, formatter_class=HelpFormatter
-    )
+    sub = commands.add_parser("effects", help=text.replace("%", "%%"), description=text, formatter_class=HelpFormatter)
     _add_storage(sub)
     sub.add_argument("--study-name", type=study_name, default=None, help=ONLY_STUDY)
     sub.add_argument("--format", choices=("table", "json", "csv"), default="table", help="what to print")
@@ -134,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         "20 images in 10,000)",
     )
     sub.add_argument("--explain", action="store_true", help="print the method's long form after the tables")
+    sub.add_argument(
+        "--effect-of",
+        metavar="PARAM",
+        default=None,
+        help="a grid's: PARAM's effect within each value of every other varied parameter, with simultaneous "
+        "intervals and verdicts (does depth help at another learning rate?)",
+    )
     sub = add("best", READERS["best"])
     _add_storage(sub)
     sub.add_argument("--study-name", type=study_name, default=None, help=ONLY_STUDY)
@@ -287,7 +292,9 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "report":
         return app.report(args.storage, args.study_name, args.out)
     if args.command == "effects":
-        return app.effects(args.storage, args.study_name, args.format, args.seed, args.margin, args.explain)
+        return app.effects(
+            args.storage, args.study_name, args.format, args.seed, args.margin, args.explain, args.effect_of
+        )
     if args.command == "best":
         return app.best(args.storage, args.study_name, args.artifacts)
     if args.command == "bench":

@@ -325,12 +325,19 @@ def report(storage_url: str, study_name: str | None, out: str | None) -> int:
 
 
 def effects(
-    storage_url: str, study_name: str | None, fmt: str, seed: int, margin: float | None = None, explain: bool = False
+    storage_url: str,
+    study_name: str | None,
+    fmt: str,
+    seed: int,
+    margin: float | None = None,
+    explain: bool = False,
+    effect_of: str | None = None,
 ) -> int:
     """Print which choices matter in the study, with intervals and verdicts, as a table, JSON or CSV.
 
     ``margin``: the equivalence margin of the verdicts (None: ``verdicts.MARGIN``); ``explain``:
-    the method's long form after the table.
+    the method's long form after the table; ``effect_of``: that parameter's effect within each
+    value of the others (a grid's).
     """
     import numpy as np
 
@@ -346,7 +353,7 @@ def effects(
         # Infinite or NaN values (a foreign study's) make numpy warn; the output says what became of them.
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            found = gather_effects(study, seed, MARGIN if margin is None else margin)
+            found = gather_effects(study, seed, MARGIN if margin is None else margin, effect_of)
     except ValueError as e:
         raise StudyError(str(e)) from e
     fronts, costs = study_fronts(study), oat_cost_changes(study)
@@ -397,9 +404,7 @@ def _front(study: optuna.Study, folder: Path) -> int:
     )
     shown = {"parameters": "{:,.0f}", "training seconds": "{:.2f} s"}
     for t in front:
-        objectives = ", ".join(
-            f"{n} {shown.get(n, '{:.4f}').format(v)}" for n, v in zip(names, t.values, strict=True)
-        )
+        objectives = ", ".join(f"{n} {shown.get(n, '{:.4f}').format(v)}" for n, v in zip(names, t.values, strict=True))
         print(f"\n{objectives}")
         _print_trial(t, folder)
     return 0

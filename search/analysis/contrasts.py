@@ -14,6 +14,12 @@
   is description only, with no interval.
 - oat: none (the oat changes are the contrasts).
 
+On a grid, ``given`` asks whether one parameter's effect depends on the others (``effects
+--effect-of P``): each level of P against its reference, matched as above but only over the
+points where another varied parameter holds one value, for every value of every other
+parameter; the intervals are simultaneous over those contrasts, and each gets a verdict as
+an oat change does (``verdicts.decide``: matters beyond the margin, negligible inside it, ...).
+
 The reference level is the project's baseline value (``TrainConfig()``) when a level
 holds it, else the first level.
 """
@@ -29,7 +35,7 @@ from scipy import stats
 from search import records
 from search.analysis.sampling import ImageNoise
 from search.analysis.table import TrialTable
-from search.analysis.verdicts import MIN_SEEDS, TOLERANCE, Estimate, failed_seeds, simultaneous
+from search.analysis.verdicts import MIN_SEEDS, TOLERANCE, UNDETERMINED, Estimate, decide, failed_seeds, simultaneous
 from trainer.config import TrainConfig
 
 CONFIDENCE = 0.95
@@ -83,6 +89,49 @@ def contrasts(
     for key, est in family.items():
         low, high = est.interval(simultaneous(len(family)))
         out[key] = out[key]._replace(low=low, high=high)
+    return out
+
+
+class Given(NamedTuple):
+    """One level of a parameter against its reference where another parameter holds one value."""
+
+    given: str  # the other parameter
+    given_value: str
+    parameter: str
+    value: str
+    reference: str
+    pairs: int
+    change: float | None
+    low: float | None  # the simultaneous interval (None: no interval, fewer than 3 seeds or no spread)
+    high: float | None
+    verdict: str
+
+
+def given(
+    table: TrialTable, trials: list[FrozenTrial], param: str, margin: float, noise: ImageNoise | None = None
+) -> list[Given]:
+    """``param``'s matched contrasts within each value of every other parameter (see the module), decided."""
+    seeds = seed_matrix(trials)
+    ref = reference_level(table, param)
+    label = table.levels[param].labels[ref]
+    found: list[tuple[Given, Estimate | None]] = []
+    for q in (q for q in table.params if q != param):
+        for at, value in enumerate(table.levels[q].labels):
+            keep = table.codes[q] == at
+            part = TrialTable(table.params, table.levels, {p: c[keep] for p, c in table.codes.items()},
+                              table.values[keep])  # fmt: skip
+            for level in (lv for lv in range(len(table.levels[param].labels)) if lv != ref):
+                c, est = _matched(part, param, level, ref, None if seeds is None else seeds[keep], label, noise)
+                row = Given(q, value, param, table.levels[param].labels[level], label, c.pairs, c.contrast,
+                            None, None, UNDETERMINED)  # fmt: skip
+                found.append((row, est))
+    m = sum(est is not None for _, est in found)
+    out = []
+    for row, est in found:
+        if est is not None:
+            verdict, low, high = decide(est, m, margin)
+            row = row._replace(low=low, high=high, verdict=verdict)
+        out.append(row)
     return out
 
 

@@ -37,7 +37,7 @@ from search.analysis.anova import (
     optuna_importances,
     pair_tests,
 )
-from search.analysis.contrasts import CONFIDENCE, contrasts, seed_matrix
+from search.analysis.contrasts import CONFIDENCE, Given, contrasts, given, seed_matrix
 from search.analysis.contrasts import method as contrast_method
 from search.analysis.oat import TEST_ATTR, FailedSeed, OatChange, oat_family
 from search.analysis.oat import method as oat_method
@@ -100,13 +100,16 @@ class Effects(NamedTuple):
     anova_above_chance: dict[str, float]  # the same over the grid points above chance
     failures: list[Failures]
     notes: list[str]
+    given: tuple[Given, ...] = ()  # ``effect_of``'s contrasts within each value of the others (a grid's)
 
 
-def gather_effects(study: optuna.Study, seed: int = 0, margin: float = MARGIN) -> Effects:
-    """Everything ``effects`` reports on ``study``; resampling is seeded with ``seed``.
+def gather_effects(study: optuna.Study, seed: int = 0, margin: float = MARGIN, effect_of: str | None = None) -> Effects:
+    """Everything ``effects`` reports on ``study``; resampling is seeded with ``seed``; with ``effect_of``,
+    that parameter's effect within each value of every other varied one (``contrasts.given``).
 
     Raises:
-        UsageError: the study has no complete trial, or ``margin`` is not positive (a ``ValueError``).
+        UsageError: the study has no complete trial, ``margin`` is not positive, or ``effect_of`` is not
+            a varied parameter of a grid study (a ``ValueError``).
     """
     if not 0 < margin < MAX_MARGIN:
         raise UsageError(f"the margin must be above 0 and below {MAX_MARGIN}, but got {margin}")
@@ -117,6 +120,10 @@ def gather_effects(study: optuna.Study, seed: int = 0, margin: float = MARGIN) -
     whole = trial_table(complete, diverged)
     rows = [t for t in complete if all(p in t.params for p in whole.params)]  # the table's trials, in order
     table, fixed = held_fixed(whole)
+    if effect_of is not None and (kind != "grid" or effect_of not in table.params or len(table.params) < 2):
+        varied = ", ".join(table.params) if kind == "grid" else f"none: study {study.study_name!r} is of kind {kind}"
+        raise UsageError(f"--effect-of {effect_of}: it needs a parameter that a grid study varies beside "
+                         f"another (varied here: {varied})")  # fmt: skip
     seeds = max(len(records.seed_values(t)) for t in complete)
     notes = [f"{p}: {lv.binning}" for p, lv in table.levels.items() if lv.binned]
     baseline = oat_baseline(study)
@@ -170,6 +177,7 @@ def gather_effects(study: optuna.Study, seed: int = 0, margin: float = MARGIN) -
         anova_above_chance=above,
         failures=failures(table, complete + diverged),
         notes=notes,
+        given=tuple(given(table, rows, effect_of, margin, noise)) if effect_of else (),
     )
 
 

@@ -70,8 +70,7 @@ def to_json(e: Effects) -> dict[str, Any]:
             "oat": [r._asdict() for r in e.oat],
             "failed_seeds": [f._asdict() for f in e.failed_seeds],
             "interaction_tests": [
-                {"parameters": list(t.parameters), "share": t.share, "p": t.p, "verdict": t.verdict,
-                 "method": t.method}
+                {"parameters": list(t.parameters), "share": t.share, "p": t.p, "verdict": t.verdict, "method": t.method}
                 for t in e.interaction_tests
             ],  # fmt: skip
             "interactions": [
@@ -91,6 +90,7 @@ def to_json(e: Effects) -> dict[str, Any]:
             "anova_above_chance": e.anova_above_chance,
             "at_chance": {"threshold": CHANCE, **_failure_totals(e), "per_value": [r._asdict() for r in e.failures]},
             "notes": e.notes,
+            "given": [g._asdict() for g in e.given],
         }
     )
 
@@ -128,6 +128,10 @@ def csv_rows(e: Effects, extra: list[dict[str, Any]] = ()) -> list[dict[str, Any
                      "p_adjusted": t.p, "verdict": t.verdict})  # fmt: skip
     for name, shares in {**e.importance, **({"exact_anova": e.exact_anova} if e.exact_anova else {})}.items():
         rows += [{"section": name, "parameter": p, "share": s} for p, s in shares.items()]
+    for g in e.given:
+        rows.append({"section": f"given {g.given}={g.given_value}", "parameter": g.parameter, "value": g.value,
+                     "reference": g.reference, "n": g.pairs, "change": g.change, "adjusted_low": g.low,
+                     "adjusted_high": g.high, "verdict": g.verdict})  # fmt: skip
     for f in e.failures:
         rows.append({"section": "failures", "parameter": f.parameter, "value": f.value, "n": f.n,
                      "at_chance": f.at_chance, "diverged": f.diverged})  # fmt: skip
@@ -190,6 +194,20 @@ def _main_table(e: Effects) -> Table:
     return Table(title, header, rows, "main", caption)
 
 
+def _given_table(e: Effects) -> Table:
+    first = e.given[0]
+    m = sum(g.low is not None for g in e.given)
+    return Table(
+        f"{first.parameter} within each value of the others: each value against {first.reference}, over the "
+        "matched pairs there",
+        ["given", "value", first.parameter, "pairs", "change", "simultaneous", "verdict"],
+        [[g.given, g.given_value, g.value, str(g.pairs), _num(g.change, sign=True),
+          _interval(g.low, g.high, sign=True), g.verdict] for g in e.given],
+        caption=f"m = {m} contrasts, margin +-{e.margin:.4f}; Bonferroni intervals: t over seeds + validation-image "
+        "noise; matters: beyond +-margin; negligible: TOST inside it; nonzero: excludes 0, not beyond",
+    )  # fmt: skip
+
+
 def _replicates(value: bool | None) -> str:
     return "-" if value is None else ("yes" if value else "no")
 
@@ -243,9 +261,11 @@ def tables(e: Effects) -> list[Table]:
             f"Interaction {a} x {b}: {i.share:.1%} of the variance beyond every main effect (p = {_p(i.p)}; medians)",
             [f"{a} \\ {b}", *i.columns],
             [[r, *[_num(m) for m in ms]] for r, ms in zip(i.rows, i.medians, strict=True)],
-            caption=f"p: {i.method}",
+            caption="" if e.interaction_tests else f"p: {i.method}",  # said once, under the tests' table
             names=1,
         ))  # fmt: skip
+    if e.given:
+        out.append(_given_table(e))
     if e.importance or e.exact_anova:
         columns = {**{IMPORTANCE_NAMES.get(k, k): v for k, v in e.importance.items()}}
         if e.exact_anova:

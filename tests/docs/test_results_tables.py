@@ -53,3 +53,17 @@ def test_a_documented_table_is_what_its_command_prints(doc: str, command: str, t
     assert done.returncode == 0, done.stderr
     # A document may show one part of a long printout: that part, line for line, in one piece.
     assert table.rstrip("\n") in done.stdout, f"{doc}: the table under `{command}` is stale"
+
+
+def test_the_readmes_answers_are_the_documented_tables_figures() -> None:
+    """The README's "What it finds" quotes the tables by hand: every change and interval in its
+    tables' rows appears in a table of docs/results.md, which the test above recomputes from the logs."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## What it finds", 1)[1].split("\n## ", 1)[0]
+    tables = "".join(table for doc, _, table in _tables() if doc == "results.md")
+    rows = "\n".join(line for line in section.splitlines() if line.startswith("|"))
+    quoted = re.findall(r"[+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]", rows)
+    assert quoted, "the README's answers give no interval"
+    for figure in quoted:
+        change, interval = figure.split(" ", 1)
+        assert re.search(rf"{re.escape(change)}\s+{re.escape(interval)}", tables), f"README: {figure} is in no table"

@@ -136,3 +136,37 @@ def test_a_factorial_missing_a_point_is_incomplete_out_of_its_own_grid() -> None
     e = gather_effects(factorial(skip=4))
     assert e.exact_anova == {}
     assert "the grid is not complete (1 of 27 points have no complete trial): no exact ANOVA" in e.notes
+
+
+def test_effect_of_depth_within_each_value_of_the_others_shows_where_it_depends_on_them() -> None:
+    """5 layers lose 0.04 on average, 0.06 with sigmoid and 0.02 with relu: the overall contrast hides
+    what ``--effect-of hidden_layers`` shows per activation, each with its simultaneous interval and verdict."""
+    e = gather_effects(factorial(), effect_of="hidden_layers")
+    assert len(e.given) == 2 * 3 * 2  # activation and learning rate, three values each; 3 and 5 layers
+    rows = {(g.given, g.given_value, g.value): g for g in e.given}
+    for activation, truth in (("sigmoid", -0.06), ("relu", -0.02), ("tanh", -0.04)):
+        g = rows["activation", activation, "5"]
+        assert g.reference == "1" and g.pairs == 3
+        assert g.low < truth < g.high and abs(g.change - truth) < 0.005
+        assert g.verdict == "matters"
+    assert all(g.low is not None and g.low < g.high for g in e.given)
+    for lr in ("0.1", "1", "10"):  # 3 layers lose 0.01 whatever the learning rate
+        g = rows["learning_rate", lr, "3"]
+        assert g.low < -0.01 < g.high and g.verdict != "negligible", g  # three seeds: too few to say more
+    text = to_text(e)
+    assert "hidden_layers within each value of the others" in text and "m = 12 contrasts" in text
+    assert max(len(line) for line in text.splitlines()) <= 120
+    assert len(to_json(e)["given"]) == 12
+    assert sum(r["section"].startswith("given ") for r in csv_rows(e)) == 12
+    assert gather_effects(factorial()).given == ()  # only when asked
+
+
+def test_effect_of_a_fixed_or_unknown_parameter_is_refused_in_one_line() -> None:
+    for name in ("hidden_units", "depth"):  # held fixed by the factorial; not a parameter
+        try:
+            gather_effects(factorial(), effect_of=name)
+        except ValueError as e:
+            assert f"--effect-of {name}" in str(e) and "hidden_layers, activation, learning_rate" in str(e)
+            assert "\n" not in str(e)
+        else:
+            raise AssertionError(f"--effect-of {name} was accepted")
