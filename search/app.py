@@ -389,7 +389,7 @@ def best(storage_url: str, study_name: str | None, artifacts: str | None = None)
     summary = summarize(study)
     if summary.best is None:
         raise StudyError(f"study {summary.name!r} has no complete trial yet")
-    _print_trial(summary.best, artifact_dir(storage_url, artifacts))
+    _print_trial(summary.best, artifact_dir(storage_url, artifacts), study.user_attrs)
     return 0
 
 
@@ -406,20 +406,24 @@ def _front(study: optuna.Study, folder: Path) -> int:
     for t in front:
         objectives = ", ".join(f"{n} {shown.get(n, '{:.4f}').format(v)}" for n, v in zip(names, t.values, strict=True))
         print(f"\n{objectives}")
-        _print_trial(t, folder)
+        _print_trial(t, folder, study.user_attrs)
     return 0
 
 
-def _print_trial(t: optuna.trial.FrozenTrial, folder: Path) -> None:
+def _print_trial(t: optuna.trial.FrozenTrial, folder: Path, study_attrs: dict[str, Any]) -> None:
     print(best_line(t))
     for k, v in t.params.items():
         print(f"  {k} = {v}")
     if records.MODEL_ARTIFACT in t.user_attrs:
         artifact_id = t.user_attrs[records.MODEL_ARTIFACT]
-        print(
-            f"  model artifact: {artifact_id}, file {folder / artifact_id} "
-            "(a state dict; torch.load(path, weights_only=True))"
-        )
+        if (folder / artifact_id).is_file():
+            print(f"  model artifact: {artifact_id}, file {folder / artifact_id} "
+                  "(a state dict; torch.load(path, weights_only=True))")  # fmt: skip
+        else:
+            print(
+                f"  model artifact: {artifact_id}, not in {folder} (a log keeps no models: the next line retrains it)"
+            )
+    print(f"  retrain it: {records.trainer_command(t, study_attrs)} --data-dir DIR")
 
 
 def list_studies(storage_url: str) -> int:

@@ -32,7 +32,8 @@ share is a fraction of what it would cost alone, so costs compare by ``network_s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import astuple, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,20 @@ ASK_SECONDS = "ask_seconds"  # user attr of a sampler's trial: how long the samp
 STUDY_TOKEN = "token"  # study user attr: random, written once at creation (whose checkpoints these are)
 FIXED_PARAMS = "fixed_params"  # Optuna's system attr holding an enqueued trial's parameters
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts against a study's budget
+TRAINER_FLAGS = {
+    "hidden_layers": "--hidden-layers",
+    "hidden_units": "--hidden-units",
+    "activation": "--activation",
+    "loss": "--loss",
+    "learning_rate": "--lr",
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "optimizer": "--optimizer",
+    "dropout": "--dropout",
+    "weight_decay": "--weight-decay",
+    "l1": "--l1",
+}
+DATA_FLAGS = {"limit_train": "--limit-train", "validation": "--validation", "limit_test": "--limit-test"}
 
 History = list[dict[str, float]]
 
@@ -122,6 +137,21 @@ def seed_values(trial: optuna.trial.FrozenTrial) -> list[float]:
     if values is not None:
         return [float(v) if v is not None else float("nan") for v in values]
     return [float(trial.value)] if trial.value is not None else []
+
+
+def trainer_command(trial: FrozenTrial, study_attrs: Mapping[str, Any]) -> str:
+    """The ``python -m trainer`` command that trains ``trial``'s point under its seeds, on its study's
+    data sizes (``study_attrs``), at one thread: on the same kind of CPU, its numbers to the last bit."""
+    args = ["python", "-m", "trainer"]
+    for name, value in trial.params.items():
+        if name in TRAINER_FLAGS:
+            args += [TRAINER_FLAGS[name], str(value)]
+    seeds = trial.user_attrs.get("seeds") or [1]
+    args += ["--seed", str(seeds[0])] + (["--seeds", str(len(seeds))] if len(seeds) > 1 else [])
+    for name, flag in DATA_FLAGS.items():
+        if study_attrs.get(name) is not None:
+            args += [flag, str(study_attrs[name])]
+    return shlex.join([*args, "--threads", "1"])
 
 
 def cost_seconds(trial: FrozenTrial) -> float | None:

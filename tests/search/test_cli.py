@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -202,3 +204,24 @@ def test_without_a_name_two_studies_are_named_in_one_line(tmp_path: Path) -> Non
     for command in ("best", "export", "effects", "report"):
         extra = ["--out", "-"] if command == "export" else []
         one_line_error(run_search(command, "--storage", storage, *extra, cwd=tmp_path), "first, second")
+
+
+def test_best_prints_the_trainer_command_that_gives_the_trials_numbers(tmp_path: Path, mnist_dir: Path) -> None:
+    """Every stored value is reproducible: ``best`` names the ``python -m trainer`` flags (its seeds and the
+    study's data sizes included) whose run gives the trial's seeds' accuracies to the last bit."""
+    flags = fast_flags(mnist_dir)
+    proc = run_search("grid", "--trials", "3", "--seeds", "2", "--max-epochs", "2", "--workers", "1", *flags,
+                      cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    proc = run_search("best", "--study-name", "mnist-grid", cwd=tmp_path)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("  retrain it: "))
+    argv = shlex.split(line.removeprefix("  retrain it: "))
+    assert argv[:3] == ["python", "-m", "trainer"] and argv[-2:] == ["--data-dir", "DIR"]
+    assert "--seeds" in argv and "--limit-train" in argv and "--validation" in argv
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, *argv[1:-1], str(mnist_dir), "--no-download", "--json"],
+                         capture_output=True, text=True, env=env, check=True)  # fmt: skip
+    retrained = [r["val_accuracy"] for r in json.loads(run.stdout)["runs"]]
+    study = optuna.load_study(study_name="mnist-grid", storage=f"sqlite:///{tmp_path / 'studies.db'}")
+    best = study.best_trial
+    assert retrained == best.user_attrs["seed_values"]
