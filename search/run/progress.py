@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # one worker's) for what a start is busy with.
 Event = dict[str, Any]
 Emit = Callable[[Event], None]
-PLAIN_SECONDS = 10.0  # off a terminal, at most one epoch line per worker this often
+PLAIN_SECONDS = 10.0  # off a terminal, at most one line within an epoch per worker this often
 ETA_SMOOTHING = 0.3  # each new estimate moves the shown ETA this share of the way from its countdown
 
 
@@ -73,8 +73,8 @@ class Progress:
     """Finished trials against the budget, the best value so far, the running groups' epochs and the ETA.
 
     On a terminal a live bar; in a log, the ``[n/total]`` on each trial's line says the
-    same, and a plain line per worker at most every ``PLAIN_SECONDS`` (after an epoch or
-    within one) shows that long runs are moving. The ETA is this run's pace over the time
+    same, and a plain line per worker at each epoch's end, and within an epoch at most every
+    ``PLAIN_SECONDS``, shows that long runs are moving. The ETA is this run's pace over the time
     since its first group started training (not the start-up before), less what a
     checkpoint restored. With ``work``, the cost of what the study has left
     (``search.run.cost``: networks x steps x each shape's step cost), the pace is of cost
@@ -158,7 +158,8 @@ class Progress:
         self.epoch_text = format_epoch(event)
         if self.bar.disable:
             now = time.monotonic()
-            if now - self._printed.get(worker, -PLAIN_SECONDS) >= PLAIN_SECONDS:
+            # An epoch's end is always said (a Ctrl-C there keeps the epoch); lines within one, at most this often.
+            if not share or now - self._printed.get(worker, -PLAIN_SECONDS) >= PLAIN_SECONDS:
                 self._printed[worker] = now
                 eta = self.eta()
                 left = f", study ~{format_seconds(eta)} left" if eta is not None else ""
