@@ -145,8 +145,10 @@ def test_a_group_is_said_as_it_starts_and_within_its_epochs(monkeypatch: pytest.
     )
     now[0] = 15.0
     progress(group(e=1))  # the epoch's end, 5 s after the last line: said all the same
-    assert out.getvalue().splitlines()[-1].startswith(
-        "worker 0: epoch 1/3 of trials 0-26, 18 networks, 738,007 network-images/s, study ~"
+    assert (
+        out.getvalue()
+        .splitlines()[-1]
+        .startswith("worker 0: epoch 1/3 of trials 0-26, 18 networks, 738,007 network-images/s, study ~")
     )
     now[0] = 18.0
     progress(group(e=1, share=0.1))  # within the next epoch, 3 s after the last line: on the bar only
