@@ -119,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--study-name", type=study_name, default=None, help=ONLY_STUDY)
     sub.add_argument("--out", default=None, help="output file (default: reports/STUDY.html)")
     text = ANALYSES["effects"]
-    sub = commands.add_parser("effects", help=text.replace("%", "%%"), description=text, formatter_class=HelpFormatter)
+    sub = commands.add_parser(
+        "effects", help=text.replace("%", "%%"), description=text, formatter_class=HelpFormatter
+    )
     _add_storage(sub)
     sub.add_argument("--study-name", type=study_name, default=None, help=ONLY_STUDY)
     sub.add_argument("--format", choices=("table", "json", "csv"), default="table", help="what to print")

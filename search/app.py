@@ -404,7 +404,9 @@ def _front(study: optuna.Study, folder: Path) -> int:
     )
     shown = {"parameters": "{:,.0f}", "training seconds": "{:.2f} s"}
     for t in front:
-        objectives = ", ".join(f"{n} {shown.get(n, '{:.4f}').format(v)}" for n, v in zip(names, t.values, strict=True))
+        objectives = ", ".join(
+            f"{n} {shown.get(n, '{:.4f}').format(v)}" for n, v in zip(names, t.values, strict=True)
+        )
         print(f"\n{objectives}")
         _print_trial(t, folder, study.user_attrs)
     return 0

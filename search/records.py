@@ -151,6 +151,8 @@ def trainer_command(trial: FrozenTrial, study_attrs: Mapping[str, Any]) -> str:
     for name, flag in DATA_FLAGS.items():
         if study_attrs.get(name) is not None:
             args += [flag, str(study_attrs[name])]
+    if trial.user_attrs.get("device"):  # where it trained: on a machine with a GPU, auto would take it
+        args += ["--device", str(trial.user_attrs["device"])]
     return shlex.join([*args, "--threads", "1"])
 
 

@@ -38,10 +38,8 @@ PERMUTATIONS = 999
 MIN_PER_CELL = 2  # fewer trials per filled cell on average, and the cells would only fit the noise
 
 
-F_TEST, FREEDMAN_LANE = (
-    "F test against the seeds' replicate error, Holm over pairs",
-    ("Freedman-Lane permutation of the additive residuals, largest statistic over pairs"),
-)
+F_TEST, FREEDMAN_LANE = "F test against the seeds' replicate error, Holm over pairs", (
+    "Freedman-Lane permutation of the additive residuals, largest statistic over pairs")
 
 
 INTERACTS, NOT_SHOWN = "interacts", "not shown"  # a pair's verdict: its family-wise p below ALPHA, or not

@@ -20,11 +20,7 @@ from search.analysis.verdicts import IDENTICAL, MARGIN, MATTERS, NEGLIGIBLE, NON
 POINT_COLOR = "rgba(31, 119, 180, 0.55)"
 MEAN_COLOR = "#d62728"
 VERDICT_COLORS = {
-    MATTERS: "#d62728",
-    NONZERO: "#ff7f0e",
-    NEGLIGIBLE: "#2ca02c",
-    UNDETERMINED: "#7f7f7f",
-    IDENTICAL: "#1f77b4",
+    MATTERS: "#d62728", NONZERO: "#ff7f0e", NEGLIGIBLE: "#2ca02c", UNDETERMINED: "#7f7f7f", IDENTICAL: "#1f77b4"
 }
 TEMPLATE = "plotly_white"
 

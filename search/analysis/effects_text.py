@@ -70,7 +70,8 @@ def to_json(e: Effects) -> dict[str, Any]:
             "oat": [r._asdict() for r in e.oat],
             "failed_seeds": [f._asdict() for f in e.failed_seeds],
             "interaction_tests": [
-                {"parameters": list(t.parameters), "share": t.share, "p": t.p, "verdict": t.verdict, "method": t.method}
+                {"parameters": list(t.parameters), "share": t.share, "p": t.p, "verdict": t.verdict,
+                 "method": t.method}
                 for t in e.interaction_tests
             ],  # fmt: skip
             "interactions": [

@@ -84,6 +84,7 @@ def fronts_text(fronts: dict[str, list[FrontPoint]]) -> str:
     return "\n\n".join(blocks) + ("\n" + "\n".join(wrapped(note)) if "seconds" in fronts else "")
 
 
+
 def fronts_json(fronts: dict[str, list[FrontPoint]]) -> dict[str, list[dict[str, Any]]]:
     return {cost: [p._asdict() for p in front] for cost, front in fronts.items()}
 
@@ -122,7 +123,8 @@ def oat_cost_changes(study: optuna.Study) -> list[CostChange]:
 
 def cost_changes_text(changes: list[CostChange]) -> str:
     lines = [
-        "One at a time: change in cost from the baseline (parameters exact; seconds as if trained alone, per network)"
+        "One at a time: change in cost from the baseline "
+        "(parameters exact; seconds as if trained alone, per network)"
     ]
     lines.append(f"{'parameter':<14} {'value':<14} {'parameters':>12} {'seconds':>9}")
     for c in changes:

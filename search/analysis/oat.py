@@ -150,13 +150,9 @@ def oat_family(complete: list[FrozenTrial], baseline: dict[str, Any], margin: fl
         est, why = _estimate(a.val[keep_a], b.val[keep_b], paired)
         if identical:
             same_test = (a.test is None and b.test is None) or (
-                a.test is not None and b.test is not None and np.array_equal(a.test, b.test, equal_nan=True)
-            )
-            est, why = (
-                (None, "")
-                if same_test
-                else (None, "every seed's validation accuracy is the baseline's, its test accuracy is not")
-            )
+                a.test is not None and b.test is not None and np.array_equal(a.test, b.test, equal_nan=True))
+            est, why = (None, "") if same_test else (
+                None, "every seed's validation accuracy is the baseline's, its test accuracy is not")
             identical = same_test
         work.append((param, t, a, paired, keep_a, keep_b, est, why, identical, own))
     m = sum(1 for w in work if not w[8])
@@ -223,13 +219,7 @@ def _mean_change(a: _Side, b: _Side, keep_a: np.ndarray, keep_b: np.ndarray) -> 
 
 
 def _replication(
-    a: _Side,
-    b: _Side,
-    keep_a: np.ndarray,
-    keep_b: np.ndarray,
-    paired: bool,
-    noise: ImageNoise | None,
-    m: int,
+    a: _Side, b: _Side, keep_a: np.ndarray, keep_b: np.ndarray, paired: bool, noise: ImageNoise | None, m: int,
     change: float | None,
 ) -> tuple[float | None, float | None, float | None, bool | None]:
     """The change on the test set over the same seeds, its simultaneous interval, and whether it replicates."""

@@ -21,7 +21,9 @@ from search.spec import StudySpec
 from search.storage import MAX_RETRIES, Store, failure_message, open_store
 
 
-def run_workers(spec: StudySpec, emit: Emit, store: Store | None = None, interrupts: Interrupts | None = None) -> None:
+def run_workers(
+    spec: StudySpec, emit: Emit, store: Store | None = None, interrupts: Interrupts | None = None
+) -> None:
     """Run the study's workers: in this process for one (on ``store``, opened here when None), else in
     spawned processes, each opening its own.
 
